@@ -1,0 +1,2 @@
+"""refinery-quaterion."""
+__version__ = "0.1.0"
