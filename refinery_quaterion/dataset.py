@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,10 @@ from torch.utils.data import Dataset
 from refinery_quaterion import _compat  # noqa: F401  (before quaterion)
 from quaterion.dataset import SimilarityGroupSample
 
+from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.text import TextSpec, TextTemplate
 
-__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "atomic_write_text", "records_from"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "records_from"]
 
 
 class LabelMap:
