@@ -10,10 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import Dataset
-
-from refinery_quaterion import _compat  # noqa: F401  (before quaterion)
 from quaterion.dataset import SimilarityGroupSample
+from torch.utils.data import Dataset
 
 from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.text import TextSpec, TextTemplate
