@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.text import TextSpec, TextTemplate
 
-__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "records_from"]
+__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "records_from", "load_records"]
 
 
 class LabelMap:
@@ -233,6 +233,43 @@ def train_val_split(
             )
     train, val = train_test_split(frame, test_size=val_size, random_state=seed, stratify=strata)
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def load_records(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a labeled record table written by ``prepare`` or shipped with the examples.
+
+    Accepts JSON (a list of records, ``orient="records"``), JSON Lines (``.jsonl``) and CSV,
+    each optionally gzip-compressed (``.gz``).
+
+    Args:
+        path: File to read.
+
+    Returns:
+        The records, one row each.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is not a table of records; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    name = path.name.lower().removesuffix(".gz")
+    compression = "gzip" if path.name.lower().endswith(".gz") else None
+    try:
+        if name.endswith(".jsonl"):
+            frame = pd.read_json(path, orient="records", lines=True, compression=compression)
+        elif name.endswith(".json"):
+            frame = pd.read_json(path, orient="records", compression=compression)
+        elif name.endswith(".csv"):
+            frame = pd.read_csv(path, compression=compression)
+        else:
+            raise ValueError(f"{path}: unsupported file type; expected .json, .jsonl or .csv (optionally .gz)")
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a table of records ({err})") from err
+    return frame
 
 
 def records_from(items: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:

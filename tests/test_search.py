@@ -1,0 +1,346 @@
+"""SimilarityIndex on Qdrant local mode (in memory and on disk), with a fake hashing encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("qdrant_client")
+
+import refinery_quaterion.search as search_module  # noqa: E402
+from refinery_quaterion.dataset import LabelMap  # noqa: E402
+from refinery_quaterion.search import SimilarityIndex, SupportsEncode, point_id_for  # noqa: E402
+from refinery_quaterion.text import TextTemplate  # noqa: E402
+
+RECORDS = [
+    {
+        "id": 1,
+        "Title": "Stocks rally",
+        "Description": "Markets climb on strong earnings",
+        "label": "Business",
+    },
+    {"id": 2, "Title": "Cup final", "Description": "Home team wins the cup in extra time", "label": "Sports"},
+    {"id": 3, "Title": "Summit held", "Description": "Leaders meet in Geneva for talks", "label": "World"},
+    {"id": 4, "Title": "Oil prices", "Description": "Crude hits a new yearly high", "label": "Business"},
+    {"id": 5, "Title": "Transfer news", "Description": "Striker signs a record deal", "label": "Sports"},
+    {"id": 6, "Title": "Election day", "Description": "Voters head to the polls", "label": "World"},
+    {"id": 7, "Title": "Merger talks", "Description": "Two banks discuss a merger", "label": "Business"},
+    {"id": 8, "Title": "Marathon record", "Description": "Runner breaks the world best", "label": "Sports"},
+]
+
+
+class HashEncoder:
+    """Deterministic stand-in for the trained model: normalised hashed bag of words."""
+
+    def __init__(self, dim: int = 64, template: str = "{Title}. {Description}"):
+        self.dim = dim
+        self.template = TextTemplate(template)
+        self.label_map = LabelMap(["Business", "Sports", "World"])
+        self.calls = 0
+
+    def encode(
+        self, items: Sequence[Mapping[str, Any] | str], batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        for row, item in enumerate(items):
+            for word in re.findall(r"\w+", self.template(item).lower()):
+                slot = int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim
+                out[row, slot] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+
+def text_of(record: Mapping[str, Any]) -> str:
+    return f"{record['Title']}. {record['Description']}"
+
+
+@pytest.fixture(params=["memory", "disk"])
+def index(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    path = ":memory:" if request.param == "memory" else tmp_path / "index"
+    with SimilarityIndex(HashEncoder(), path=path) as idx:
+        idx.add(RECORDS, progress=False)
+        yield idx
+
+
+def test_fake_encoder_satisfies_protocol() -> None:
+    assert isinstance(HashEncoder(), SupportsEncode)
+
+
+def test_nearest_neighbour_of_own_text_is_itself(index: SimilarityIndex) -> None:
+    assert len(index) == len(RECORDS)
+    for record in RECORDS:
+        for query in (text_of(record), record):
+            hits = index.search(query, k=3)
+            assert len(hits) == 3
+            assert hits[0].record["Title"] == record["Title"]
+            assert hits[0].label == record["label"]
+            assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+            assert hits[0].id == point_id_for(text=text_of(record))
+            assert hits[0].score >= hits[1].score >= hits[2].score
+    assert len(index.search("Stocks rally", k=100)) == len(RECORDS)
+
+
+def test_search_many_matches_search(index: SimilarityIndex) -> None:
+    queries = [text_of(r) for r in RECORDS[:5]] + [RECORDS[5]]
+    batched = index.search_many(queries, k=2, batch_size=4)
+    assert len(batched) == len(queries)
+    for query, hits in zip(queries, batched):
+        single = index.search(query, k=2)
+        assert [h.point_id for h in hits] == [h.point_id for h in single]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in single])
+    assert index.search_many([], k=3) == []
+
+
+def test_label_filter(index: SimilarityIndex) -> None:
+    hits = index.search("Striker wins the cup", k=10, filter_label="Business")
+    assert hits and {h.label for h in hits} == {"Business"}
+    assert len(hits) == 3
+    hits = index.search("Striker wins the cup", k=10, filter_label=["Sports", "World"])
+    assert {h.label for h in hits} == {"Sports", "World"}
+    assert len(hits) == 5
+    many = index.search_many(["markets", "cup"], k=10, filter_label="World")
+    assert all(h.label == "World" for hits in many for h in hits)
+    assert index.count("Sports") == 3
+    assert index.count(["Sports", "World"]) == 5
+
+
+def test_label_filter_errors(index: SimilarityIndex) -> None:
+    with pytest.raises(ValueError, match="unknown label 'Sport'.*Business"):
+        index.search("cup", filter_label="Sport")
+    with pytest.raises(ValueError, match="empty list"):
+        index.search("cup", filter_label=[])
+    with pytest.raises(ValueError, match="non-empty label"):
+        index.search("cup", filter_label=["Sports", ""])
+    with pytest.raises(TypeError, match="filter_label must be"):
+        index.search("cup", filter_label=3)  # type: ignore[arg-type]
+
+
+def test_label_outside_label_map_is_searchable(tmp_path: Any) -> None:
+    with SimilarityIndex(HashEncoder()) as idx:
+        idx.add([{"Title": "Rain", "Description": "Storm ahead", "label": "Weather"}], progress=False)
+        assert [h.label for h in idx.search("storm", filter_label="Weather")] == ["Weather"]
+
+
+def test_readding_replaces_instead_of_duplicating(index: SimilarityIndex) -> None:
+    assert index.add(RECORDS) == len(RECORDS)  # with the default progress bar
+    assert index.add(pd.DataFrame(RECORDS), batch_size=3, progress=False) == len(RECORDS)
+    assert len(index) == len(RECORDS)
+
+
+def test_id_field_ints_and_strings() -> None:
+    records = [dict(r, key=f"doc-{r['id']}") for r in RECORDS]
+    with SimilarityIndex(HashEncoder(), id_field="id") as idx:
+        idx.add(RECORDS, progress=False)
+        changed = dict(RECORDS[0], Description="Markets fall after weak earnings")
+        idx.add([changed], progress=False)
+        assert len(idx) == len(RECORDS)
+        hit = idx.search(text_of(changed), k=1)[0]
+        assert hit.id == 1 and hit.point_id == 1
+        assert hit.record["Description"] == changed["Description"]
+    with SimilarityIndex(HashEncoder(), id_field="key") as idx:
+        idx.add(records, progress=False)
+        idx.add(records[:3], progress=False)
+        assert len(idx) == len(records)
+        hit = idx.search(text_of(records[2]), k=1)[0]
+        assert hit.id == "doc-3"
+        assert hit.point_id == point_id_for(record_id="doc-3")
+        with pytest.raises(ValueError, match=r"record 1 has no 'key'"):
+            idx.add([records[0], {"Title": "x", "Description": "y"}], progress=False)
+    with SimilarityIndex(HashEncoder(), id_field="n") as idx:
+        with pytest.raises(ValueError, match="record 0: record id -1 is negative"):
+            idx.add([{"Title": "a", "Description": "b", "n": -1}], progress=False)
+
+
+def test_duplicate_texts_in_one_call_are_merged_with_warning() -> None:
+    with SimilarityIndex(HashEncoder()) as idx:
+        with pytest.warns(UserWarning, match="1 record.*same text"):
+            assert idx.add(RECORDS + [dict(RECORDS[0], label="World")], progress=False) == len(RECORDS)
+        assert idx.search(text_of(RECORDS[0]), k=1)[0].label == "World"  # the last one wins
+
+
+def test_payload_is_json_safe() -> None:
+    frame = pd.DataFrame(
+        {
+            "Title": ["Alpha", "Beta"],
+            "Description": ["first text", None],
+            "score": [np.float32(0.5), np.nan],
+            "count": np.array([3, 4], dtype=np.int64),
+            "when": pd.to_datetime(["2024-01-02", None]),
+            "label": ["Business", np.nan],
+        }
+    )
+    with SimilarityIndex(HashEncoder()) as idx:
+        assert idx.add(frame, progress=False) == 2
+        alpha = idx.search("Alpha first text", k=1)[0].record
+        beta = idx.search("Beta", k=1)[0]
+    assert alpha == {
+        "Title": "Alpha",
+        "Description": "first text",
+        "score": 0.5,
+        "count": 3,
+        "when": "2024-01-02T00:00:00",
+        "label": "Business",
+    }
+    assert type(alpha["count"]) is int
+    assert beta.label is None
+    assert beta.record["score"] is None and beta.record["when"] is None and beta.record["Description"] is None
+
+
+def test_persistence_reopen(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    queries = ["Striker wins the cup", RECORDS[3]]
+    with SimilarityIndex(HashEncoder(), path=path) as idx:
+        idx.add(RECORDS, progress=False)
+        before = idx.search_many(queries, k=4)
+        with pytest.raises(RuntimeError, match="already open in another client"):
+            SimilarityIndex(HashEncoder(), path=path)
+    assert idx.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        idx.search("cup")
+
+    with SimilarityIndex(HashEncoder(), path=str(path)) as idx:
+        assert len(idx) == len(RECORDS)
+        after = idx.search_many(queries, k=4)
+    reopened = SimilarityIndex.from_path(HashEncoder(), path)
+    try:
+        assert [h.point_id for h in reopened.search(queries[1], k=4)] == [h.point_id for h in before[1]]
+    finally:
+        reopened.close()
+    for old, new in zip(before, after):
+        assert [(h.point_id, h.label, h.record) for h in old] == [
+            (h.point_id, h.label, h.record) for h in new
+        ]
+        assert [h.score for h in old] == pytest.approx([h.score for h in new])
+
+
+def test_from_path_needs_an_existing_index(tmp_path: Any) -> None:
+    with pytest.raises(FileNotFoundError, match="not a similarity index folder"):
+        SimilarityIndex.from_path(HashEncoder(), tmp_path / "nothing")
+    SimilarityIndex(HashEncoder(), path=tmp_path / "idx").close()
+    with pytest.raises(ValueError, match="no collection 'other'.*'refinery'"):
+        SimilarityIndex.from_path(HashEncoder(), tmp_path / "idx", collection="other")
+    # the failed open released the folder lock
+    SimilarityIndex.from_path(HashEncoder(), tmp_path / "idx").close()
+
+
+def test_dim_and_distance_mismatch(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    with SimilarityIndex(HashEncoder(dim=64), path=path) as idx:
+        idx.add(RECORDS[:2], progress=False)
+    with pytest.raises(
+        ValueError, match="holds 64-dimensional vectors, but the encoder makes 32-dimensional"
+    ):
+        SimilarityIndex(HashEncoder(dim=32), path=path)
+    with pytest.raises(ValueError, match="uses distance 'cosine', not 'dot'"):
+        SimilarityIndex(HashEncoder(dim=64), path=path, distance="dot")
+    with pytest.warns(UserWarning, match="template="):
+        SimilarityIndex(HashEncoder(template="{Title}"), path=path).close()
+    # each failed open released the lock; another collection in the same folder can have its own dim
+    with SimilarityIndex(HashEncoder(dim=32), path=path, collection="small") as idx:
+        assert len(idx) == 0
+
+
+def test_missing_qdrant_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "qdrant_client", None)
+    # the module itself imports without qdrant-client ...
+    spec = importlib.util.spec_from_file_location("_search_without_qdrant", search_module.__file__)
+    assert spec and spec.loader
+    fresh = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, fresh)
+    spec.loader.exec_module(fresh)
+    # ... and only building an index asks for it, naming the extra
+    for cls in (fresh.SimilarityIndex, SimilarityIndex):
+        with pytest.raises(ImportError, match=r'pip install "refinery-quaterion\[search\]"'):
+            cls(HashEncoder())
+
+
+def test_query_and_k_errors(index: SimilarityIndex) -> None:
+    with pytest.raises(ValueError, match="empty query"):
+        index.search("")
+    with pytest.raises(ValueError, match="empty query"):
+        index.search("   ")
+    with pytest.raises(ValueError, match="empty query record"):
+        index.search({"Title": None, "Description": None})
+    with pytest.raises(TypeError, match="a query must be a text"):
+        index.search(42)  # type: ignore[arg-type]
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"k must be a positive integer \(>= 1\), got"):
+            index.search("cup", k=k)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="query 1: empty query"):
+        index.search_many(["cup", ""])
+    with pytest.raises(TypeError, match="sequence of queries"):
+        index.search_many("cup")
+    with pytest.raises(ValueError, match="k must be"):
+        index.search_many(["cup"], k=0)
+
+
+def test_add_errors() -> None:
+    with SimilarityIndex(HashEncoder()) as idx:
+        assert idx.add([], progress=False) == 0
+        with pytest.raises(TypeError, match="wrap a single record in a list"):
+            idx.add(RECORDS[0], progress=False)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="record 1 is a str"):
+            idx.add([RECORDS[0], "text"], progress=False)  # type: ignore[list-item]
+        with pytest.raises(ValueError, match="record 1 renders to an empty text"):
+            idx.add([RECORDS[0], {"Title": None, "Description": float("nan")}], progress=False)
+        with pytest.raises(ValueError, match="'Description'.*not a column"):
+            idx.add([{"Title": "only a title"}], progress=False)
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            idx.add(RECORDS, batch_size=0)
+        assert len(idx) == 0
+
+
+def test_constructor_errors() -> None:
+    with pytest.raises(TypeError, match="object lacks encode, dim, template"):
+        SimilarityIndex(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="distance must be one of"):
+        SimilarityIndex(HashEncoder(), distance="l2")
+    with pytest.raises(ValueError, match="only one of path=, url= or client=, got path and url"):
+        SimilarityIndex(HashEncoder(), path=":memory:", url="http://localhost:6333")
+    with pytest.raises(ValueError, match="api_key= is only used with url="):
+        SimilarityIndex(HashEncoder(), api_key="secret")
+    with pytest.raises(ValueError, match="collection must be a non-empty string"):
+        SimilarityIndex(HashEncoder(), collection="")
+
+
+def test_large_local_index_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_module, "LOCAL_MODE_MAX_POINTS", 3)
+    with SimilarityIndex(HashEncoder()) as idx:
+        with pytest.warns(UserWarning, match=r"holds 4 points.*url="):
+            idx.add(RECORDS[:4], progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            idx.add(RECORDS, progress=False)
+
+
+def test_external_client_is_left_open() -> None:
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(location=":memory:")
+    with SimilarityIndex(HashEncoder(), client=client, collection="news") as idx:
+        idx.add(RECORDS, progress=False)
+    assert client.count("news").count == len(RECORDS)
+    assert "closed" in repr(idx)
+    client.close()
+
+
+def test_encoder_output_is_checked() -> None:
+    class Broken(HashEncoder):
+        def encode(self, items: Sequence[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+            return np.zeros((len(items), self.dim + 1), dtype=np.float32)
+
+    with SimilarityIndex(Broken()) as idx:
+        with pytest.raises(ValueError, match=r"shape \(1, 65\).*expected \(1, 64\)"):
+            idx.search("cup")
