@@ -547,8 +547,9 @@ def load(
 
     Args:
         path: Folder written by :func:`save`.
-        embedding_cache: Disk cache, folder, or ``True`` (the default folder) for the encoder's raw output; the encoder is
-            frozen on load, so texts it has embedded before are not encoded again.
+        embedding_cache: Disk cache, folder, or ``True`` (the default folder) for the
+            encoder's raw output; the encoder is frozen on load, so texts it has embedded
+            before are not encoded again.
         device: Move the model there (e.g. ``"cuda"``); CPU by default.
 
     Returns:
