@@ -15,13 +15,13 @@ __all__ = ["LabelReport", "combine_labels", "threshold_report", "DROP_REASONS"]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
-#: Why a record can be dropped, with a human-readable description.
 DROP_REASONS: dict[str, str] = {
     "no_label": "neither a manual nor a weak-supervision label",
     "low_confidence": "weak-supervision confidence not above the threshold",
     "no_confidence": "weak-supervision label without a confidence",
     "multi_label": "several labels on one record",
 }
+"""Why :func:`combine_labels` can drop a record (the keys of ``LabelReport.dropped``), described."""
 
 
 @dataclass

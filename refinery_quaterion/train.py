@@ -97,6 +97,20 @@ class FitResult:
         """The result as a JSON-serialisable dict."""
         return dataclasses.asdict(self)
 
+    def __str__(self) -> str:
+        lines = [
+            f"trained {self.epochs} epoch(s) in {self.train_time_s:.1f} s "
+            f"({self.train_records_per_s:,.0f} records/s; setup incl. encoding {self.setup_time_s:.1f} s)"
+        ]
+        if self.best_epoch is not None and self.best_score is not None:
+            lines.append(f"best {self.monitor} {self.best_score:.4f} at epoch {self.best_epoch}"
+                         + (" (weights restored)" if self.restored_best else ""))
+        if self.last_val_loss is not None:
+            lines.append(f"last validation loss {self.last_val_loss:.4f}")
+        if self.stopped_early:
+            lines.append("stopped early")
+        return "\n".join(lines)
+
 
 class _FitTracker(Callback):
     """Records per-epoch history and timings; keeps the best weights when asked."""
