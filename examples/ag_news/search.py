@@ -15,7 +15,8 @@ parser.add_argument("queries", nargs="*", default=["Oil prices climb as supply f
                                                     "New chip makes laptops faster",
                                                     "Striker scores twice in cup final"])
 parser.add_argument("--model", type=Path, default=HERE / "output" / "model")
-parser.add_argument("--index", type=Path, default=HERE / "output" / "index", help="embedded Qdrant folder")
+parser.add_argument("--index", type=Path, default=None,
+                    help="keep the embedded Qdrant index in this folder (default: in memory, rebuilt each run)")
 parser.add_argument("--label", default=None, help="only show records with this label")
 parser.add_argument("-k", type=int, default=5)
 args = parser.parse_args()
