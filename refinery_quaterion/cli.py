@@ -167,12 +167,9 @@ def _add_model_commands(sub: Any) -> None:
                    help="loss: arcface, triplet, softmax, online_contrastive, multiple_negatives_ranking")
     p.add_argument("--lr", type=float, default=None, help="learning rate of the head")
     p.add_argument("--trainable-encoder", action="store_true", help="fine-tune the transformer too (slow on CPU)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="embedding cache folder (default: ~/.cache/refinery-quaterion/embeddings)")
-    p.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
     p.add_argument("--seed", type=int, default=42, help="seed (default: 42)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_runtime_args(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="raw vs fine-tuned retrieval metrics on labeled records",
@@ -185,10 +182,8 @@ def _add_model_commands(sub: Any) -> None:
                    help="labeled records to train a linear probe on (repeatable, e.g. train.json and val.json)")
     p.add_argument("--label-column", default="label", help="column of the true labels (default: label)")
     p.add_argument("--ks", default=DEFAULT_KS, help="k values of precision@k (default: %(default)s)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache folder")
-    p.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_runtime_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("search", help="nearest records to a query (embedded Qdrant)",
@@ -200,9 +195,7 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("-k", type=int, default=5, help="results per query (default: 5)")
     p.add_argument("--label", default=None, help="only return records with this label")
     p.add_argument("--index-path", type=Path, default=None, help="keep the index in this folder and reuse it")
-    p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache folder")
-    p.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_runtime_args(p)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("index", help="upload records to a Qdrant server or folder",
@@ -217,10 +210,16 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--collection", default="refinery", help="collection name (default: refinery)")
     p.add_argument("--id-field", default=None, help="record field with a unique id (default: derived from the text)")
     p.add_argument("--batch-size", type=int, default=256, help="points per upload batch (default: 256)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="embedding cache folder")
-    p.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_runtime_args(p)
     p.set_defaults(func=_cmd_index)
+
+
+def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """Options every model command shares: the embedding cache and progress bars."""
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="embedding cache folder (default: ~/.cache/refinery-quaterion/embeddings)")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _cache(args: argparse.Namespace) -> Any:
