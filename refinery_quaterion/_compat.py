@@ -12,7 +12,8 @@ Shims (see ``docs/quaterion-notes``):
    ``TrainStage.VALIDATION`` instead of ``validation``, so quaterion logs
    ``TrainStage.VALIDATION_loss`` and monitors on ``validation_loss`` never match.
 3. The ``pkg_resources`` deprecation warning raised by lightning_fabric at import is
-   silenced (setuptools < 81 is pinned, so ``pkg_resources`` itself is present).
+   silenced (setuptools < 81 is pinned, so ``pkg_resources`` itself is present), and so are
+   the deprecation warnings of quaterion's own imports.
 """
 
 from __future__ import annotations
@@ -38,11 +39,18 @@ def _patch_train_stage() -> None:
 
 
 def apply() -> None:
-    """Apply every shim. Safe to call more than once."""
+    """Apply every shim. Safe to call more than once.
+
+    quaterion (and Lightning under it) is imported here with third-party deprecation
+    warnings silenced, so ``python -W error::DeprecationWarning -c "import refinery_quaterion"``
+    works; warnings raised later by your own code are untouched.
+    """
     warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
-    warnings.filterwarnings("ignore", message=r".*declare_namespace.*", category=DeprecationWarning)
-    _patch_t_co()
-    _patch_train_stage()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
+        _patch_t_co()
+        _patch_train_stage()
 
 
 apply()
