@@ -162,9 +162,11 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--text", default=None, help="text template (default: the one given to `prepare`)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the library default)")
     p.add_argument("--batch-size", type=int, default=128, help="records per batch (default: 128)")
-    p.add_argument("--head", default=None, help="head: skip_connection, linear, gated, widening, stacked, empty")
+    p.add_argument("--head", default=None,
+                   help="head: skip_connection (default), linear, gated, widening, stacked, empty")
     p.add_argument("--loss", default=None,
-                   help="loss: arcface, triplet, softmax, online_contrastive, multiple_negatives_ranking")
+                   help="loss: arcface (default), triplet, softmax, online_contrastive, circle, fast_ap, "
+                   "multiple_negatives_ranking")
     p.add_argument("--lr", type=float, default=None, help="learning rate of the head")
     p.add_argument("--trainable-encoder", action="store_true", help="fine-tune the transformer too (slow on CPU)")
     p.add_argument("--seed", type=int, default=42, help="seed (default: 42)")
