@@ -140,3 +140,8 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert lines[1].strip().startswith("1. 1.000") and frame.iloc[170]["text"][:60] in lines[1]
     assert len(lines) == 4
+
+    index = tmp_path / "index"
+    for _ in range(2):  # re-indexing the same records replaces them
+        assert main(["index", str(model), str(test), "--path", str(index), "--cache-dir", str(cache), "--quiet"]) == 0
+        assert f"indexed 40 records into 'refinery' at {index} (40 points)" in capsys.readouterr().out
