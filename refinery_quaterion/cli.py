@@ -18,7 +18,6 @@ __all__ = ["main", "build_parser"]
 
 PROG = "refinery-quaterion"
 DEFAULT_TEXT = "{text}"
-DEFAULT_KS = "1,5,10,25,50,100,250,1000"
 
 
 class CliError(Exception):
@@ -33,11 +32,10 @@ class CliError(Exception):
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from refinery_quaterion._io import atomic_dir
     from refinery_quaterion.dataset import LabelMap, train_val_split
-    from refinery_quaterion.export import load_export
     from refinery_quaterion.labels import combine_labels
     from refinery_quaterion.text import TextTemplate
 
-    export = load_export(args.export, password=args.password)
+    export = _load_export(args)
     records, report = combine_labels(export, args.task, min_confidence=args.min_confidence)
     template = TextTemplate(args.text)
     template.validate(records.columns, source=f"{args.export} (after combining labels)")
@@ -152,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_commands(sub: Any) -> None:
+    from refinery_quaterion.workflow import DEFAULT_EVAL_KS
+
     p = sub.add_parser("train", help="fine-tune a model on a prepared folder",
                        description="Fine-tune a similarity model on DIR/train.json (validated on DIR/val.json) "
                        "as written by `prepare`, and save it to --out.")
@@ -183,7 +183,8 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--probe-train", type=Path, action="append", default=None, metavar="FILE",
                    help="labeled records to train a linear probe on (repeatable, e.g. train.json and val.json)")
     p.add_argument("--label-column", default="label", help="column of the true labels (default: label)")
-    p.add_argument("--ks", default=DEFAULT_KS, help="k values of precision@k (default: %(default)s)")
+    p.add_argument("--ks", default=",".join(map(str, DEFAULT_EVAL_KS)),
+                   help="k values of precision@k (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     _add_runtime_args(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.text import TextSpec, TextTemplate
 
-__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "records_from", "load_records"]
+__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "load_records"]
 
 
 class LabelMap:
@@ -270,11 +270,3 @@ def load_records(path: str | os.PathLike) -> pd.DataFrame:
             raise
         raise ValueError(f"{path}: not a table of records ({err})") from err
     return frame
-
-
-def records_from(items: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
-    """Normalise a DataFrame or an iterable of mappings to a list of dicts."""
-    if isinstance(items, pd.DataFrame):
-        return items.to_dict(orient="records")
-    return [dict(item) for item in items]
-

@@ -9,8 +9,8 @@ needs no logic of its own:
   retrieval metrics (+ linear probe) → a report folder.
 
 The frozen encoder's vectors go through one disk :class:`~refinery_quaterion.cache.EmbeddingCache`
-(by default :func:`~refinery_quaterion.cache.default_cache_dir`), so each text is encoded once across training, raw
-evaluation and fine-tuned evaluation, and a re-run is fast.
+(by default :func:`~refinery_quaterion.cache.default_cache_dir`), so each text is encoded once
+across training, raw evaluation and fine-tuned evaluation, and a re-run is fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 
 from refinery_quaterion.cache import EmbeddingCache
 from refinery_quaterion.dataset import LabelMap, RefineryExportDataset
-from refinery_quaterion.evaluate import EvaluationReport, evaluation_report
+from refinery_quaterion.evaluate import EvaluationReport, compare, evaluation_report
 from refinery_quaterion.model import DistilBertSimilarityModel, EmbeddingModel
 from refinery_quaterion.text import TextSpec
 from refinery_quaterion.train import FitResult, fit, load, save
@@ -119,7 +119,6 @@ def train_model(
         else None
     )
     cache = None if options.get("trainable_encoder") else EmbeddingCache.coerce(embedding_cache)
-    options.setdefault("num_groups", len(train_ds.label_map))
     model = DistilBertSimilarityModel(pretrained=pretrained, text=text, embedding_cache=cache, seed=seed, **options)
     fit_kwargs: dict[str, Any] = {"batch_size": batch_size, "seed": seed, "progress": progress}
     if epochs is not None:
@@ -173,10 +172,8 @@ def evaluate_model(
     Raises:
         ValueError: If a label column is missing or ``test`` has fewer than 2 records.
     """
-    from refinery_quaterion.evaluate import compare
-
     if not isinstance(model, EmbeddingModel):
-        model = load(model, embedding_cache=EmbeddingCache.coerce(embedding_cache))
+        model = load(model, embedding_cache=embedding_cache)
     for name, frame in (("test", test), ("reference", reference)):
         if frame is not None and label_column not in frame.columns:
             raise ValueError(f"{name} records have no label column {label_column!r}; columns: {list(frame.columns)}")
