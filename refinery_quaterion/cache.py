@@ -2,9 +2,9 @@
 
 Encoding is by far the slowest step when the encoder is frozen: the AG News example encodes
 ~20k texts once for the raw evaluation, again for quaterion's cache pass and again for the
-fine-tuned evaluation. :class:`EmbeddingCache` stores each vector once, keyed by
+fine-tuned evaluation. `EmbeddingCache` stores each vector once, keyed by
 
-* an **encoder fingerprint** (see :meth:`refinery_quaterion.model.TransformerEncoder.fingerprint`:
+* an **encoder fingerprint** (see `refinery_quaterion.model.TransformerEncoder.fingerprint`:
   a hash of the weights, tokenizer, pooling and ``max_length``), and
 * the **SHA-1 of the text** that was embedded,
 
@@ -118,9 +118,9 @@ class EmbeddingCache:
 
     @classmethod
     def coerce(cls, cache: EmbeddingCache | str | os.PathLike | bool | None) -> EmbeddingCache | None:
-        """Return ``cache`` as an :class:`EmbeddingCache`.
+        """Return ``cache`` as an `EmbeddingCache`.
 
-        A path is opened; ``True`` opens :func:`default_cache_dir`; ``None``/``False`` give ``None``.
+        A path is opened; ``True`` opens `default_cache_dir`; ``None``/``False`` give ``None``.
         """
         if cache is None or cache is False or isinstance(cache, EmbeddingCache):
             return cache or None

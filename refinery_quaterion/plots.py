@@ -1,6 +1,6 @@
 """PNG figures for evaluations and label quality (matplotlib, no display needed).
 
-Every function draws on its own :class:`matplotlib.figure.Figure` (never through
+Every function draws on its own `matplotlib.figure.Figure` (never through
 ``pyplot``, so no global figure state or backend is touched), writes the PNG atomically
 (a temporary file renamed on success, parent folders created) and returns the path.
 """
@@ -110,7 +110,7 @@ def plot_topk_curve(
     """Precision@k against k (log scale), one line per model.
 
     Args:
-        results: The DataFrame of :func:`refinery_quaterion.evaluate.compare` (rows: models,
+        results: The DataFrame of `refinery_quaterion.evaluate.compare` (rows: models,
             index or a ``model`` column as names; columns ``P@k``), or a mapping
             ``name -> {k: precision}`` (a ``RetrievalMetrics`` also works as a value).
         path: Target ``.png`` file; parent folders are created.
@@ -118,7 +118,7 @@ def plot_topk_curve(
         dpi: Resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
 
     Raises:
         ValueError: No ``P@k`` column, nothing to plot, values outside 0..1, a ``k < 1``,
@@ -171,7 +171,7 @@ def plot_precision_distribution(
         dpi: Resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
 
     Raises:
         ValueError: Empty mapping, a non-1-D array, a model without any non-NaN value,
@@ -258,7 +258,7 @@ def confusion_table(
     """Counts of reference (rows) × predicted (columns) labels.
 
     Records without a reference label are dropped. Records without a predicted label
-    (``None``/NaN) are counted in an extra last column :data:`NONE_LABEL`, present only
+    (``None``/NaN) are counted in an extra last column `NONE_LABEL`, present only
     when there are such records. Labels are compared as text (``str(label)``).
 
     Args:
@@ -333,12 +333,12 @@ def plot_confusion_matrix(
     """Confusion matrix of predicted vs reference labels, with recall and precision margins.
 
     Rows are reference (e.g. manual) labels, columns predicted (e.g. weak-supervision)
-    labels, plus a :data:`NONE_LABEL` column for records without a prediction. Cells show
+    labels, plus a `NONE_LABEL` column for records without a prediction. Cells show
     counts, coloured by their share of the row. The right margin shows each row's recall
     (diagonal / all records of the row, so missing predictions count as misses); the bottom
     margin each column's precision (diagonal / column); the corner the agreement on records
     having both labels (trace / records with a prediction). Records without a reference
-    label are dropped. See :func:`confusion_table`.
+    label are dropped. See `confusion_table`.
 
     Args:
         predicted_labels: Predicted labels per record (``None``/NaN when missing).
@@ -351,10 +351,10 @@ def plot_confusion_matrix(
         dpi: Resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
 
     Raises:
-        ValueError: See :func:`confusion_table`; a path not ending in ``.png``.
+        ValueError: See `confusion_table`; a path not ending in ``.png``.
     """
     path = _check_path(path)
     table = confusion_table(predicted_labels, reference_labels, labels)
@@ -465,7 +465,7 @@ def plot_threshold_curve(
         dpi: Resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
 
     Raises:
         ValueError: Missing columns, no rows, non-finite thresholds, ``share`` or

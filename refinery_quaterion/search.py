@@ -1,6 +1,6 @@
 """Similarity search over records embedded by a fine-tuned model, stored in Qdrant.
 
-:class:`SimilarityIndex` embeds records with a trained encoder and keeps them in a Qdrant
+`SimilarityIndex` embeds records with a trained encoder and keeps them in a Qdrant
 collection, then answers nearest-neighbour queries, optionally restricted to some labels.
 
 The same API works in two modes:
@@ -9,7 +9,7 @@ The same API works in two modes:
   (``path=":memory:"``, the default) or persisted to a folder (``path="my_index"``). No
   server is needed. Local mode suits up to about 20,000 points; a warning is raised above
   that. **Only one client may open a folder at a time** (Qdrant locks it): call
-  :meth:`SimilarityIndex.close` (or use ``with``) before opening the folder again.
+  `SimilarityIndex.close` (or use ``with``) before opening the folder again.
 * **Server mode**: ``url="http://localhost:6333"`` (plus ``api_key=`` for Qdrant Cloud)
   for large collections and concurrent access. Any other client option can be set by
   passing a ready ``qdrant_client.QdrantClient`` as ``client=``.
@@ -59,7 +59,7 @@ __all__ = [
     "point_id_for",
 ]
 
-#: Above this many points in local (embedded) mode, :class:`SimilarityIndex` warns once and
+#: Above this many points in local (embedded) mode, `SimilarityIndex` warns once and
 #: suggests a Qdrant server (the same limit qdrant-client recommends for local mode).
 LOCAL_MODE_MAX_POINTS = 20_000
 
@@ -74,14 +74,14 @@ PointId = int | str
 
 @runtime_checkable
 class SupportsEncode(Protocol):
-    """What :class:`SimilarityIndex` needs from a model: the trained encoder satisfies it.
+    """What `SimilarityIndex` needs from a model: the trained encoder satisfies it.
 
     Any object with these members works, e.g. a thin wrapper around another embedding model.
     """
 
     @property
     def dim(self) -> int:
-        """Size of the embeddings :meth:`encode` returns."""
+        """Size of the embeddings `encode` returns."""
         ...
 
     @property
@@ -127,12 +127,12 @@ class SearchHit:
 
     @property
     def payload(self) -> dict[str, Any]:
-        """Alias of :attr:`record` (Qdrant's name for it)."""
+        """Alias of `record` (Qdrant's name for it)."""
         return self.record
 
 
 def point_id_for(*, text: str | None = None, record_id: Any = None) -> PointId:
-    """The Qdrant point id :class:`SimilarityIndex` gives a record.
+    """The Qdrant point id `SimilarityIndex` gives a record.
 
     Ids are deterministic, so adding the same record again replaces its point.
 
@@ -163,11 +163,11 @@ class SimilarityIndex:
     vector size and distance match.
 
     Args:
-        encoder: The trained model (anything satisfying :class:`SupportsEncode`).
+        encoder: The trained model (anything satisfying `SupportsEncode`).
         collection: Qdrant collection name.
         path: Local (embedded) mode: a folder to persist the index in, or ``":memory:"``.
             The default when none of ``path``/``url``/``client`` is given is ``":memory:"``.
-            Only one client can open a folder at a time; :meth:`close` releases it.
+            Only one client can open a folder at a time; `close` releases it.
         url: Server mode: URL of a Qdrant server or cluster, e.g. ``"http://localhost:6333"``.
         api_key: API key for ``url`` (Qdrant Cloud).
         label_field: Record field holding the label; stored in the payload under this name
@@ -177,9 +177,9 @@ class SimilarityIndex:
             text, so records with the same text share one point.
         distance: ``"cosine"`` (default), ``"dot"``, ``"euclid"`` or ``"manhattan"``.
         client: A ready ``qdrant_client.QdrantClient`` to use instead of ``path``/``url``; it
-            is not closed by :meth:`close` (the caller owns it).
+            is not closed by `close` (the caller owns it).
         create: Create the collection when it is missing; with ``False`` a missing
-            collection is an error (see :meth:`from_path`).
+            collection is an error (see `from_path`).
 
     Raises:
         ImportError: If ``qdrant-client`` is not installed.
@@ -387,7 +387,7 @@ class SimilarityIndex:
         Each record becomes one point: its vector is the encoding of the record's text
         (rendered with ``encoder.template``), its payload the record's fields made JSON-safe
         (NaN/NaT → ``None``, numpy scalars → Python numbers, dates → ISO strings) with the label
-        under ``label_field``. Point ids are deterministic (see :func:`point_id_for`), so adding
+        under ``label_field``. Point ids are deterministic (see `point_id_for`), so adding
         the same records again replaces their points instead of duplicating them. Records in
         one call that share an id are merged (the last one wins, with a warning).
 
@@ -530,13 +530,13 @@ class SimilarityIndex:
         score_threshold: float | None = None,
         batch_size: int = 64,
     ) -> list[list[SearchHit]]:
-        """Run :meth:`search` for many queries, batched (one request per ``batch_size`` queries).
+        """Run `search` for many queries, batched (one request per ``batch_size`` queries).
 
         Args:
             queries: Texts and/or records.
             k: Number of hits wanted per query.
-            filter_label: As in :meth:`search`, applied to every query.
-            score_threshold: As in :meth:`search`.
+            filter_label: As in `search`, applied to every query.
+            score_threshold: As in `search`.
             batch_size: Queries embedded and sent per request.
 
         Returns:
@@ -544,7 +544,7 @@ class SimilarityIndex:
 
         Raises:
             TypeError: If ``queries`` is a single string or record instead of a sequence.
-            ValueError: As :meth:`search`; an empty query is named by its position.
+            ValueError: As `search`; an empty query is named by its position.
             RuntimeError: If the index is closed.
         """
         self._require_open()
@@ -693,7 +693,7 @@ class SimilarityIndex:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether `close` was called."""
         return self._closed
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ class TextTemplate:
 
     Args:
         spec: Format string, callable, or another ``TextTemplate`` (returned as is by
-            :meth:`coerce`).
+            `coerce`).
 
     Raises:
         ValueError: If the format string is malformed or names no field.

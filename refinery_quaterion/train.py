@@ -1,10 +1,10 @@
 """Training, saving and loading.
 
-* :func:`fit` trains a :class:`~refinery_quaterion.model.DistilBertSimilarityModel` on labeled
+* `fit` trains a `DistilBertSimilarityModel` on labeled
   records (``Quaterion.fit`` with a bounded, quiet Lightning trainer) and returns a
-  :class:`FitResult`.
-* :func:`save` writes the trained model (quaterion servable + label map + training config)
-  atomically; :func:`load` reads it back as an :class:`~refinery_quaterion.model.EmbeddingModel`,
+  `FitResult`.
+* `save` writes the trained model (quaterion servable + label map + training config)
+  atomically; `load` reads it back as an `EmbeddingModel`,
   in any process, without network.
 """
 
@@ -54,7 +54,7 @@ _CONFIG_FILE = "training_config.json"
 
 @dataclasses.dataclass
 class FitResult:
-    """What :func:`fit` did.
+    """What `fit` did.
 
     Attributes:
         epochs: Epochs run (fewer than asked when early stopping stopped the run).
@@ -317,7 +317,7 @@ def fit(
             ``progress`` and ``output_dir`` are not used.
 
     Returns:
-        A :class:`FitResult`.
+        A `FitResult`.
 
     Raises:
         ValueError: For invalid arguments, mismatched templates, labels outside ``num_groups``,
@@ -505,7 +505,7 @@ def save(
     Everything is written to a temporary folder beside ``path`` and renamed at the end.
 
     Args:
-        model: A trained :class:`DistilBertSimilarityModel` (or a loaded :class:`EmbeddingModel`).
+        model: A trained `DistilBertSimilarityModel` (or a loaded `EmbeddingModel`).
         path: Target folder.
         label_map: The labels the model was trained on (``train_dataset.label_map``).
         overwrite: Replace an existing folder; otherwise an existing ``path`` is refused.
@@ -557,17 +557,17 @@ def load(
     embedding_cache: EmbeddingCache | str | os.PathLike | bool | None = None,
     device: str | torch.device | None = None,
 ) -> EmbeddingModel:
-    """Load a model written by :func:`save` for inference (works offline, in a new process).
+    """Load a model written by `save` for inference (works offline, in a new process).
 
     Args:
-        path: Folder written by :func:`save`.
+        path: Folder written by `save`.
         embedding_cache: Disk cache, folder, or ``True`` (the default folder) for the
             encoder's raw output; the encoder is frozen on load, so texts it has embedded
             before are not encoded again.
         device: Move the model there (e.g. ``"cuda"``); CPU by default.
 
     Returns:
-        An :class:`~refinery_quaterion.model.EmbeddingModel` with ``encode``, ``encode_raw``,
+        An `EmbeddingModel` with ``encode``, ``encode_raw``,
         ``apply_head``, ``label_map``, ``template``, ``config`` and ``dim``.
 
     Raises:

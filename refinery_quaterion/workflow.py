@@ -3,13 +3,13 @@
 Each step is a thin composition of the library's building blocks, so a script (or the CLI)
 needs no logic of its own:
 
-* :func:`train_model` — labeled records → datasets → :class:`DistilBertSimilarityModel` →
-  :func:`~refinery_quaterion.train.fit` → :func:`~refinery_quaterion.train.save`;
-* :func:`evaluate_model` — a saved model and labeled test records → raw vs fine-tuned
+* `train_model` — labeled records → datasets → `DistilBertSimilarityModel` →
+  `fit` → `save`;
+* `evaluate_model` — a saved model and labeled test records → raw vs fine-tuned
   retrieval metrics (+ linear probe) → a report folder.
 
-The frozen encoder's vectors go through one disk :class:`~refinery_quaterion.cache.EmbeddingCache`
-(by default :func:`~refinery_quaterion.cache.default_cache_dir`), so each text is encoded once
+The frozen encoder's vectors go through one disk `EmbeddingCache`
+(by default `default_cache_dir`), so each text is encoded once
 across training, raw evaluation and fine-tuned evaluation, and a re-run is fast.
 """
 
@@ -42,16 +42,16 @@ __all__ = [
 DEFAULT_EVAL_KS: tuple[int, ...] = (1, 5, 10, 25, 50, 100, 250, 1000)
 
 CacheSpec = EmbeddingCache | str | os.PathLike | bool | None
-"""A cache argument: an :class:`EmbeddingCache`, a folder, ``True`` (the default folder) or ``None``."""
+"""A cache argument: an `EmbeddingCache`, a folder, ``True`` (the default folder) or ``None``."""
 
 
 @dataclass
 class TrainOutcome:
-    """What :func:`train_model` produced.
+    """What `train_model` produced.
 
     Attributes:
         path: Folder of the saved model.
-        fit: Training summary from :func:`~refinery_quaterion.train.fit`.
+        fit: Training summary from `fit`.
         label_map: Labels the model was trained on.
         seconds: Wall time of the whole step (encoding included).
     """
@@ -83,26 +83,26 @@ def train_model(
 
     Args:
         train: Training records with a label column (e.g. from
-            :func:`~refinery_quaterion.labels.combine_labels`).
+            `combine_labels`).
         val: Validation records (same columns), or ``None``.
         out: Folder to save the model to.
         text: Text template, e.g. ``"{Title}. {Description}"``.
         pretrained: Hugging Face id or folder; ``"minilm"`` is the bundled all-MiniLM-L6-v2.
-        epochs: Maximum epochs (``None``: the :func:`~refinery_quaterion.train.fit` default).
+        epochs: Maximum epochs (``None``: the `fit` default).
         batch_size: Records per training batch.
         label_column: Column holding the labels.
         embedding_cache: Disk cache of the frozen encoder's vectors: ``True`` (default) uses
-            :func:`~refinery_quaterion.cache.default_cache_dir`; a folder or ``None`` (off).
+            `default_cache_dir`; a folder or ``None`` (off).
             Ignored for a trainable encoder.
-        model_options: More keyword arguments of :class:`DistilBertSimilarityModel`
+        model_options: More keyword arguments of `DistilBertSimilarityModel`
             (``head``, ``loss``, ``trainable_encoder``, ``lr`` ...).
-        fit_options: More keyword arguments of :func:`~refinery_quaterion.train.fit`.
+        fit_options: More keyword arguments of `fit`.
         overwrite: Replace an existing ``out``.
         progress: Show progress bars.
         seed: Seed of the model and of training.
 
     Returns:
-        A :class:`TrainOutcome`.
+        A `TrainOutcome`.
 
     Raises:
         FileExistsError: If ``out`` exists and ``overwrite`` is false (checked before training).
@@ -160,13 +160,13 @@ def evaluate_model(
         report_dir: Write the report folder (metrics.json/.md/.csv + PNG plots) there;
             ``None`` only returns the metrics table.
         compare_raw: Also evaluate the raw encoder.
-        embedding_cache: As in :func:`train_model`; used when ``model`` is a folder.
+        embedding_cache: As in `train_model`; used when ``model`` is a folder.
         overwrite: Replace an existing ``report_dir``.
         progress: Show encoding progress.
         batch_size: Texts per encoder forward pass.
 
     Returns:
-        The :class:`~refinery_quaterion.evaluate.EvaluationReport` when ``report_dir`` is
+        The `EvaluationReport` when ``report_dir`` is
         given, else the metrics DataFrame (one row per model).
 
     Raises:

@@ -72,7 +72,7 @@ def synthetic_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def synthetic_split(synthetic_frame: pd.DataFrame):
-    """``(train, val)`` :class:`RefineryExportDataset` s (75/25, stratified) of the synthetic texts."""
+    """``(train, val)`` `RefineryExportDataset` s (75/25, stratified) of the synthetic texts."""
     from refinery_quaterion.dataset import RefineryExportDataset, train_val_split
 
     train_frame, val_frame = train_val_split(synthetic_frame, val_size=0.25, seed=42)
@@ -101,7 +101,7 @@ class ForwardCounter:
 
 @pytest.fixture
 def count_forward():
-    """Factory: ``count_forward(module)`` returns a :class:`ForwardCounter` removed after the test."""
+    """Factory: ``count_forward(module)`` returns a `ForwardCounter` removed after the test."""
     counters: list[ForwardCounter] = []
 
     def make(module) -> ForwardCounter:
