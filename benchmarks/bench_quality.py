@@ -17,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 from _common import TEXT, ag_news, machine, write_results
 
-from refinery_quaterion import compare, load, to_markdown, train_model
-from refinery_quaterion.workflow import DEFAULT_EVAL_KS
+from refinery_quaterion import ModelConfig, compare, load, to_markdown, train_model
+from refinery_quaterion.evaluate import DEFAULT_KS
 
+BASE = ModelConfig(pretrained="minilm", text=TEXT)
+# Each recipe: the ModelConfig settings that differ from BASE.
 RECIPES: dict[str, dict] = {
     "notebook (skip_connection + triplet hard)": {"loss": "triplet"},
     "default (skip_connection + arcface)": {},
@@ -43,13 +45,13 @@ def main() -> None:
         for name, options in RECIPES.items():
             if args.quick and name not in QUICK:
                 continue
-            outcome = train_model(train, val, Path(tmp) / "model", text=TEXT, model_options=options,
+            outcome = train_model(train, val, Path(tmp) / "model", model_config=BASE.replace(**options),
                                   overwrite=True, progress=False)
             model = load(outcome.path, embedding_cache=True)
             raw = model.encode_raw(test) if raw is None else raw
             embeddings = {"raw MiniLM": raw} if not rows else {}
             embeddings[name] = model.apply_head(raw)
-            table = compare(embeddings, labels, ks=DEFAULT_EVAL_KS)
+            table = compare(embeddings, labels, ks=DEFAULT_KS)
             seconds[name] = outcome.fit.train_time_s
             rows.append(table)
             print(f"{name}: P@10 {table.loc[name, 'P@10']:.3f}, P@1000 {table.loc[name, 'P@1000']:.3f}, "

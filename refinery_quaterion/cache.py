@@ -4,7 +4,7 @@ Encoding is by far the slowest step when the encoder is frozen: the AG News exam
 ~20k texts once for the raw evaluation, again for quaterion's cache pass and again for the
 fine-tuned evaluation. `EmbeddingCache` stores each vector once, keyed by
 
-* an **encoder fingerprint** (see `refinery_quaterion.model.TransformerEncoder.fingerprint`:
+* an **encoder fingerprint** (see `refinery_quaterion.encoder.TransformerEncoder.fingerprint`:
   a hash of the weights, tokenizer, pooling and ``max_length``), and
 * the **SHA-1 of the text** that was embedded,
 
@@ -15,12 +15,15 @@ Layout on disk::
     folder/
       <fingerprint>/
         meta.json                     # dim, dtype and a human-readable description
-        <chunk>.vectors.npy           # float32, n x dim
-        <chunk>.keys.npy              # uint8, n x 20: SHA-1 digest of each text (the index)
+        <chunk>.chunk.npy             # one record per text: SHA-1 digest (20 bytes) + float32 vector
 
-Each ``put_many`` writes one new chunk; both files are written to a temporary name and
-renamed, the keys file last, so a reader never sees half a chunk and several processes can
-add to the same cache at the same time.
+Each ``put_many`` writes one new chunk file, keys and vectors together, under a temporary name
+that is renamed into place when complete (`refinery_quaterion._io.atomic_path`). A reader
+therefore sees a whole chunk or none of it -- also when the writer is interrupted (Ctrl-C) or
+killed mid-write -- and several processes can add to the same cache at the same time. Chunks of
+the older two-file layout (``<chunk>.keys.npy`` + ``<chunk>.vectors.npy``) are still read, and
+`EmbeddingCache.compact` rewrites them in the one-file layout. A chunk that cannot be read is
+skipped with a warning (its texts are encoded again), never served.
 """
 
 from __future__ import annotations
@@ -29,21 +32,22 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from refinery_quaterion._io import atomic_write_text
+from refinery_quaterion._io import atomic_path, atomic_write_text
 
 __all__ = ["EmbeddingCache", "default_cache_dir", "text_key"]
 
 _KEY_BYTES = 20  # SHA-1 digest size
-_VECTORS = ".vectors.npy"
+_CHUNK = ".chunk.npy"  # keys and vectors in one file (one rename makes a chunk visible)
+_VECTORS = ".vectors.npy"  # older layout: two files per chunk, the keys file renamed last
 _KEYS = ".keys.npy"
 
 
@@ -81,22 +85,53 @@ class _Shard:
         """Pick up chunks written since the last look (by this or another process)."""
         if not self.folder.is_dir():
             return
-        for keys_path in sorted(self.folder.glob(f"*{_KEYS}")):
-            name = keys_path.name[: -len(_KEYS)]
-            if name in self.chunk_names:
+        found = [(p.name[: -len(_CHUNK)], p) for p in self.folder.glob(f"*{_CHUNK}")]
+        found += [(p.name[: -len(_KEYS)], p) for p in self.folder.glob(f"*{_KEYS}")]
+        for name, path in sorted(found, key=lambda item: item[1].name):
+            if name in self.chunk_names or path.name.startswith("."):
                 continue
-            keys = np.load(keys_path)
-            vectors = np.load(self.folder / f"{name}{_VECTORS}", mmap_mode="r")
-            if keys.ndim != 2 or keys.shape[1] != _KEY_BYTES or len(keys) != len(vectors):
-                raise ValueError(f"embedding cache chunk {keys_path} is corrupt (keys {keys.shape}, "
-                                 f"vectors {vectors.shape}); delete it")
+            self.chunk_names.add(name)  # also when unreadable: warn once, then leave it alone
+            try:
+                keys, vectors = _read_chunk(path, name)
+            except (OSError, ValueError, EOFError) as err:
+                warnings.warn(f"ignoring unreadable embedding cache chunk {path} ({err}); its texts are encoded "
+                              "again; delete the file", RuntimeWarning, stacklevel=3)
+                continue
             if self.dim is None:
                 self.dim = int(vectors.shape[1])
+            elif vectors.shape[1] != self.dim:
+                warnings.warn(f"ignoring embedding cache chunk {path}: dimension {vectors.shape[1]}, expected "
+                              f"{self.dim}; delete the file", RuntimeWarning, stacklevel=3)
+                continue
             chunk_id = len(self.chunks)
             self.chunks.append(vectors)
-            self.chunk_names.add(name)
             for row, key in enumerate(keys):
-                self.index.setdefault(key.tobytes(), (chunk_id, row))
+                self.index.setdefault(key, (chunk_id, row))
+
+
+def _read_chunk(path: Path, name: str) -> tuple[list[bytes], np.ndarray]:
+    """The keys and (memory-mapped) vectors of one chunk, in either layout.
+
+    Raises:
+        ValueError: If the file is not a chunk (wrong dtype or shape, or mismatched legacy files).
+    """
+    if path.name.endswith(_CHUNK):
+        array = np.load(path, mmap_mode="r")
+        fields = array.dtype.fields or {}
+        if array.ndim != 1 or set(fields) != {"key", "vector"} or fields["key"][0].itemsize != _KEY_BYTES:
+            raise ValueError(f"not an embedding cache chunk (dtype {array.dtype}, shape {array.shape})")
+        raw = np.ascontiguousarray(array["key"]).tobytes()
+        vectors = array["vector"]
+    else:  # the older layout: keys and vectors in two files
+        key_array = np.load(path)
+        vectors = np.load(path.with_name(f"{name}{_VECTORS}"), mmap_mode="r")
+        if key_array.ndim != 2 or key_array.shape[1] != _KEY_BYTES or len(key_array) != len(vectors):
+            raise ValueError(f"keys {key_array.shape} do not match vectors {vectors.shape}")
+        raw = np.ascontiguousarray(key_array, dtype=np.uint8).tobytes()
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors have shape {vectors.shape}, expected (n, dim)")
+    keys = [raw[i * _KEY_BYTES : (i + 1) * _KEY_BYTES] for i in range(len(vectors))]
+    return keys, vectors
 
 
 class EmbeddingCache:
@@ -222,11 +257,7 @@ class EmbeddingCache:
                     "encoder": dict(info) if info else {}}
             atomic_write_text(shard.folder / "meta.json", json.dumps(meta, indent=2) + "\n")
             shard.dim = int(vectors.shape[1])
-        name = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
-        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)
-        fresh = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-        _atomic_save(shard.folder / f"{name}{_VECTORS}", fresh)
-        _atomic_save(shard.folder / f"{name}{_KEYS}", key_array)
+        _write_chunk(shard.folder, keys, np.asarray(vectors)[rows])
         shard.refresh()
         return len(rows)
 
@@ -254,14 +285,11 @@ class EmbeddingCache:
         keys = list(shard.index)
         vectors = np.stack([shard.chunks[c][r] for c, r in (shard.index[k] for k in keys)])
         old = sorted(shard.chunk_names)
-        name = f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
-        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)
-        _atomic_save(shard.folder / f"{name}{_VECTORS}", vectors.astype(np.float32))
-        _atomic_save(shard.folder / f"{name}{_KEYS}", key_array)
+        _write_chunk(shard.folder, keys, vectors)
         self._shards.pop(fingerprint)
-        for chunk in old:  # keys first: a reader then never sees a keys file without its vectors
-            (shard.folder / f"{chunk}{_KEYS}").unlink(missing_ok=True)
-            (shard.folder / f"{chunk}{_VECTORS}").unlink(missing_ok=True)
+        for chunk in old:  # the merged chunk is in place: a reader finds every vector in it
+            for suffix in (_CHUNK, _KEYS, _VECTORS):  # legacy keys before their vectors
+                (shard.folder / f"{chunk}{suffix}").unlink(missing_ok=True)
 
     def clear(self, fingerprint: str | None = None) -> None:
         """Delete the vectors of ``fingerprint``, or of every fingerprint when ``None``."""
@@ -272,11 +300,18 @@ class EmbeddingCache:
             self._shards.pop(fp, None)
 
 
+def _write_chunk(folder: Path, keys: Sequence[bytes], vectors: np.ndarray) -> Path:
+    """Write one chunk (keys and float32 vectors in one file) atomically; return its path."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    records = np.empty(len(keys), dtype=[("key", f"V{_KEY_BYTES}"), ("vector", np.float32, (vectors.shape[1],))])
+    records["key"] = np.frombuffer(b"".join(keys), dtype=f"V{_KEY_BYTES}")
+    records["vector"] = vectors
+    path = folder / f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}{_CHUNK}"
+    _atomic_save(path, records)
+    return path
+
+
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """``np.save`` to ``path`` through a temporary file and a rename: never half-written, umask respected."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)  # a handle, not a name: np.save would append ".npy" to the temporary name

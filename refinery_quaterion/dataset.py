@@ -1,22 +1,32 @@
-"""Quaterion datasets built from a labeled record table."""
+"""Quaterion datasets built from a labeled record table.
+
+`train_val_split`, `split_by_source` (from `refinery_quaterion.splits`) and `load_records`
+(from `refinery_quaterion.readers`) are re-exported here.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from quaterion.dataset import SimilarityGroupSample
-from torch.utils.data import Dataset
 
 from refinery_quaterion._io import atomic_write_text
-from refinery_quaterion.text import TextSpec, TextTemplate
+from refinery_quaterion._util import is_missing
+from refinery_quaterion.readers import load_records
+from refinery_quaterion.splits import split_by_source, train_val_split
+from refinery_quaterion.text import TextSpec, TextTemplate, is_blank
 
-__all__ = ["LabelMap", "RefineryExportDataset", "train_val_split", "load_records"]
+if TYPE_CHECKING:  # pragma: no cover
+    from quaterion.dataset import SimilarityGroupSample
+
+__all__ = ["LabelMap", "RefineryExportDataset", "load_records", "split_by_source", "train_val_split"]
 
 
 class LabelMap:
@@ -113,12 +123,25 @@ class LabelMap:
         return label_map
 
 
-class RefineryExportDataset(Dataset):
-    """A torch ``Dataset`` of quaterion ``SimilarityGroupSample`` s from labeled records.
+def _sample_type() -> type[SimilarityGroupSample]:
+    """quaterion's ``SimilarityGroupSample``, imported with the compat shims applied first."""
+    from refinery_quaterion import _compat  # noqa: F401
+
+    return importlib.import_module("quaterion.dataset").SimilarityGroupSample
+
+
+class RefineryExportDataset:
+    """A map-style dataset of quaterion ``SimilarityGroupSample`` s from labeled records.
+
+    Map-style (``len`` and indexing) is all torch's ``DataLoader`` and quaterion's
+    ``GroupSimilarityDataLoader`` need; torch and quaterion are imported only when the first
+    sample is taken, so building a dataset (or importing this module) stays light.
 
     Each item is ``SimilarityGroupSample(obj=record, group=group_id)`` where ``record`` is
     the row as a plain ``dict`` (all columns, so templates and payloads can use any field)
-    and ``group_id`` comes from the `LabelMap`.
+    and ``group_id`` comes from the `LabelMap`. Per-record training weights (the ``weight``
+    column `refinery_quaterion.labels.combine_labels` writes: 1.0 for manual labels, the
+    confidence for weak ones) are in `weights`; the samples themselves carry none.
 
     Args:
         frame: Labeled records, e.g. the output of
@@ -128,10 +151,13 @@ class RefineryExportDataset(Dataset):
         label_map: Mapping to use (pass the training set's map for validation/test sets);
             built from ``frame`` when omitted.
         label_column: Column holding the label names.
+        weight_column: Column holding per-record weights; when the frame has no such column
+            (or it is ``None``) every record weighs 1.0.
 
     Raises:
-        ValueError: If a column is missing, a label is missing, or a label is not in
-            ``label_map``; the message names the column or row.
+        ValueError: If a column is missing, a label is missing, a label is not in
+            ``label_map``, a rendered text is blank (empty or whitespace), or a weight is
+            missing or negative; the message names the column or the first such row.
     """
 
     def __init__(
@@ -140,6 +166,7 @@ class RefineryExportDataset(Dataset):
         text: TextSpec = "{text}",
         label_map: LabelMap | None = None,
         label_column: str = "label",
+        weight_column: str | None = "weight",
     ):
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
@@ -165,12 +192,44 @@ class RefineryExportDataset(Dataset):
         self.label_column = label_column
         self.records: list[dict[str, Any]] = frame.to_dict(orient="records")
         self.groups: np.ndarray = self.label_map.encode(labels.astype(str))
+        self._check_texts(frame.index)
+        self._weights = self._read_weights(frame, weight_column)
+
+    def _check_texts(self, index: pd.Index) -> None:
+        texts = self.template.render_many(self.records)
+        blank = [i for i, text in enumerate(texts) if is_blank(text)]
+        if blank:
+            first = blank[0]
+            raise ValueError(
+                f"{len(blank)} record(s) have a blank text (first at row {index[first]!r}: template "
+                f"{self.template.spec!r} renders {texts[first]!r}); drop them with "
+                "combine_labels(..., text=template) or fix the template"
+            )
+
+    @staticmethod
+    def _read_weights(frame: pd.DataFrame, column: str | None) -> np.ndarray:
+        if column is None or column not in frame.columns:
+            return np.ones(len(frame), dtype=np.float64)
+        values = frame[column].tolist()
+        for row, value in zip(frame.index, values):
+            bad = is_missing(value) or isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+            if bad or not math.isfinite(float(value)) or float(value) < 0:
+                raise ValueError(
+                    f"column {column!r}, row {row!r}: weight {value!r} is not a number >= 0 "
+                    "(weights come from combine_labels: 1.0 for manual labels, the confidence for weak ones)"
+                )
+        return np.asarray(values, dtype=np.float64)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Per-record training weight, in order (a copy; all 1.0 without a weight column)."""
+        return self._weights.copy()
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> SimilarityGroupSample:
-        return SimilarityGroupSample(obj=self.records[index], group=int(self.groups[index]))
+        return _sample_type()(obj=self.records[index], group=int(self.groups[index]))
 
     @property
     def texts(self) -> list[str]:
@@ -186,87 +245,3 @@ class RefineryExportDataset(Dataset):
         """Number of records per label name (every label of the map, zeros included)."""
         counts = np.bincount(self.groups, minlength=len(self.label_map))
         return {name: int(c) for name, c in zip(self.label_map.names, counts)}
-
-
-def train_val_split(
-    frame: pd.DataFrame,
-    val_size: float = 0.25,
-    seed: int = 42,
-    stratify: bool | str = True,
-    label_column: str = "label",
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split labeled records into train and validation frames.
-
-    Uses ``sklearn.model_selection.train_test_split`` so that ``stratify=False`` with the
-    seed's ``random_state=42`` reproduces the seed's split exactly.
-
-    Args:
-        frame: Labeled records.
-        val_size: Share (0 < x < 1) or number of records for validation.
-        seed: Random seed.
-        stratify: ``True`` keeps class proportions using ``label_column``; a string names
-            another column; ``False`` splits at random.
-        label_column: Label column used when ``stratify is True``.
-
-    Returns:
-        ``(train, val)`` frames, each with a fresh 0..n-1 index.
-
-    Raises:
-        ValueError: If ``val_size`` is out of range or a class is too small to stratify.
-    """
-    from sklearn.model_selection import train_test_split
-
-    if isinstance(val_size, float) and not 0.0 < val_size < 1.0:
-        raise ValueError(f"val_size must be between 0 and 1 (a share) or a count, got {val_size}")
-    column = label_column if stratify is True else (stratify or None)
-    strata = None
-    if column is not None:
-        if column not in frame.columns:
-            raise ValueError(f"cannot stratify on {column!r}: not a column ({list(frame.columns)})")
-        strata = frame[column]
-        counts = strata.value_counts()
-        if (counts < 2).any():
-            small = list(counts[counts < 2].index)
-            raise ValueError(
-                f"cannot stratify: class(es) {small} have a single record; "
-                "pass stratify=False or label more records"
-            )
-    train, val = train_test_split(frame, test_size=val_size, random_state=seed, stratify=strata)
-    return train.reset_index(drop=True), val.reset_index(drop=True)
-
-
-def load_records(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a labeled record table written by ``prepare`` or shipped with the examples.
-
-    Accepts JSON (a list of records, ``orient="records"``), JSON Lines (``.jsonl``) and CSV,
-    each optionally gzip-compressed (``.gz``).
-
-    Args:
-        path: File to read.
-
-    Returns:
-        The records, one row each.
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is not a table of records; the message names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    name = path.name.lower().removesuffix(".gz")
-    compression = "gzip" if path.name.lower().endswith(".gz") else None
-    try:
-        if name.endswith(".jsonl"):
-            frame = pd.read_json(path, orient="records", lines=True, compression=compression)
-        elif name.endswith(".json"):
-            frame = pd.read_json(path, orient="records", compression=compression)
-        elif name.endswith(".csv"):
-            frame = pd.read_csv(path, compression=compression)
-        else:
-            raise ValueError(f"{path}: unsupported file type; expected .json, .jsonl or .csv (optionally .gz)")
-    except ValueError as err:
-        if str(err).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: not a table of records ({err})") from err
-    return frame

@@ -1,30 +1,32 @@
 """Reading refinery data in every form it comes in.
 
 * an SDK export DataFrame (``client.get_record_export(tokenize=False)``), or the client itself;
-* the UI download: JSON (records) / CSV / XLSX, zipped or not, optionally password protected;
+* the UI download: JSON (records) / CSV / XLSX, zipped or not, optionally password protected,
+  optionally compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``; see `refinery_quaterion.readers`);
 * a JSON file written by the SDK (``download_to=``), including the double-encoded JSON string;
 * a project snapshot (``project_export_*.json.zip``), detected by its keys.
 
 Everything becomes a `RefineryExport`: one row per record with its attributes, plus, for
 each classification task, the columns ``__{task}__MANUAL``, ``__{task}__WEAK_SUPERVISION`` and
 ``__{task}__WEAK_SUPERVISION__confidence`` (the SDK layout), and the detected
-`ClassificationTask` s.
+`ClassificationTask` s. `ExportError` is defined in `refinery_quaterion.readers` and
+re-exported here.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
+import itertools
 import os
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
+
+from refinery_quaterion._util import is_missing
+from refinery_quaterion.readers import ExportError, read_data_file, records_frame
 
 __all__ = [
     "ClassificationTask",
@@ -33,10 +35,6 @@ __all__ = [
     "SupportsRecordExport",
     "load_export",
 ]
-
-
-class ExportError(ValueError):
-    """Raised when refinery data cannot be read; the message names the file, column or row."""
 
 
 @runtime_checkable
@@ -181,8 +179,9 @@ def load_export(source: Any, *, password: str | bytes | None = None) -> Refinery
             * an object with a ``get_record_export`` method (e.g. ``refinery.Client``), which
               is called with ``tokenize=False``;
             * a path to a ``.json`` file (records, or the SDK's double-encoded JSON string),
-              a ``.csv`` or ``.xlsx`` file, or a ``.zip`` holding one of those (the UI
-              download);
+              a ``.jsonl``, ``.csv`` (comma, semicolon or tab separated) or ``.xlsx`` file,
+              each optionally compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``), or a ``.zip``
+              holding one of those (the UI download);
             * a path to a project snapshot (``*.json.zip`` or its JSON), detected by its keys.
         password: Password of a protected UI download zip.
 
@@ -206,7 +205,7 @@ def load_export(source: Any, *, password: str | bytes | None = None) -> Refinery
         return _from_path(Path(source), password)
     raise ExportError(
         f"cannot read refinery data from a {type(source).__name__}; expected a DataFrame, an object "
-        "with get_record_export(), or a path to a .json/.csv/.xlsx/.zip file"
+        "with get_record_export(), or a path to a .json/.csv/.xlsx/.zip file (optionally compressed)"
     )
 
 
@@ -214,133 +213,15 @@ def load_export(source: Any, *, password: str | bytes | None = None) -> Refinery
 # Files
 # --------------------------------------------------------------------------------------
 
-_TABLE_SUFFIXES = (".json", ".csv", ".xlsx")
-
 
 def _from_path(path: Path, password: str | bytes | None) -> RefineryExport:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise ExportError(f"{path}: is a folder; expected a .json, .csv, .xlsx or .zip file")
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
-        member, data = _read_zip(path, password)
-        return _from_bytes(data, Path(member).suffix.lower(), f"{path}!{member}")
-    if suffix in _TABLE_SUFFIXES:
-        return _from_bytes(path.read_bytes(), suffix, str(path))
-    raise ExportError(f"{path}: unsupported file type {suffix!r}; expected .json, .csv, .xlsx or .zip")
-
-
-def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as err:
-        raise ExportError(f"{path}: not a valid zip file ({err})") from err
-    with archive:
-        members = [
-            info
-            for info in archive.infolist()
-            if not info.is_dir()
-            and not info.filename.startswith("__MACOSX/")
-            and not Path(info.filename).name.startswith("._")
-        ]
-        data_members = [m for m in members if Path(m.filename).suffix.lower() in _TABLE_SUFFIXES]
-        if not data_members:
-            names = [m.filename for m in members] or "nothing"
-            raise ExportError(f"{path}: the zip holds no .json, .csv or .xlsx file (it holds {names})")
-        if len(data_members) > 1:
-            names = [m.filename for m in data_members]
-            raise ExportError(f"{path}: the zip holds several data files {names}; expected exactly one")
-        info = data_members[0]
-        encrypted = bool(info.flag_bits & 0x1)
-        if info.compress_type == 99:  # WinZip AES
-            return info.filename, _read_aes(path, info.filename, password)
-        if encrypted and password is None:
-            raise ExportError(f"{path}: {info.filename} is password protected; pass password=")
-        pwd = password.encode() if isinstance(password, str) else password
-        try:
-            return info.filename, archive.read(info, pwd=pwd if encrypted else None)
-        except RuntimeError as err:
-            if "password" in str(err).lower():
-                raise ExportError(f"{path}: wrong password for {info.filename}") from err
-            raise ExportError(f"{path}: cannot read {info.filename}: {err}") from err
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as err:  # zlib errors on wrong pwd
-            msg = "wrong password" if encrypted else "corrupt entry"
-            raise ExportError(f"{path}: {msg} for {info.filename} ({err})") from err
-        except Exception as err:  # zlib.error when a wrong password slips past the check byte
-            if encrypted:
-                raise ExportError(f"{path}: wrong password for {info.filename}") from err
-            raise
-
-
-def _read_aes(path: Path, member: str, password: str | bytes | None) -> bytes:
-    if password is None:
-        raise ExportError(f"{path}: {member} is password protected (AES); pass password=")
-    try:
-        import pyzipper
-    except ImportError as err:
-        raise ExportError(
-            f"{path}: {member} is AES-encrypted, which Python's zipfile cannot read; "
-            "install pyzipper (`pip install pyzipper`) or re-download the file without a password"
-        ) from err
-    pwd = password.encode() if isinstance(password, str) else password
-    with pyzipper.AESZipFile(path) as archive:
-        try:
-            return archive.read(member, pwd=pwd)
-        except RuntimeError as err:
-            raise ExportError(f"{path}: wrong password for {member}") from err
-
-
-def _from_bytes(data: bytes, suffix: str, name: str) -> RefineryExport:
-    if suffix == ".json":
-        return _from_json(data, name)
-    if suffix == ".csv":
-        try:
-            frame = pd.read_csv(io.BytesIO(data), keep_default_na=True)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ExportError(f"{name}: not a readable CSV file ({err})") from err
-        return _from_frame(frame, name)
-    if suffix == ".xlsx":
-        try:
-            frame = pd.read_excel(io.BytesIO(data))
-        except ImportError as err:
-            raise ExportError(f"{name}: reading .xlsx needs openpyxl (`pip install openpyxl`)") from err
-        except Exception as err:  # openpyxl raises many types for a broken workbook
-            raise ExportError(f"{name}: not a readable .xlsx workbook ({err})") from err
-        return _from_frame(frame, name)
-    raise ExportError(f"{name}: unsupported file type {suffix!r}; expected .json, .csv or .xlsx")
-
-
-def _from_json(data: bytes, name: str) -> RefineryExport:
-    try:
-        payload = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as err:
-        raise ExportError(f"{name}: not UTF-8 text ({err})") from err
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno}, column {err.colno}"
-        raise ExportError(f"{name}: invalid JSON at {where}: {err.msg}") from err
-    if isinstance(payload, str):  # the SDK's double-encoded JSON string
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as err:
-            raise ExportError(f"{name}: holds a JSON string that is not JSON itself ({err.msg})") from err
-    if isinstance(payload, dict) and "records_data" in payload:
-        return _from_snapshot(payload, name)
-    if isinstance(payload, list):
-        bad = next((i for i, row in enumerate(payload) if not isinstance(row, dict)), None)
-        if bad is not None:
-            raise ExportError(
-                f"{name}: record {bad} is a {type(payload[bad]).__name__}; expected a list of objects "
-                "(orient='records')"
-            )
-        return _from_frame(pd.DataFrame.from_records(payload), name)
-    if isinstance(payload, dict) and payload and all(isinstance(v, dict) for v in payload.values()):
-        # pandas' default orient="columns": {column: {row: value}}
-        return _from_frame(pd.DataFrame(payload), name)
-    raise ExportError(
-        f"{name}: JSON is a {type(payload).__name__}; expected a list of records, a project snapshot "
-        "(with 'records_data'), or the SDK's double-encoded JSON string"
-    )
+    file = read_data_file(path, password=password)
+    if file.suffix in (".json", ".jsonl"):
+        payload = file.json()
+        if isinstance(payload, dict) and "records_data" in payload:
+            return _from_snapshot(payload, file.name)
+        return _from_frame(records_frame(payload, file.name), file.name)
+    return _from_frame(file.frame(), file.name)
 
 
 # --------------------------------------------------------------------------------------
@@ -362,12 +243,13 @@ def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
             continue
         label_columns.add(column)
         key = f"{match['attr']}__{match['task']}"
-        entry = found.setdefault(key, {"attr": match["attr"], "task": match["task"], "heuristics": []})
+        entry = found.setdefault(key, {"attr": match["attr"], "task": match["task"], "heuristics": [],
+                                       "confidences": []})
         kind = match["kind"]
         if kind.startswith("INFORMATION_SOURCE__"):
             entry["heuristics"].append(column)
         elif kind in ("WEAK_SUPERVISION__confidence", "WEAK_SUPERVISION_CONFIDENCE"):
-            entry["confidence"] = column
+            entry["confidences"].append(column)
         else:
             entry[kind] = column
 
@@ -375,15 +257,24 @@ def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
     out = frame[attributes].copy()
     tasks: dict[str, ClassificationTask] = {}
     for out_key, entry in found.items():
-        manual, weak, conf = entry.get("MANUAL"), entry.get("WEAK_SUPERVISION"), entry.get("confidence")
-        if _is_extraction(frame, [manual, weak, conf]):
+        manual, weak = entry.get("MANUAL"), entry.get("WEAK_SUPERVISION")
+        where = f"task {entry['task']!r} on attribute {entry['attr']!r}" if entry["attr"] else f"task {entry['task']!r}"
+        list_valued = [c for c in (manual, weak, *entry["confidences"]) if c is not None and _is_list_column(frame[c])]
+        if list_valued and (manual in list_valued or weak in list_valued or (manual is None and weak is None)):
             notes.append(
-                f"task {entry['task']!r} on attribute {entry['attr']!r} is an extraction (span) task; "
+                f"{where} is an extraction (span) task (column {list_valued[0]!r} holds token lists); "
                 "ignored for classification"
             )
             continue
+        confidences = [c for c in entry["confidences"] if c not in list_valued]
+        for column in list_valued:
+            notes.append(f"{where}: column {column!r} holds lists, not one confidence per record; ignored")
         if manual is None and weak is None:
-            notes.append(f"task {entry['task']!r} has only heuristic columns; ignored")
+            if confidences:
+                notes.append(f"{where}: confidence column {confidences[0]!r} without its weak-supervision label "
+                             f"column {_weak(out_key)!r}; task ignored")
+            else:
+                notes.append(f"{where} has only heuristic columns; ignored")
             continue
         task_name = entry["task"]
         if task_name in tasks:
@@ -398,11 +289,14 @@ def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
             task.weak_column = _weak(out_key)
             out[task.weak_column] = frame[weak].map(_clean_label)
             task.confidence_column = _confidence(out_key)
-            if conf is None:
+            if not confidences:
                 notes.append(f"task {task_name!r}: no weak-supervision confidence column; treated as missing")
                 out[task.confidence_column] = float("nan")
             else:
-                out[task.confidence_column] = _parse_confidence(frame[conf], conf, name)
+                out[task.confidence_column] = _task_confidence(frame, confidences, name, task_name, notes)
+        elif confidences:
+            notes.append(f"task {task_name!r}: confidence column {confidences[0]!r} without its weak-supervision "
+                         f"label column {_weak(out_key)!r}; ignored (manual labels only)")
         for column in entry["heuristics"]:
             out[column] = frame[column]
         _describe_labels(task, out)
@@ -416,18 +310,43 @@ def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
 
 
 def _clean_label(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
+    if is_missing(value):
         return None
     text = str(value).strip()
     return text if text and text != "None" else None
 
 
+def _task_confidence(
+    frame: pd.DataFrame, columns: list[str], name: str, task: str, notes: list[str]
+) -> pd.Series:
+    """One confidence per record from the task's confidence column(s).
+
+    When both spellings are present, the UI's ``__WEAK_SUPERVISION_CONFIDENCE`` (a float) is
+    used, gaps filled from the SDK's ``__WEAK_SUPERVISION__confidence``; values given in both
+    must agree to the 4 places the SDK rounds to.
+    """
+    parsed = {column: _parse_confidence(frame[column], column, name) for column in columns}
+    if len(columns) == 1:
+        return parsed[columns[0]]
+    sdk = next(c for c in columns if c.endswith("__confidence"))
+    ui = next(c for c in columns if c.endswith("_CONFIDENCE"))
+    both = parsed[sdk].notna() & parsed[ui].notna()
+    differ = both & ((parsed[sdk] - parsed[ui]).abs() > 5e-5)
+    if differ.any():
+        row = differ.index[differ.to_numpy()][0]
+        raise ExportError(
+            f"{name}: task {task!r} has both confidence columns {ui!r} and {sdk!r}, and they disagree "
+            f"(row {row!r}: {parsed[ui][row]!r} vs {parsed[sdk][row]!r}); keep one of them"
+        )
+    notes.append(f"task {task!r}: both confidence columns {ui!r} and {sdk!r} are present and agree; "
+                 f"using {ui!r} (gaps filled from {sdk!r})")
+    return parsed[ui].fillna(parsed[sdk])
+
+
 def _parse_confidence(column: pd.Series, column_name: str, name: str) -> pd.Series:
     def parse(item: tuple[Any, Any]) -> float:
         row, value = item
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if is_missing(value):
             return float("nan")
         if isinstance(value, bool):
             raise ExportError(f"{name}: column {column_name!r}, row {row!r}: confidence {value!r} is a bool")
@@ -453,21 +372,31 @@ def _parse_confidence(column: pd.Series, column_name: str, name: str) -> pd.Seri
     return pd.Series([parse(item) for item in column.items()], index=column.index, dtype="float64")
 
 
-def _is_extraction(frame: pd.DataFrame, columns: list[str | None]) -> bool:
-    for column in columns:
-        if column is None:
-            continue
-        for value in frame[column].head(200):
-            if isinstance(value, (list, tuple)):
-                return True
-            if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) and getattr(value, "ndim", 0):
-                return True
-            if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
-                if re.search(r"['\"](OUTSIDE|[BI]-[^'\"]*)['\"]", value) or re.fullmatch(
-                    r"\[\s*[-0-9.e,\s]*\]", value
-                ):
-                    return True
-    return False
+# A Python-repr or JSON list, as old SDK CSV exports write extraction columns:
+# "['O', 'B-x', 'I-x']", "[Decimal('0'), Decimal('0.93')]", '["OUTSIDE", "B-ORG"]', "[0.0, 0.93]".
+_LIST_ITEM = (
+    r"""(?:'[^']*'|"[^"]*"|Decimal\(\s*['"][^'"]*['"]\s*\)|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"""
+    r"|None|null|nan|NaN|True|False)"
+)
+_LIST_TEXT = re.compile(rf"^\[\s*(?:{_LIST_ITEM}(?:\s*,\s*{_LIST_ITEM})*\s*,?)?\s*\]$", re.DOTALL)
+
+
+def _is_list_value(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return True
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) and getattr(value, "ndim", 0):
+        return True
+    return isinstance(value, str) and bool(_LIST_TEXT.match(value.strip()))
+
+
+def _is_list_column(column: pd.Series) -> bool:
+    """Whether a task column holds token-level lists (an extraction task), judged on 200 values."""
+    values = itertools.islice((v for v in column if not _is_scalar_missing(v)), 200)
+    return any(_is_list_value(v) for v in values)
+
+
+def _is_scalar_missing(value: Any) -> bool:
+    return not isinstance(value, (list, tuple)) and not hasattr(value, "ndim") and is_missing(value)
 
 
 def _describe_labels(task: ClassificationTask, out: pd.DataFrame) -> None:

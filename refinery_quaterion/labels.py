@@ -1,27 +1,50 @@
-"""Combining manual and weak-supervision labels into one training label per record."""
+"""Combining manual and weak-supervision labels into one training label per record.
+
+`combine_labels` keeps a record's manual label, else its weak-supervision label when the
+confidence is above a threshold — fixed, or chosen from the manual labels with
+``min_confidence="auto"`` (see `refinery_quaterion.thresholds`). Each kept record gets a
+``weight`` (1.0 for a manual label, the confidence for a weak one) that training can use,
+and every dropped record is counted in the `LabelReport` with its reason and class.
+`threshold_report` is re-exported from `refinery_quaterion.thresholds`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from refinery_quaterion.export import ClassificationTask, ExportError, RefineryExport, load_export
+from refinery_quaterion._tasklabels import as_export, blank_texts, check_threshold, task_labels
+from refinery_quaterion.export import ExportError, RefineryExport
+from refinery_quaterion.text import TextSpec
+from refinery_quaterion.thresholds import (
+    DEFAULT_MIN_CONFIDENCE,
+    AutoThreshold,
+    ThresholdChoice,
+    _choose,
+    threshold_report,
+)
 
-__all__ = ["LabelReport", "combine_labels", "threshold_report", "DROP_REASONS"]
+if TYPE_CHECKING:  # pragma: no cover
+    from refinery_quaterion.cleaning import CleaningReport
 
-DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+__all__ = ["DROP_REASONS", "LabelReport", "combine_labels", "threshold_report"]
 
 DROP_REASONS: dict[str, str] = {
     "no_label": "neither a manual nor a weak-supervision label",
     "low_confidence": "weak-supervision confidence not above the threshold",
     "no_confidence": "weak-supervision label without a confidence",
     "multi_label": "several labels on one record",
+    "blank_text": "the text to embed is empty or whitespace",
+    "neighbour_disagreement": "weak label contradicted by a clear majority of its nearest neighbours",
 }
-"""Why `combine_labels` can drop a record (the keys of ``LabelReport.dropped``), described."""
+"""Why `combine_labels` (or `refinery_quaterion.cleaning.clean_labels`) can drop a record (the keys of
+``LabelReport.dropped``), described."""
+
+_WEAK_REASONS = ("low_confidence", "no_confidence")
 
 
 @dataclass
@@ -37,6 +60,13 @@ class LabelReport:
         dropped: Dropped records by reason (keys of `DROP_REASONS`).
         kept_by_class: ``{label: {"manual": n, "weak_supervision": n}}``.
         dropped_weak_by_class: Weak-supervision labels dropped for low/no confidence, by label.
+        dropped_by_class: ``{reason: {label: n}}`` for every reason where the record had one
+            label (all but ``no_label`` and ``multi_label``).
+        threshold_choice: How ``min_confidence="auto"`` chose the threshold (``None`` for a
+            fixed threshold).
+        notes: Things worth knowing (the export's notes, how blank texts were detected...).
+        cleaning: What `refinery_quaterion.cleaning.clean_labels` changed, once added with
+            `add_cleaning`.
     """
 
     task: str
@@ -47,6 +77,10 @@ class LabelReport:
     dropped: dict[str, int] = field(default_factory=dict)
     kept_by_class: dict[str, dict[str, int]] = field(default_factory=dict)
     dropped_weak_by_class: dict[str, int] = field(default_factory=dict)
+    dropped_by_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    threshold_choice: ThresholdChoice | None = None
+    notes: list[str] = field(default_factory=list)
+    cleaning: CleaningReport | None = None
 
     @property
     def kept(self) -> int:
@@ -58,24 +92,54 @@ class LabelReport:
         """Records dropped in all."""
         return sum(self.dropped.values())
 
+    def _extra_reasons(self) -> list[str]:
+        return [r for r in DROP_REASONS if r in self.dropped_by_class and r not in _WEAK_REASONS]
+
     def by_class(self) -> pd.DataFrame:
-        """One row per label: kept manual, kept weak supervision, total kept, dropped WS."""
-        labels = sorted(set(self.kept_by_class) | set(self.dropped_weak_by_class))
+        """One row per label: kept manual, kept weak supervision, total kept, dropped WS.
+
+        A ``dropped_{reason}`` column is added for each other reason that dropped labeled
+        records (e.g. ``dropped_blank_text``).
+        """
+        extra = self._extra_reasons()
+        labels = set(self.kept_by_class) | set(self.dropped_weak_by_class)
+        for reason in extra:
+            labels |= set(self.dropped_by_class[reason])
         rows = []
-        for label in labels:
+        for label in sorted(labels):
             kept = self.kept_by_class.get(label, {})
             manual, weak = kept.get("manual", 0), kept.get("weak_supervision", 0)
-            rows.append(
-                {
-                    "label": label,
-                    "manual": manual,
-                    "weak_supervision": weak,
-                    "kept": manual + weak,
-                    "dropped_weak_supervision": self.dropped_weak_by_class.get(label, 0),
-                }
-            )
+            row = {
+                "label": label,
+                "manual": manual,
+                "weak_supervision": weak,
+                "kept": manual + weak,
+                "dropped_weak_supervision": self.dropped_weak_by_class.get(label, 0),
+            }
+            row.update({f"dropped_{r}": self.dropped_by_class[r].get(label, 0) for r in extra})
+            rows.append(row)
         columns = ["label", "manual", "weak_supervision", "kept", "dropped_weak_supervision"]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=columns + [f"dropped_{r}" for r in extra])
+
+    def add_cleaning(self, cleaning: CleaningReport) -> None:
+        """Count the weak labels `refinery_quaterion.cleaning.clean_labels` dropped (in place).
+
+        Dropped labels move from ``kept_weak`` / ``kept_by_class`` to the reason
+        ``neighbour_disagreement``; down-weighted ones stay kept and are listed in the report.
+
+        Args:
+            cleaning: The report `clean_labels` returned for records combined by this report.
+        """
+        self.cleaning = cleaning
+        if not cleaning.dropped_by_class:
+            return
+        counts = self.dropped_by_class.setdefault("neighbour_disagreement", {})
+        for label, n in cleaning.dropped_by_class.items():
+            counts[label] = counts.get(label, 0) + n
+            self.kept_by_class[label]["weak_supervision"] -= n
+        dropped = sum(cleaning.dropped_by_class.values())
+        self.kept_weak -= dropped
+        self.dropped["neighbour_disagreement"] = self.dropped.get("neighbour_disagreement", 0) + dropped
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -89,6 +153,10 @@ class LabelReport:
             "dropped": dict(self.dropped),
             "kept_by_class": {k: dict(v) for k, v in self.kept_by_class.items()},
             "dropped_weak_supervision_by_class": dict(self.dropped_weak_by_class),
+            "dropped_by_class": {k: dict(v) for k, v in self.dropped_by_class.items()},
+            "threshold_choice": None if self.threshold_choice is None else self.threshold_choice.to_dict(),
+            "notes": list(self.notes),
+            "cleaning": None if self.cleaning is None else self.cleaning.to_dict(),
         }
 
     def __str__(self) -> str:
@@ -96,153 +164,176 @@ class LabelReport:
         lines = [
             f"Task {self.task!r}: kept {self.kept} of {self.total} records ({share:.1%}); "
             f"weak-supervision labels kept when confidence > {self.min_confidence:g}",
+        ]
+        if self.threshold_choice is not None:
+            lines.append(f"  threshold: {self.threshold_choice.reason}")
+        lines += [
             f"  kept   manual            {self.kept_manual:>8}",
             f"  kept   weak supervision  {self.kept_weak:>8}",
         ]
         for reason, count in self.dropped.items():
             lines.append(f"  dropped {reason:<17}{count:>8}  ({DROP_REASONS[reason]})")
         table = self.by_class()
+        extra = [c for c in table.columns if c.startswith("dropped_") and c != "dropped_weak_supervision"]
         if len(table):
             width = max(5, *(len(str(x)) for x in table["label"]))
             lines.append("")
-            lines.append(f"  {'label':<{width}}  {'manual':>7}  {'weak':>7}  {'kept':>7}  {'dropped':>7}")
-            for row in table.itertuples(index=False):
-                lines.append(
-                    f"  {row.label:<{width}}  {row.manual:>7}  {row.weak_supervision:>7}  "
-                    f"{row.kept:>7}  {row.dropped_weak_supervision:>7}"
-                )
+            header = f"  {'label':<{width}}  {'manual':>7}  {'weak':>7}  {'kept':>7}  {'dropped':>7}"
+            lines.append(header + "".join(f"  {c.removeprefix('dropped_'):>{len(c) - 8}}" for c in extra))
+            for row in table.to_dict(orient="records"):
+                line = (f"  {row['label']:<{width}}  {row['manual']:>7}  {row['weak_supervision']:>7}  "
+                        f"{row['kept']:>7}  {row['dropped_weak_supervision']:>7}")
+                lines.append(line + "".join(f"  {row[c]:>{len(c) - 8}}" for c in extra))
+        if self.cleaning is not None:
+            lines += ["", str(self.cleaning)]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
-
-
-def _as_export(export: RefineryExport | Any) -> RefineryExport:
-    return export if isinstance(export, RefineryExport) else load_export(export)
-
-
-def _check_threshold(value: float, name: str = "min_confidence") -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}") from None
-    if not 0.0 <= number <= 1.0 or np.isnan(number):
-        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-    return number
-
-
-def _task_columns(export: RefineryExport, task: ClassificationTask) -> tuple[pd.Series, pd.Series, pd.Series]:
-    frame = export.records
-    empty = pd.Series([None] * len(frame), index=frame.index, dtype="object")
-    manual = frame[task.manual_column] if task.manual_column else empty
-    weak = frame[task.weak_column] if task.weak_column else empty
-    if task.confidence_column:
-        confidence = frame[task.confidence_column].astype("float64")
-    else:
-        confidence = pd.Series(np.nan, index=frame.index, dtype="float64")
-    return manual, weak, confidence
-
-
-def _multi_label(values: pd.Series, labels: Iterable[str]) -> pd.Series:
-    known = set(labels)
-
-    def is_multi(value: Any) -> bool:
-        return isinstance(value, str) and value not in known and all(p in known for p in value.split(", "))
-
-    return values.map(is_multi).astype(bool)
 
 
 def combine_labels(
     export: RefineryExport | Any,
     task: str | None = None,
-    min_confidence: float = 0.7,
+    min_confidence: float | Literal["auto"] = DEFAULT_MIN_CONFIDENCE,
     *,
     use_weak_supervision: bool = True,
     attributes: Sequence[str] | None = None,
+    text: TextSpec | None = None,
+    auto: AutoThreshold | None = None,
 ) -> tuple[pd.DataFrame, LabelReport]:
     """Give each record one label: manual first, else a confident weak-supervision label.
 
     The seed's rule: a record is kept when it has a manual label, or a weak-supervision
     label whose confidence is strictly greater than ``min_confidence``; the manual label
-    wins when both exist. Records with several labels (multi-label cells) are dropped.
+    wins when both exist. Records with several labels (multi-label cells) are dropped, and
+    so are records whose text is blank (reason ``blank_text``, counted by class).
+
+    Blank texts: with ``text=`` (the template you will train with) a record is dropped when
+    its rendered text is empty or whitespace. Without a template the library cannot know
+    what will be embedded, so only records whose kept attributes are *all* missing or blank
+    are dropped (a note in the report says so); `RefineryExportDataset` refuses any blank
+    text later, naming the row. Pass the template.
 
     Args:
         export: A `RefineryExport`, or anything
             `load_export` accepts.
         task: Classification task name; may be omitted when the export has one task.
-        min_confidence: Weak-supervision threshold (strict ``>``), between 0 and 1.
+        min_confidence: Weak-supervision threshold (strict ``>``), between 0 and 1; or
+            ``"auto"`` to choose it from the manual labels
+            (`refinery_quaterion.thresholds.choose_threshold`); the report says which value
+            was chosen and why.
         use_weak_supervision: ``False`` keeps manual labels only.
         attributes: Record attributes to keep (default: all).
+        text: The text template (format string or callable) used to detect blank texts; its
+            fields must be attributes of the export.
+        auto: Settings of ``min_confidence="auto"`` (default `AutoThreshold()`).
 
     Returns:
         ``(frame, report)``: the kept records with their attributes plus ``label``,
-        ``label_source`` (``"manual"`` or ``"weak_supervision"``) and ``confidence``
-        (the weak-supervision confidence; NaN for manual labels without one), and a
+        ``label_source`` (``"manual"`` or ``"weak_supervision"``), ``confidence``
+        (the weak-supervision confidence; NaN for manual labels without one) and ``weight``
+        (1.0 for a manual label, the confidence for a weak-supervision label), and a
         `LabelReport`.
 
     Raises:
         ExportError: Unknown task name (listing the tasks that exist), unknown attributes.
-        ValueError: ``min_confidence`` out of range, no record left after filtering, or
+        ValueError: ``min_confidence`` out of range, a template field that is not an
+            attribute (naming the field and the file), no record left after filtering, or
             only one class left (similarity learning needs at least two).
     """
-    export = _as_export(export)
+    export = as_export(export)
     info = export.task(task)
-    min_confidence = _check_threshold(min_confidence)
+    if not (isinstance(min_confidence, str) and min_confidence == "auto"):
+        if isinstance(min_confidence, str):
+            try:
+                min_confidence = float(min_confidence)
+            except ValueError:
+                raise ValueError(f"min_confidence must be a number between 0 and 1 or 'auto', "
+                                 f"got {min_confidence!r}") from None
+        min_confidence = check_threshold(min_confidence)
     keep_attributes = list(export.attributes if attributes is None else attributes)
     unknown = [a for a in keep_attributes if a not in export.attributes]
     if unknown:
         raise ExportError(
             f"{export.source}: unknown attribute(s) {unknown}; attributes are {export.attributes}"
         )
+    notes = list(export.notes)
+    blank, _ = blank_texts(export, text, keep_attributes)
+    if text is None:
+        notes.append("no text template given (text=): only records whose attributes are all empty were "
+                     "checked for blank texts; pass the template you train with")
 
-    manual, weak, confidence = _task_columns(export, info)
-    manual_multi = _multi_label(manual, info.labels)
-    weak_multi = _multi_label(weak, info.labels)
+    labels = task_labels(export, info)
+    choice: ThresholdChoice | None = None
+    if min_confidence == "auto":
+        choice = _choose(labels, ~blank, auto or AutoThreshold())
+        min_confidence = choice.value
+    threshold = float(min_confidence)
+    manual, weak, confidence = labels.manual, labels.weak, labels.confidence
     has_manual = manual.notna()
     has_weak = weak.notna() & use_weak_supervision
-    confident = confidence > min_confidence  # NaN compares False
+    confident = confidence > threshold  # NaN compares False
 
-    take_manual = has_manual & ~manual_multi
-    take_weak = ~has_manual & has_weak & confident & ~weak_multi
+    take_manual = has_manual & ~labels.manual_multi
+    take_weak = ~has_manual & has_weak & confident & ~labels.weak_multi
+    blank_drop = (take_manual | take_weak) & blank
+    take_manual &= ~blank
+    take_weak &= ~blank
     kept = take_manual | take_weak
 
-    multi = (has_manual & manual_multi) | (~has_manual & has_weak & weak_multi & confident)
+    multi = (has_manual & labels.manual_multi) | (~has_manual & has_weak & labels.weak_multi & confident)
+    low = ~has_manual & has_weak & confidence.notna() & ~confident
+    no_conf = ~has_manual & has_weak & confidence.isna()
     dropped = {
         "no_label": int((~has_manual & ~has_weak).sum()),
         "multi_label": int(multi.sum()),
-        "low_confidence": int((~has_manual & has_weak & confidence.notna() & ~confident).sum()),
-        "no_confidence": int((~has_manual & has_weak & confidence.isna()).sum()),
+        "low_confidence": int(low.sum()),
+        "no_confidence": int(no_conf.sum()),
+        "blank_text": int(blank_drop.sum()),
     }
-    labels = manual.where(take_manual, weak)
+    chosen = manual.where(has_manual, weak)
     source = pd.Series(np.where(take_manual, "manual", "weak_supervision"), index=manual.index)
 
     out = export.records.loc[kept, keep_attributes].copy()
-    out["label"] = labels[kept].astype(str)
+    out["label"] = chosen[kept].astype(str)
     out["label_source"] = source[kept]
     out["confidence"] = confidence[kept]
+    out["weight"] = np.where(take_manual[kept], 1.0, confidence[kept]).astype("float64")
     out = out.reset_index(drop=True)
 
     kept_by_class: dict[str, dict[str, int]] = {}
     for (label, src), count in out.groupby(["label", "label_source"]).size().items():
         kept_by_class.setdefault(str(label), {"manual": 0, "weak_supervision": 0})[str(src)] = int(count)
-    weak_dropped = ~has_manual & has_weak & ~confident & ~weak_multi
-    dropped_counts = weak[weak_dropped].value_counts().sort_index()
-    dropped_weak_by_class = {str(k): int(v) for k, v in dropped_counts.items()}
+    by_reason = {"low_confidence": low & ~labels.weak_multi, "no_confidence": no_conf & ~labels.weak_multi,
+                 "blank_text": blank_drop}
+    dropped_by_class = {
+        reason: {str(k): int(v) for k, v in chosen[mask].value_counts().sort_index().items()}
+        for reason, mask in by_reason.items()
+        if mask.any()
+    }
+    weak_dropped = ~has_manual & has_weak & ~confident & ~labels.weak_multi
+    dropped_weak_by_class = {str(k): int(v) for k, v in weak[weak_dropped].value_counts().sort_index().items()}
 
     report = LabelReport(
         task=info.name,
-        min_confidence=min_confidence,
+        min_confidence=threshold,
         total=len(export.records),
         kept_manual=int(take_manual.sum()),
         kept_weak=int(take_weak.sum()),
         dropped={k: v for k, v in dropped.items() if v},
         kept_by_class=dict(sorted(kept_by_class.items())),
         dropped_weak_by_class=dropped_weak_by_class,
+        dropped_by_class=dropped_by_class,
+        threshold_choice=choice,
+        notes=notes,
     )
     if out.empty:
         raise ValueError(
             f"{export.source}: no record of task {info.name!r} is left after combining labels "
-            f"(min_confidence={min_confidence:g}): {len(export.records)} records, "
+            f"(min_confidence={threshold:g}): {len(export.records)} records, "
             f"{int(has_manual.sum())} with a manual label, {int(has_weak.sum())} with a weak-supervision "
-            f"label (max confidence {confidence.max() if confidence.notna().any() else 'n/a'}). "
-            "Lower min_confidence or label more records."
+            f"label (max confidence {confidence.max() if confidence.notna().any() else 'n/a'})"
+            + (f", {dropped['blank_text']} with a blank text" if dropped["blank_text"] else "")
+            + ". Lower min_confidence or label more records."
         )
     classes = sorted(out["label"].unique())
     if len(classes) < 2:
@@ -252,60 +343,3 @@ def combine_labels(
             f"Labels in the task: {info.labels}"
         )
     return out, report
-
-
-def threshold_report(
-    export: RefineryExport | Any,
-    task: str | None = None,
-    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
-) -> pd.DataFrame:
-    """How the weak-supervision threshold trades data for label quality.
-
-    For each threshold: the records `combine_labels` would keep, their share of the
-    export, and the agreement of weak-supervision labels above the threshold with manual
-    labels, on records that have both (an estimate of label quality that needs no ground
-    truth).
-
-    Args:
-        export: A ``RefineryExport`` or anything ``load_export`` accepts.
-        task: Classification task name (may be omitted when there is one task).
-        thresholds: Confidence thresholds (strict ``>``), each between 0 and 1.
-
-    Returns:
-        A DataFrame with columns ``threshold``, ``kept``, ``share``, ``weak_supervision``
-        (weak-supervision labels above the threshold, on records without a manual label),
-        ``agreement`` (NaN when no record has both labels) and ``compared``.
-
-    Raises:
-        ExportError: Unknown task.
-        ValueError: A threshold outside 0..1, or no thresholds.
-    """
-    export = _as_export(export)
-    info = export.task(task)
-    values = sorted({_check_threshold(t, "threshold") for t in thresholds})
-    if not values:
-        raise ValueError("thresholds is empty; pass e.g. (0.5, 0.7, 0.9)")
-    manual, weak, confidence = _task_columns(export, info)
-    manual_multi = _multi_label(manual, info.labels)
-    weak_multi = _multi_label(weak, info.labels)
-    has_manual = manual.notna()
-    total = len(export.records)
-    rows = []
-    for threshold in values:
-        confident = (confidence > threshold) & weak.notna() & ~weak_multi
-        weak_kept = int((~has_manual & confident).sum())
-        kept = int((has_manual & ~manual_multi).sum()) + weak_kept
-        both = has_manual & ~manual_multi & confident
-        compared = int(both.sum())
-        agreement = float((manual[both] == weak[both]).mean()) if compared else float("nan")
-        rows.append(
-            {
-                "threshold": threshold,
-                "kept": kept,
-                "share": kept / total if total else float("nan"),
-                "weak_supervision": weak_kept,
-                "agreement": agreement,
-                "compared": compared,
-            }
-        )
-    return pd.DataFrame(rows)

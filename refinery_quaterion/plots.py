@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, PercentFormatter
 
 from refinery_quaterion._io import atomic_path
+from refinery_quaterion._util import is_missing
 
 __all__ = [
     "NONE_LABEL",
@@ -48,12 +49,6 @@ def _save(fig: Figure, path: Path, dpi: int) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return path
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float | np.floating) and math.isnan(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,9 +276,9 @@ def confusion_table(
             "one of each per record is expected"
         )
     pairs = [
-        (str(ref), None if _is_missing(pred) else str(pred))
+        (str(ref), None if is_missing(pred) else str(pred))
         for pred, ref in zip(predicted, reference)
-        if not _is_missing(ref)
+        if not is_missing(ref)
     ]
     if not pairs:
         raise ValueError("no record has a reference label; nothing to compare")
@@ -449,27 +444,33 @@ def plot_threshold_curve(
     *,
     title: str = "Weak-supervision confidence threshold",
     dpi: int = 120,
+    chosen: float | None = None,
 ) -> Path:
     """Share of records kept and label agreement against the confidence threshold (two panels).
 
     Top panel: share kept (left axis) with the number kept at each point. Bottom panel:
     agreement of weak-supervision labels with manual labels (NaN thresholds leave a gap)
-    and, on a right axis, the number of records compared.
+    and, on a right axis, the number of records compared. The chosen threshold is marked on
+    both panels by a red vertical line, labeled with its value.
 
     Args:
-        report: A threshold report DataFrame (e.g. ``labels.threshold_report``) with columns
+        report: A threshold report DataFrame (e.g. ``thresholds.threshold_report``) with columns
             ``threshold``, ``kept`` (int), ``share`` (0..1), ``agreement`` (0..1 or NaN) and
-            ``compared`` (int); other columns are ignored.
+            ``compared`` (int); a boolean ``chosen`` column marks the chosen threshold; other
+            columns are ignored.
         path: Target ``.png`` file; parent folders are created.
         title: Figure title.
         dpi: Resolution.
+        chosen: The threshold to mark; ``None`` takes the row the ``chosen`` column marks
+            (or ``report.attrs["threshold_choice"]["value"]``), and marks nothing without either.
 
     Returns:
         ``path`` as a `Path`.
 
     Raises:
         ValueError: Missing columns, no rows, non-finite thresholds, ``share`` or
-            ``agreement`` outside 0..1, or a path not ending in ``.png``.
+            ``agreement`` outside 0..1, ``chosen`` outside 0..1 or several rows marked
+            chosen, or a path not ending in ``.png``.
         TypeError: ``report`` is not a DataFrame.
     """
     path = _check_path(path)
@@ -534,7 +535,37 @@ def plot_threshold_curve(
             va="center",
             color="gray",
         )
+    marked = _chosen_threshold(report, chosen)
+    if marked is not None:
+        for axis in (top, bottom):
+            axis.axvline(marked, color=_CHOSEN_COLOR, linestyle="-", linewidth=1.5, label=f"chosen: {marked:g}")
+        top.annotate(f"chosen: {marked:g}", (marked, 1.05), textcoords="offset points", xytext=(4, 0),
+                     color=_CHOSEN_COLOR, fontsize=8, va="center")
     handles = bottom.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     bottom.legend(handles=handles, loc="lower left", fontsize=8)
     fig.suptitle(title)
     return _save(fig, path, dpi)
+
+
+_CHOSEN_COLOR = "tab:red"  # the line plot_threshold_curve draws at the chosen threshold
+
+
+def _chosen_threshold(report: pd.DataFrame, chosen: float | None) -> float | None:
+    """The threshold to mark: ``chosen``, else the ``chosen`` row, else ``attrs["threshold_choice"]``."""
+    if chosen is None and "chosen" in report.columns:
+        rows = report.loc[report["chosen"].fillna(False).astype(bool), "threshold"]
+        if len(rows) > 1:
+            raise ValueError(f"report marks {len(rows)} rows as chosen ({list(rows)}); expected at most one")
+        chosen = float(rows.iloc[0]) if len(rows) else None
+    if chosen is None:
+        choice = report.attrs.get("threshold_choice")
+        chosen = choice.get("value") if isinstance(choice, dict) else None
+    if chosen is None:
+        return None
+    try:
+        value = float(chosen)
+    except (TypeError, ValueError):
+        raise ValueError(f"chosen must be a threshold between 0 and 1, got {chosen!r}") from None
+    if not 0 <= value <= 1:
+        raise ValueError(f"chosen must be a threshold between 0 and 1, got {chosen!r}")
+    return value

@@ -6,8 +6,15 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
+from refinery_quaterion._util import is_missing
+
+__all__ = ["Record", "TextSpec", "TextTemplate", "is_blank"]
+
 Record = Mapping[str, Any]
+"""A record: attribute name → value."""
+
 TextSpec = Union[str, Callable[[Record], str], "TextTemplate"]
+"""What a ``text=`` argument accepts: a format string, a callable ``record -> str``, or a `TextTemplate`."""
 
 
 class TextTemplate:
@@ -15,7 +22,8 @@ class TextTemplate:
 
     A template is either a format string naming record fields, e.g.
     ``"{Title}. {Description}"``, or any callable ``record -> str``. Missing values
-    (``None``/NaN) render as an empty string.
+    (``None``/NaN) render as an empty string; a list-valued field (an ``EMBEDDING_LIST``
+    attribute) is refused rather than rendered as ``"[...]"``.
 
     Args:
         spec: Format string, callable, or another ``TextTemplate`` (returned as is by
@@ -54,6 +62,9 @@ class TextTemplate:
                     f"text template {spec!r} names no field; expected e.g. '{{Title}}. {{Description}}'"
                 )
             self.fields: list[str] | None = fields
+            self._parts: list[tuple[str, str | None, str, str | None]] = [
+                (literal, name, spec or "", conversion) for literal, name, spec, conversion in parsed
+            ]
         elif callable(spec):
             self.fields = None
         else:
@@ -86,17 +97,55 @@ class TextTemplate:
             )
 
     def __call__(self, record: Record | str) -> str:
-        """Render ``record``; a plain string is returned unchanged (already a text)."""
+        """Render ``record``; a plain string is returned unchanged (already a text).
+
+        Raises:
+            ValueError: If a field's value is a list, dict or array (e.g. an ``EMBEDDING_LIST``
+                attribute), or cannot be formatted with the field's format spec (``{text:d}``
+                on a string); the message names the template, the field and the value.
+        """
         if isinstance(record, str):
             return record
         if self.fields is None:
             return str(self.spec(record))  # type: ignore[operator]
-        values = {name: _clean(record.get(name)) for name in self.fields}
-        return self.spec.format(**values)  # type: ignore[union-attr]
+        out = []
+        for literal, name, spec, conversion in self._parts:
+            out.append(literal)
+            if name is None:
+                continue
+            value = record.get(name)
+            if isinstance(value, (list, tuple, dict, set)) or getattr(value, "ndim", 0):
+                raise ValueError(
+                    f"text template {self.spec!r}: field {name!r} holds a {type(value).__name__} "
+                    f"({_short(value)}), not a text; use a text attribute or a callable template"
+                )
+            if is_missing(value):
+                continue  # a missing value renders as "", whatever its format spec
+            try:
+                if conversion:
+                    value = {"r": repr, "s": str, "a": ascii}[conversion](value)
+                out.append(format(value, spec))
+            except (ValueError, TypeError, KeyError) as err:
+                raise ValueError(
+                    f"text template {self.spec!r}: field {name!r} cannot format the value {_short(value)} "
+                    f"with '{{{name}{'!' + conversion if conversion else ''}:{spec}}}' ({err}); "
+                    f"use '{{{name}}}' instead"
+                ) from None
+        return "".join(out)
 
     def render_many(self, records: Iterable[Record | str]) -> list[str]:
-        """Render each of ``records``."""
-        return [self(r) for r in records]
+        """Render each of ``records``.
+
+        Raises:
+            ValueError: As `__call__`, with the position of the record that failed.
+        """
+        out = []
+        for row, record in enumerate(records):
+            try:
+                out.append(self(record))
+            except ValueError as err:
+                raise ValueError(f"row {row}: {err}") from None
+        return out
 
     def to_config(self) -> str | None:
         """The template as a JSON-serialisable string, or ``None`` for a callable."""
@@ -106,9 +155,11 @@ class TextTemplate:
         return f"TextTemplate({self.spec!r})"
 
 
-def _clean(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value != value:  # NaN
-        return ""
-    return value
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_blank(text: str | None) -> bool:
+    """Whether a rendered text is empty, whitespace only, or missing."""
+    return text is None or is_missing(text) or not str(text).strip()

@@ -1,11 +1,13 @@
 """Training, saving and loading.
 
-* `fit` trains a `DistilBertSimilarityModel` on labeled
-  records (``Quaterion.fit`` with a bounded, quiet Lightning trainer) and returns a
-  `FitResult`.
-* `save` writes the trained model (quaterion servable + label map + training config)
-  atomically; `load` reads it back as an `EmbeddingModel`,
-  in any process, without network.
+* `fit` trains a `DistilBertSimilarityModel` on labeled records (``Quaterion.fit`` with a
+  bounded, quiet Lightning trainer) as a `FitConfig` says, and returns a `FitResult`. Ctrl-C
+  stops it with `TrainingInterrupted` (a ``KeyboardInterrupt``), never with a half-trained
+  model that looks finished.
+* `save` writes the trained model (quaterion servable + label map + ``training_config.json``
+  with the `ModelConfig` and `FitConfig`) atomically; `load` reads it back as an
+  `EmbeddingModel`, in any process, without network, and names the file when one is damaged
+  (`ModelFileError`). Folders of format 1 (before the configs) load too.
 """
 
 from __future__ import annotations
@@ -13,43 +15,76 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import math
 import os
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from refinery_quaterion import _compat  # noqa: F401  (quaterion shims: before quaterion is imported)
+
+# isort: split
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping
 from quaterion import Quaterion
-from quaterion.dataset import (
-    GroupSimilarityDataLoader,
-    PairsSimilarityDataLoader,
-    SimilarityGroupSample,
-    SimilarityPairSample,
-)
 from quaterion.loss import PairwiseLoss
 from quaterion_models import SimilarityModel
 from torch.utils.data import Dataset
 
 from refinery_quaterion._io import atomic_dir, atomic_write_text
+from refinery_quaterion._modelfiles import CONFIG_FILE, LABEL_MAP_FILE, label_map_to_save, read_model_folder
+from refinery_quaterion._progress import FitTracker, ProgressReporter, quiet_training, resolve_progress
+from refinery_quaterion._samples import GroupSamples, PairSamples, loader_class, training_records
+from refinery_quaterion._util import to_jsonable
 from refinery_quaterion.cache import EmbeddingCache
+from refinery_quaterion.components import LOSSES
+from refinery_quaterion.config import FitConfig
 from refinery_quaterion.dataset import LabelMap
-from refinery_quaterion.model import DistilBertSimilarityModel, EmbeddingModel, _configure_torch_threads
+from refinery_quaterion.encoder import _configure_torch_threads, quiet_transformers
+from refinery_quaterion.inference import EmbeddingModel, ModelFileError
+from refinery_quaterion.model import DistilBertSimilarityModel
 from refinery_quaterion.text import TextTemplate
 
-__all__ = ["FitResult", "fit", "load", "save"]
+__all__ = ["FitResult", "ModelFileError", "TrainingInterrupted", "fit", "load", "save"]
 
-_LABEL_MAP_FILE = "label_map.json"
-_CONFIG_FILE = "training_config.json"
+_FORMAT = 2  # 1: before ModelConfig/FitConfig (settings in "model" and "training"); 2: + "fit"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """`fit` was interrupted (Ctrl-C / SIGINT): the model is half-trained and `save` refuses it.
+
+    A ``KeyboardInterrupt``, so code that does not catch it stops as on any Ctrl-C (the
+    command line prints the message and exits with 130).
+
+    Args:
+        epochs: Epochs completed before the interrupt.
+        max_epochs: Epochs the run was to have at most.
+        stage: What was running: ``"setup"``, ``"encoding"`` (quaterion's cache pass over the
+            records) or ``"training"``.
+
+    Attributes:
+        epochs: Epochs completed before the interrupt.
+        max_epochs: Epochs the run was to have at most.
+        stage: What was running.
+    """
+
+    def __init__(self, epochs: int, max_epochs: int, stage: str):
+        self.epochs = epochs
+        self.max_epochs = max_epochs
+        self.stage = stage
+        where = {"setup": " before training started", "encoding": " while encoding the records"}.get(stage, "")
+        state = "half-trained" if epochs else "not trained"
+        super().__init__(f"training interrupted after {epochs} of {max_epochs} epoch(s){where}; "
+                         f"the model is {state}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.epochs, self.max_epochs, self.stage)
 
 
 @dataclasses.dataclass
@@ -74,6 +109,7 @@ class FitResult:
         train_records_per_s: Training records per second over ``train_time_s``.
         history: One dict per epoch: ``epoch``, ``train_loss``, ``validation_loss``,
             ``validation_precision@k``, ``time_s``.
+        dropped_records: Training records below ``FitConfig.min_weight``, left out.
     """
 
     epochs: int
@@ -92,10 +128,11 @@ class FitResult:
     train_time_s: float
     train_records_per_s: float
     history: list[dict[str, Any]]
+    dropped_records: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """The result as a JSON-serialisable dict (NaN becomes ``None``)."""
+        return to_jsonable(dataclasses.asdict(self))
 
     def __str__(self) -> str:
         lines = [
@@ -109,113 +146,9 @@ class FitResult:
             lines.append(f"last validation loss {self.last_val_loss:.4f}")
         if self.stopped_early:
             lines.append("stopped early")
+        if self.dropped_records:
+            lines.append(f"{self.dropped_records:,} record(s) below min_weight left out")
         return "\n".join(lines)
-
-
-class _FitTracker(Callback):
-    """Records per-epoch history and timings; keeps the best weights when asked."""
-
-    def __init__(self, monitor: str | None, mode: str, keep_best: bool):
-        self.monitor = monitor
-        self.mode = mode
-        self.keep_best = keep_best
-        self.history: list[dict[str, Any]] = []
-        self.best_epoch: int | None = None
-        self.best_score: float | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.start = time.perf_counter()
-        self.train_start: float | None = None
-        self.train_end: float | None = None
-        self._epoch_start = 0.0
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.train_start = time.perf_counter()
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.train_end = time.perf_counter()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = {k: _as_float(v) for k, v in trainer.callback_metrics.items()}
-        if isinstance(pl_module, DistilBertSimilarityModel):
-            entry: dict[str, Any] = {"epoch": trainer.current_epoch + 1, **pl_module.epoch_summary()}
-        else:
-            entry = {"epoch": trainer.current_epoch + 1, **metrics}
-        entry["time_s"] = round(time.perf_counter() - self._epoch_start, 4)
-        self.history.append(entry)
-        if self.monitor is None:
-            return
-        score = entry.get(self.monitor, metrics.get(self.monitor))
-        if score is None or (isinstance(score, float) and math.isnan(score)):
-            return
-        best = self.best_score
-        better = best is None or (score < best if self.mode == "min" else score > best)
-        if better:
-            self.best_score, self.best_epoch = float(score), entry["epoch"]
-            if self.keep_best:
-                self.best_state = {name: p.detach().to("cpu", copy=True)
-                                   for name, p in pl_module.named_parameters() if p.requires_grad}
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class _PairsDataset(Dataset):
-    """Positive pairs (two records of the same label) built from a group dataset, for pair losses."""
-
-    def __init__(self, objects: Sequence[Any], groups: np.ndarray, seed: int):
-        rng = np.random.default_rng(seed)
-        members: dict[int, np.ndarray] = {}
-        for group in np.unique(groups):
-            members[int(group)] = np.flatnonzero(groups == group)
-        self.pairs: list[SimilarityPairSample] = []
-        for i, group in enumerate(groups):
-            same = members[int(group)]
-            if len(same) < 2:
-                continue
-            j = i
-            while j == i:
-                j = int(rng.choice(same))
-            self.pairs.append(SimilarityPairSample(obj_a=objects[i], obj_b=objects[j], score=1.0,
-                                                   subgroup=int(group)))
-        if not self.pairs:
-            raise ValueError("a pair loss needs at least two records with the same label; every label here "
-                             "has a single record")
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> SimilarityPairSample:
-        return self.pairs[index]
-
-
-def _objects_and_groups(dataset: Dataset, name: str) -> tuple[list[Any], np.ndarray]:
-    """The objects and group ids of a dataset of ``SimilarityGroupSample``."""
-    try:
-        size = len(dataset)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be a sized dataset (e.g. RefineryExportDataset)") from None
-    if size == 0:
-        raise ValueError(f"{name} is empty")
-    records = getattr(dataset, "records", None)
-    groups = getattr(dataset, "groups", None)
-    if isinstance(records, list) and groups is not None and len(records) == size:
-        return records, np.asarray(groups, dtype=np.int64)
-    objects, ids = [], []
-    for i in range(size):
-        sample = dataset[i]
-        if not isinstance(sample, SimilarityGroupSample):
-            raise TypeError(f"{name} item {i} is a {type(sample).__name__}; expected SimilarityGroupSample "
-                            "(use RefineryExportDataset)")
-        objects.append(sample.obj)
-        ids.append(int(sample.group))
-    return objects, np.asarray(ids, dtype=np.int64)
 
 
 def _adopt_template(model: DistilBertSimilarityModel, datasets: Mapping[str, Dataset | None]) -> None:
@@ -225,61 +158,22 @@ def _adopt_template(model: DistilBertSimilarityModel, datasets: Mapping[str, Dat
         if not isinstance(template, TextTemplate):
             continue
         if not encoder.template_explicit:
-            encoder.set_template(template)
+            model.set_template(template)
         elif encoder.template.spec != template.spec:
             raise ValueError(f"the model renders records with text={encoder.template.spec!r} but {name} uses "
                              f"text={template.spec!r}; pass the same template to both (or text=None to the "
                              "model to adopt the dataset's)")
 
 
-@contextlib.contextmanager
-def _quiet_training(progress: bool) -> Iterator[None]:
-    """Silence Lightning's info lines (unless ``progress``), quaterion's debug log and known warnings."""
-    from loguru import logger as loguru_logger
-    from pytorch_lightning.utilities.warnings import PossibleUserWarning
-
-    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
-    levels = [lg.level for lg in loggers]
-    if not progress:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    loguru_logger.disable("quaterion")
-    deterministic = (torch.are_deterministic_algorithms_enabled(),
-                     torch.is_deterministic_algorithms_warn_only_enabled())
-    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=PossibleUserWarning)
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-            warnings.filterwarnings("ignore", message=r".*deterministic.*")
-            warnings.filterwarnings("ignore", message=r"One of given dataloaders is None")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        loguru_logger.enable("quaterion")
-        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
-
 def fit(
     model: DistilBertSimilarityModel,
     train_dataset: Dataset,
     val_dataset: Dataset | None = None,
+    config: FitConfig | None = None,
     *,
-    epochs: int = 10,
-    batch_size: int = 128,
-    seed: int = 42,
-    accelerator: str = "auto",
-    devices: int | str = 1,
-    progress: bool = True,
     output_dir: str | os.PathLike | None = None,
-    early_stopping: int | None = None,
-    monitor: str = "auto",
-    restore_best: bool | None = None,
-    num_workers: int = 0,
     trainer: pl.Trainer | None = None,
+    **settings: Any,
 ) -> FitResult:
     """Train ``model`` on labeled records with quaterion.
 
@@ -290,66 +184,70 @@ def fit(
     runs ``Quaterion.fit``. With a frozen, cached encoder the records are encoded once (served
     from the model's ``embedding_cache`` when it has them) and each epoch only trains the head.
 
+    Record weights (the dataset's ``weights``, e.g. confidences of weak labels) drop records
+    below ``config.min_weight`` and, with ``config.sample_weighting="confidence"``, scale each
+    record's term of the loss (see `refinery_quaterion._losses` for how and why).
+
+    Progress goes to stderr as ``config.progress`` says; Lightning's own output is hidden
+    unless ``config.verbose``.
+
     A model built with ``text=None`` adopts the dataset's text template; a model with a
     different explicit template is refused.
 
     Args:
-        model: The model to train (changed in place).
+        model: The model to train (changed in place; ``model.fit_config`` records ``config``,
+            ``model.label_map`` the training data's label map).
         train_dataset: Dataset of ``SimilarityGroupSample`` s, e.g. ``RefineryExportDataset``.
         val_dataset: Optional validation dataset (use the training set's label map).
-        epochs: Maximum number of epochs.
-        batch_size: Records per training batch (more gives triplet mining more to choose from).
-        seed: Seed for weights, shuffling and pair drawing (``pl.seed_everything``).
-        accelerator: Lightning accelerator: ``"auto"`` uses a GPU when there is one.
-        devices: Lightning devices.
-        progress: Show Lightning's progress bars and info lines.
+        config: The training settings (default: `FitConfig()`).
         output_dir: If given, a CSV log (``logs/``) and ``fit_result.json`` go there;
             otherwise nothing is written.
-        early_stopping: Stop after this many epochs without improvement of ``monitor``
-            (needs ``val_dataset``); ``None`` runs all epochs.
-        monitor: Validation metric for early stopping and the best epoch: ``"auto"``
-            (precision@k when the model computes it, else the loss), ``"loss"``,
-            ``"precision"`` or a logged metric name.
-        restore_best: Restore the weights of the best epoch at the end; ``None`` does so when
-            ``early_stopping`` is set.
-        num_workers: DataLoader worker processes.
         trainer: Your own ``pl.Trainer``; then ``epochs``, ``accelerator``, ``devices``,
-            ``progress`` and ``output_dir`` are not used.
+            ``progress`` of the config and ``output_dir`` are not used.
+        **settings: Fields of `FitConfig` (``epochs=``, ``batch_size=``, ``seed=``,
+            ``early_stopping=`` ...), applied over ``config``.
 
     Returns:
         A `FitResult`.
 
     Raises:
-        ValueError: For invalid arguments, mismatched templates, labels outside ``num_groups``,
-            or early stopping without validation data.
-        TypeError: If a dataset does not yield ``SimilarityGroupSample`` s.
+        TrainingInterrupted: On Ctrl-C (SIGINT), also while the records are encoded; the
+            model is then marked as half-trained (``training_summary["interrupted"]``) and
+            `save` refuses it. Nothing is written to ``output_dir``.
+        ValueError: For invalid settings (see `FitConfig`), mismatched templates, labels
+            outside ``num_groups``, early stopping without validation data,
+            ``sample_weighting="confidence"`` with a loss that takes no weights, or a
+            ``min_weight`` that drops every record.
+        TypeError: For an unknown setting, or a dataset that does not yield
+            ``SimilarityGroupSample`` s.
     """
     started = time.perf_counter()
     if not isinstance(model, DistilBertSimilarityModel):
         raise TypeError(f"model must be a DistilBertSimilarityModel, got {type(model).__name__}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
-    if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
-        raise ValueError(
-            f"early_stopping must be a positive number of epochs or None, got {early_stopping!r}"
-        )
-    if early_stopping is not None and val_dataset is None:
+    if config is not None and not isinstance(config, FitConfig):
+        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
+    config = (config or FitConfig()).replace(**settings)
+    if config.early_stopping is not None and val_dataset is None:
         raise ValueError("early_stopping needs a val_dataset to watch")
-    if early_stopping is not None and trainer is not None:
+    if config.early_stopping is not None and trainer is not None:
         raise ValueError(
             "early_stopping cannot be added to your own trainer; add an EarlyStopping callback to it"
         )
+    weighted = config.sample_weighting == "confidence"
+    if weighted and not LOSSES[model.model_config.loss].takes_weights:
+        raise ValueError(f"sample_weighting='confidence' needs a loss that takes per-record weights "
+                         f"({', '.join(LOSSES.weighted())}); loss {model.model_config.loss!r} does not. Use "
+                         "sample_weighting='none' (min_weight still drops low-confidence records)")
 
-    train_objects, train_groups = _objects_and_groups(train_dataset, "train_dataset")
-    val_objects, val_groups = (_objects_and_groups(val_dataset, "val_dataset") if val_dataset is not None
-                               else (None, None))
+    train = training_records(train_dataset, "train_dataset", min_weight=config.min_weight)
+    val = training_records(val_dataset, "val_dataset") if val_dataset is not None else None
+    label_map = getattr(train_dataset, "label_map", None)
+    model.label_map = label_map if isinstance(label_map, LabelMap) else None
     if model.needs_num_groups:
-        label_map = getattr(train_dataset, "label_map", None)
-        model.set_num_groups(len(label_map) if label_map is not None else int(train_groups.max()) + 1)
+        model.set_num_groups(len(label_map) if label_map is not None else int(train.groups.max()) + 1)
     if model.num_groups is not None:
-        for name, groups in (("train_dataset", train_groups), ("val_dataset", val_groups)):
+        for name, records in (("train_dataset", train), ("val_dataset", val)):
+            groups = records.groups if records is not None else None
             if groups is not None and (groups.min() < 0 or groups.max() >= model.num_groups):
                 raise ValueError(
                     f"{name} has group ids {int(groups.min())}..{int(groups.max())}, outside "
@@ -358,56 +256,46 @@ def fit(
                 )
     _adopt_template(model, {"train_dataset": train_dataset, "val_dataset": val_dataset})
 
-    monitor_name, mode = _resolve_monitor(model, monitor, has_val=val_dataset is not None)
-    keep_best = (early_stopping is not None) if restore_best is None else bool(restore_best)
-    tracker = _FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None)
+    monitor_name, mode = _resolve_monitor(model, config.monitor, has_val=val_dataset is not None)
+    keep_best = (config.early_stopping is not None) if config.restore_best is None else config.restore_best
+    max_epochs = config.epochs if trainer is None else int(trainer.max_epochs or -1)
+    tracker = FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None,
+                         interrupt=lambda epochs, stage: TrainingInterrupted(epochs, max_epochs, stage))
+    reporter = ProgressReporter(resolve_progress(config.progress) if trainer is None else "off",
+                                epochs=config.epochs, history=tracker.history, metric=model.val_metric_name)
+    pairwise = isinstance(model.loss, PairwiseLoss)
 
     _configure_torch_threads()
-    with _quiet_training(progress):
-        pl.seed_everything(seed, workers=True)
-        pairwise = isinstance(model.loss, PairwiseLoss)
-        if pairwise:
-            train_data: Dataset = _PairsDataset(train_objects, train_groups, seed)
-            val_data = _PairsDataset(val_objects, val_groups, seed + 1) if val_objects is not None else None
-            loader_class: type = PairsSimilarityDataLoader
-        else:
-            train_data, val_data, loader_class = train_dataset, val_dataset, GroupSimilarityDataLoader
-        generator = torch.Generator()
-        generator.manual_seed(seed)
-        train_loader = loader_class(train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                                    generator=generator)
-        val_loader = (loader_class(val_data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-                      if val_data is not None else None)
-
-        scratch = None
-        if trainer is None:
-            callbacks: list[Callback] = [tracker]
-            if early_stopping is not None:
-                callbacks.append(EarlyStopping(monitor=monitor_name, mode=mode, patience=early_stopping))
-            if output_dir is not None:
-                root = Path(output_dir)
-                root.mkdir(parents=True, exist_ok=True)
-                logger: Any = pl.loggers.CSVLogger(save_dir=str(root), name="logs", version="")
+    try:
+        with quiet_training(config.verbose):
+            pl.seed_everything(seed=config.seed, workers=True)
+            train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
+            scratch = None
+            if trainer is None:
+                if output_dir is None:
+                    scratch = Path(tempfile.mkdtemp(prefix="refinery-quaterion-fit-"))
+                trainer = _trainer(config, [tracker, reporter], monitor_name, mode, output_dir=output_dir,
+                                   scratch=scratch, n_batches=len(train_loader))
             else:
-                root = scratch = Path(tempfile.mkdtemp(prefix="refinery-quaterion-fit-"))
-                logger = False
-            n_batches = max(1, math.ceil(len(train_data) / batch_size))  # type: ignore[arg-type]
-            trainer = pl.Trainer(
-                max_epochs=epochs, accelerator=accelerator, devices=devices, logger=logger,
-                enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-                num_sanity_val_steps=0, deterministic="warn", log_every_n_steps=min(50, n_batches),
-                default_root_dir=str(root), callbacks=callbacks,
-            )
-        else:
-            trainer.callbacks.append(tracker)
-        early = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
-        try:
-            Quaterion.fit(trainable_model=model, trainer=trainer, train_dataloader=train_loader,
-                          val_dataloader=val_loader)
-        finally:
-            model.unwrap_cache()
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+                trainer.callbacks.append(tracker)
+            early = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
+            try:
+                Quaterion.fit(trainable_model=model, trainer=trainer, train_dataloader=train_loader,
+                              val_dataloader=val_loader)
+            finally:
+                reporter.close()
+                model.unwrap_cache()
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+        if tracker.interrupted or trainer.interrupted:  # Lightning swallowed the KeyboardInterrupt
+            raise tracker.interrupt()
+    except KeyboardInterrupt as err:
+        interrupt = err if isinstance(err, TrainingInterrupted) else tracker.interrupt()
+        model.fit_config = config
+        model.training_summary = {"interrupted": True, "epochs": interrupt.epochs, "stage": interrupt.stage}
+        if interrupt is err:
+            raise
+        raise interrupt from err
 
     restored = False
     if tracker.best_state is not None and tracker.best_epoch != len(tracker.history):
@@ -417,18 +305,60 @@ def fit(
                 params[name].copy_(value.to(params[name].device))
         restored = True
 
-    result = _fit_result(tracker, model, n_train=len(train_objects), started=started,
+    result = _fit_result(tracker, model, n_train=len(train), started=started,
                          stopped_early=bool(early is not None and early.stopped_epoch > 0), restored=restored)
+    result.dropped_records = train.dropped
+    model.fit_config = config
     model.training_summary = {
-        "epochs": result.epochs, "max_epochs": epochs, "batch_size": batch_size, "seed": seed,
-        "early_stopping": early_stopping, "monitor": result.monitor, "best_epoch": result.best_epoch,
-        "restored_best": restored, "train_records": len(train_objects),
-        "val_records": len(val_objects) if val_objects is not None else 0, "pairs": pairwise,
+        "epochs": result.epochs, "monitor": result.monitor, "best_epoch": result.best_epoch,
+        "restored_best": restored, "train_records": len(train),
+        "val_records": len(val) if val is not None else 0, "pairs": pairwise,
         "best_score": result.best_score, "last_train_loss": result.last_train_loss,
+        "sample_weighting": config.sample_weighting, "dropped_below_min_weight": train.dropped,
+        "mean_train_weight": round(float(train.weights.mean()), 6),
     }
     if output_dir is not None:
         atomic_write_text(Path(output_dir) / "fit_result.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+def _loaders(train: Any, val: Any, config: FitConfig, *, pairwise: bool, weighted: bool) -> tuple[Any, Any]:
+    """The training and validation data loaders (group or pair samples, with weights when ``weighted``)."""
+    if pairwise:
+        train_data: Dataset = PairSamples(train.objects, train.groups, config.seed,
+                                          train.weights if weighted else None)
+        val_data = (PairSamples(val.objects, val.groups, config.seed + 1, val.weights if weighted else None)
+                    if val is not None else None)
+    else:
+        train_data = GroupSamples(train.objects, train.groups, train.weights if weighted else None)
+        val_data = GroupSamples(val.objects, val.groups, val.weights if weighted else None) if val is not None else None
+    loader = loader_class(pairs=pairwise, weighted=weighted)
+    generator = torch.Generator()
+    generator.manual_seed(config.seed)
+    train_loader = loader(train_data, batch_size=config.batch_size, shuffle=True, num_workers=config.num_workers,
+                          generator=generator)
+    val_loader = (loader(val_data, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+                  if val_data is not None else None)
+    return train_loader, val_loader
+
+
+def _trainer(config: FitConfig, callbacks: list[Callback], monitor: str | None, mode: str, *,
+             output_dir: str | os.PathLike | None, scratch: Path | None, n_batches: int) -> pl.Trainer:
+    """The bounded Lightning trainer ``fit`` uses when not given one."""
+    if config.early_stopping is not None:
+        callbacks = [*callbacks, EarlyStopping(monitor=monitor, mode=mode, patience=config.early_stopping)]
+    if output_dir is not None:
+        root = Path(output_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        logger: Any = pl.loggers.CSVLogger(save_dir=str(root), name="logs", version="")
+    else:
+        root, logger = scratch or Path(tempfile.gettempdir()), False
+    return pl.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices, logger=logger,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        num_sanity_val_steps=0, deterministic="warn", log_every_n_steps=min(50, max(1, n_batches)),
+        default_root_dir=str(root), callbacks=callbacks,
+    )
 
 
 def _resolve_monitor(
@@ -444,16 +374,12 @@ def _resolve_monitor(
         if model.val_metric_name is None:
             raise ValueError("monitor='precision' needs a model built with val_precision_k set")
         name = model.val_metric_name
-    elif isinstance(monitor, str) and monitor:
+    else:  # a logged metric name (FitConfig checked that it is a non-empty string)
         name = monitor
-    else:
-        raise ValueError(
-            f"monitor must be 'auto', 'loss', 'precision' or a logged metric name, got {monitor!r}"
-        )
     return name, ("min" if "loss" in name else "max")
 
 
-def _fit_result(tracker: _FitTracker, model: DistilBertSimilarityModel, *, n_train: int, started: float,
+def _fit_result(tracker: FitTracker, model: DistilBertSimilarityModel, *, n_train: int, started: float,
                 stopped_early: bool, restored: bool) -> FitResult:
     history = tracker.history
     end = time.perf_counter()
@@ -493,61 +419,67 @@ def save(
     model: DistilBertSimilarityModel | EmbeddingModel,
     path: str | os.PathLike,
     *,
-    label_map: LabelMap | None,
+    label_map: LabelMap | None = None,
     overwrite: bool = False,
     extra: Mapping[str, Any] | None = None,
+    allow_interrupted: bool = False,
 ) -> Path:
     """Write a trained model to a folder, atomically.
 
     The folder holds the quaterion servable (``config.json``, ``head/``, ``encoders/`` -- so
     ``quaterion_models.SimilarityModel.load`` reads it too), ``label_map.json`` and
-    ``training_config.json`` (model settings, training summary, library versions, ``extra``).
-    Everything is written to a temporary folder beside ``path`` and renamed at the end.
+    ``training_config.json``: ``format`` (2), ``created``, library ``versions``, ``model``
+    (`ModelConfig.to_dict` plus ``model_type``, ``raw_dim`` and ``dim``), ``fit``
+    (`FitConfig.to_dict`), ``training`` (what `fit` did), ``labels`` and ``extra``.
+    Everything is written to a temporary folder beside ``path`` and swapped into place at the
+    end, so ``path`` holds the complete old or the complete new model at every instant.
 
     Args:
         model: A trained `DistilBertSimilarityModel` (or a loaded `EmbeddingModel`).
         path: Target folder.
-        label_map: The labels the model was trained on (``train_dataset.label_map``).
+        label_map: The labels the model was trained on (``train_dataset.label_map``);
+            ``None`` takes the model's own (``model.label_map``, set by `fit` and `load`).
         overwrite: Replace an existing folder; otherwise an existing ``path`` is refused.
         extra: More JSON-serialisable facts to keep in ``training_config.json``.
+        allow_interrupted: Save a model whose last `fit` was interrupted (its
+            ``training_config.json`` then says so); refused by default.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
         FileExistsError: If ``path`` exists and ``overwrite`` is false.
-        ValueError: If the text template is a callable that cannot be re-imported.
+        ValueError: If the model's last `fit` was interrupted (unless ``allow_interrupted``);
+            if there is no label map, or it does not match the model (its number of labels
+            ``num_groups``, or the labels `fit` trained it on: the message names both
+            counts); or if the text template is a callable that cannot be re-imported.
     """
     if not isinstance(model, (DistilBertSimilarityModel, EmbeddingModel)):
         raise TypeError(
             f"model must be a DistilBertSimilarityModel or EmbeddingModel, got {type(model).__name__}"
         )
-    if label_map is not None and not isinstance(label_map, LabelMap):
-        raise TypeError(f"label_map must be a LabelMap, got {type(label_map).__name__}")
-    if isinstance(model, DistilBertSimilarityModel):
-        model_config, training = model.to_config(), model.training_summary
-    else:
-        model_config = dict(model.config.get("model", model.config))
-        training = model.config.get("training")
+    summary = model.training_summary or {}
+    if summary.get("interrupted") and not allow_interrupted:
+        raise ValueError(f"the model's last fit was interrupted after {summary.get('epochs', 0)} epoch(s): it is "
+                         "half-trained; fit it again, or pass allow_interrupted=True to save it anyway")
+    label_map = label_map_to_save(model, label_map)
     config = {
-        "format": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format": _FORMAT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "model": model_config,
-        "training": training,
-        "labels": label_map.names if label_map is not None else None,
+        **model.config_sections(),
+        "labels": label_map.names,
         "extra": dict(extra) if extra else None,
     }
-    text = json.dumps(config, indent=2, default=_json_default) + "\n"
+    text = json.dumps(to_jsonable(config), indent=2) + "\n"
     path = Path(path)
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    with atomic_dir(path, overwrite=overwrite) as tmp, quiet_transformers():
         if isinstance(model, DistilBertSimilarityModel):
             model.save_servable(str(tmp))
         else:
             model.model.save(str(tmp))
-        if label_map is not None:
-            label_map.save(tmp / _LABEL_MAP_FILE)
-        atomic_write_text(tmp / _CONFIG_FILE, text)
+        label_map.save(tmp / LABEL_MAP_FILE)
+        atomic_write_text(tmp / CONFIG_FILE, text)
     return path
 
 
@@ -556,35 +488,52 @@ def load(
     *,
     embedding_cache: EmbeddingCache | str | os.PathLike | bool | None = None,
     device: str | torch.device | None = None,
+    encoder_backend: str | None = None,
 ) -> EmbeddingModel:
     """Load a model written by `save` for inference (works offline, in a new process).
 
+    The files are checked first, so a damaged one is named: every JSON file must parse, the
+    weights files must be complete, and a folder written by `save` must have its
+    ``label_map.json``. A folder written by plain quaterion (no ``training_config.json``)
+    loads with a warning naming the missing files; its ``label_map`` is ``None``.
+
     Args:
-        path: Folder written by `save`.
+        path: Folder written by `save` (format 1 or 2).
         embedding_cache: Disk cache, folder, or ``True`` (the default folder) for the
             encoder's raw output; the encoder is frozen on load, so texts it has embedded
             before are not encoded again.
         device: Move the model there (e.g. ``"cuda"``); CPU by default.
+        encoder_backend: Run the frozen encoder on this backend (a name of
+            `refinery_quaterion.backends.BACKENDS`) instead of the one it was saved with.
 
     Returns:
-        An `EmbeddingModel` with ``encode``, ``encode_raw``,
-        ``apply_head``, ``label_map``, ``template``, ``config`` and ``dim``.
+        An `EmbeddingModel` with ``encode``, ``similarity``, ``encode_raw``, ``apply_head``,
+        ``label_map``, ``template``, ``model_config``, ``fit_config``, ``config`` and ``dim``.
 
     Raises:
-        FileNotFoundError: If ``path`` is not a saved model folder.
+        FileNotFoundError: If ``path`` is not a saved model folder (no ``config.json``).
+        ValueError: For an unknown ``encoder_backend``.
+        ModelFileError: A ``ValueError`` naming the file, if one is empty, truncated or
+            malformed (``config.json``, ``training_config.json``, ``label_map.json``, the
+            weights), if ``label_map.json`` is missing from a folder written by `save`, or if
+            ``training_config.json`` holds invalid settings.
     """
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a saved model folder (no config.json); expected a folder "
-                                "written by refinery_quaterion.train.save")
-    with _quiet_loading():
-        similarity_model = SimilarityModel.load(str(path))
-    label_file, config_file = path / _LABEL_MAP_FILE, path / _CONFIG_FILE
-    label_map = LabelMap.load(label_file) if label_file.is_file() else None
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    config, label_map = read_model_folder(path)
+    try:
+        with _quiet_loading():
+            similarity_model = SimilarityModel.load(str(path))
+    except ModelFileError:
+        raise
+    except Exception as err:  # json, torch, safetensors, transformers: name the folder and the cause
+        raise ModelFileError(path, f"cannot be loaded as a saved model ({type(err).__name__}: {err})") from err
     model = EmbeddingModel(similarity_model, label_map=label_map, config=config, path=path)
     model.encoder.freeze()
-    model.encoder.cache = EmbeddingCache.coerce(embedding_cache)
+    model.encoder.embedding_cache = EmbeddingCache.coerce(embedding_cache)
+    if encoder_backend is not None:
+        model.encoder.backend = encoder_backend
+        if model.model_config is not None:
+            model.model_config = model.model_config.replace(encoder_backend=encoder_backend)
     similarity_model.eval()
     if device is not None:
         model.to(device)
@@ -608,13 +557,3 @@ def _versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             out[package] = None
     return out
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "value"):  # enums such as quaterion's Distance
-        return value.value
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{value!r} is not JSON serialisable")

@@ -71,6 +71,29 @@ def ui_frame() -> pd.DataFrame:
     )
 
 
+def old_sdk_frame(extraction_tags: bool = False) -> pd.DataFrame:
+    """An early SDK CSV export: the classification task ``Topic`` plus an extraction task ``NER``.
+
+    The extraction task's columns hold Python-repr lists, one entry per token, and its
+    confidences ``Decimal`` reprs — what ``str(list)`` of the SDK's values gave in a CSV. With
+    ``extraction_tags=False`` every token is ``'O'`` (a fresh extraction task), the shape the
+    v0.1 reader mistook for classification and refused at the confidence column.
+    """
+    frame = sdk_frame()
+    tags, confidences = [], []
+    for i, (title, _, _, _, _) in enumerate(ROWS):
+        tokens = title.split()
+        tag = ["O"] * len(tokens)
+        if extraction_tags and i % 2 == 0:
+            tag[0] = "B-ORG"
+        tags.append(str(tag))
+        confidences.append("[" + ", ".join("Decimal('0.93')" if t != "O" else "Decimal('0')" for t in tag) + "]")
+    frame["Title__NER__MANUAL"] = [tags[i] if i in (0, 4) else None for i in range(len(ROWS))]
+    frame["Title__NER__WEAK_SUPERVISION"] = tags
+    frame["Title__NER__WEAK_SUPERVISION__confidence"] = confidences
+    return frame
+
+
 def write_ui(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` as the UI does, by the suffix of ``path`` (.json / .csv / .xlsx)."""
     if path.suffix == ".json":

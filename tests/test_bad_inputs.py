@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from refinery_fixtures import sdk_frame, snapshot, ui_frame, write_snapshot, write_ui, zip_file
 
-from refinery_quaterion.dataset import LabelMap, RefineryExportDataset, train_val_split
+from refinery_quaterion.cleaning import clean_labels
+from refinery_quaterion.dataset import LabelMap, RefineryExportDataset, load_records, train_val_split
 from refinery_quaterion.export import ExportError, load_export
 from refinery_quaterion.labels import combine_labels, threshold_report
+from refinery_quaterion.splits import split_by_source
 from refinery_quaterion.text import TextTemplate
+from refinery_quaterion.thresholds import AutoThreshold
 
 
 def _write(tmp: Path, name: str, content: str | bytes) -> Path:
@@ -45,6 +50,27 @@ def _snapshot_without(tmp: Path, key: str) -> Path:
     payload = snapshot()
     del payload[key]
     return write_snapshot(tmp / "s.json.zip", payload)
+
+
+def _corrupt_zip(tmp: Path, method: int) -> Path:
+    """A zip whose only member has a flipped byte in its data (stored: CRC error; deflated: zlib error)."""
+    path = tmp / "corrupt.zip"
+    with zipfile.ZipFile(path, "w", method) as archive:
+        archive.writestr("d.json", sdk_frame().to_json(orient="records"))
+    data = bytearray(path.read_bytes())
+    data[30 + len("d.json") + 20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _both_spellings_disagree() -> pd.DataFrame:
+    frame = ui_frame()
+    frame["__Topic__WEAK_SUPERVISION__confidence"] = ["0.5"] * len(frame)
+    return frame
+
+
+def _blank_frame() -> pd.DataFrame:
+    return pd.DataFrame({"text": ["fine", "  ", "ok"], "label": ["a", "b", "a"]})
 
 
 class _BadClient:
@@ -116,6 +142,65 @@ CASES: list[tuple[str, Callable[[Path], object], type[Exception], str]] = [
      r"labels\.json: not a label map file"),
     ("split single-record class", lambda t: train_val_split(pd.DataFrame({"label": ["a", "a", "a", "b"]})),
      ValueError, r"class\(es\) \['b'\] have a single record"),
+    # Issue 12: compression and one reader for records
+    ("corrupt gzip", lambda t: load_export(_write(t, "x.json.gz", b"\x1f\x8b not gzip")), ExportError,
+     r"x\.json\.gz: not a valid gzip file"),
+    ("corrupt xz", lambda t: load_export(_write(t, "x.csv.xz", b"nope")), ExportError,
+     r"x\.csv\.xz: not a valid xz file"),
+    ("compressed unknown type", lambda t: load_export(_write(t, "x.txt.gz", gzip.compress(b"hi"))), ExportError,
+     r"x\.txt\.gz: unsupported file type '\.txt\.gz'"),
+    ("records file is a snapshot", lambda t: load_records(write_snapshot(t / "s.json.zip")), ExportError,
+     r"s\.json\.zip!project_export\.json: is a refinery project snapshot, not a table of records"),
+    ("jsonl bad line", lambda t: load_records(_write(t, "r.jsonl", '{"a": 1}\n{"a": \n')), ExportError,
+     r"r\.jsonl: invalid JSON on line 2"),
+    # Issue 11: clear errors
+    ("corrupt zip member (stored)", lambda t: load_export(_corrupt_zip(t, zipfile.ZIP_STORED)), ExportError,
+     r"corrupt\.zip: zip member d\.json is corrupt"),
+    ("corrupt zip member (deflated)", lambda t: load_export(_corrupt_zip(t, zipfile.ZIP_DEFLATED)), ExportError,
+     r"corrupt\.zip: zip member d\.json is corrupt"),
+    ("csv that does not parse names the delimiter", lambda t: load_export(_write(t, "x.csv", "a;b\n1;2\n3;4;5;6;7\n")),
+     ExportError, r"x\.csv: not a readable CSV file \(delimiter: semicolon;"),
+    ("both confidence spellings disagree", lambda t: load_export(_both_spellings_disagree()), ExportError,
+     r"task 'Topic' has both confidence columns '__Topic__WEAK_SUPERVISION_CONFIDENCE' and "
+     r"'__Topic__WEAK_SUPERVISION__confidence', and they disagree \(row 0: 0\.91 vs 0\.5\)"),
+    ("format spec that cannot render", lambda t: combine_labels(sdk_frame(), text="{Title:d}"), ValueError,
+     r"row 0: text template '\{Title:d\}': field 'Title' cannot format the value 'Stocks rally'"),
+    ("format spec in a dataset", lambda t: RefineryExportDataset(_blank_frame(), text="{text:d}"), ValueError,
+     r"text template '\{text:d\}': field 'text' cannot format"),
+    ("list-valued template field", lambda t: TextTemplate("{vec}")({"vec": [0.1, 0.2]}), ValueError,
+     r"field 'vec' holds a list \(\[0\.1, 0\.2\]\), not a text"),
+    ("template column missing names the file",
+     lambda t: combine_labels(write_ui(ui_frame(), t / "d.json"), text="{Title} {Body}"), ValueError,
+     r"uses 'Body', which is not a column of .*d\.json; available columns: 'Title', 'Description'"),
+    ("blank text in a dataset", lambda t: RefineryExportDataset(_blank_frame()), ValueError,
+     r"1 record\(s\) have a blank text \(first at row 1: template '\{text\}' renders '  '\)"),
+    ("negative weight", lambda t: RefineryExportDataset(_blank_frame().assign(text="x", weight=[1, -1, 1])),
+     ValueError, r"column 'weight', row 1: weight -1 is not a number >= 0"),
+    ("missing weight", lambda t: RefineryExportDataset(_blank_frame().assign(text="x", weight=[1, None, 1])),
+     ValueError, r"column 'weight', row 1: weight nan is not a number >= 0"),
+    # Splits
+    ("val_size out of range", lambda t: train_val_split(_blank_frame(), val_size=1.5), ValueError,
+     r"val_size must be between 0 and 1 \(a share\) or a count, got 1\.5"),
+    ("val_size too many", lambda t: train_val_split(_blank_frame(), val_size=3), ValueError,
+     r"val_size=3 records: must be at least 1 and fewer than the 3 records"),
+    ("holdout without source column", lambda t: split_by_source(_blank_frame()), ValueError,
+     r"no column 'label_source' .*output of combine_labels\(\)"),
+    ("holdout without manual labels", lambda t: split_by_source(_blank_frame().assign(label_source="weak_supervision")),
+     ValueError, r"no record has a manual label"),
+    # Threshold and cleaning settings
+    ("auto overlap", lambda t: AutoThreshold(min_overlap=0), ValueError, r"min_overlap must be at least 1"),
+    ("auto candidates", lambda t: AutoThreshold(candidates=(0.5, 2)), ValueError,
+     r"an auto-threshold candidate must be between 0 and 1, got 2"),
+    ("cleaning shape", lambda t: clean_labels(_blank_frame().assign(label_source="manual"), np.zeros((2, 4))),
+     ValueError, r"embeddings must be an array of shape \(records, dim\) = \(3, d\); got \(2, 4\)"),
+    ("cleaning NaN", lambda t: clean_labels(_blank_frame().assign(label_source="manual"),
+                                            np.array([[1.0, 0], [np.nan, 1], [0, 1]]), k=1),
+     ValueError, r"embeddings row 1 holds NaN"),
+    ("cleaning k", lambda t: clean_labels(_blank_frame().assign(label_source="manual"), np.eye(3), k=3),
+     ValueError, r"k must be an integer from 1 to 2"),
+    ("cleaning majority", lambda t: clean_labels(_blank_frame().assign(label_source="manual"), np.eye(3), k=1,
+                                                 majority=0.5),
+     ValueError, r"majority must be above 0\.5"),
 ]
 
 

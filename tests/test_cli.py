@@ -13,7 +13,7 @@ from refinery_fixtures import sdk_frame
 
 from refinery_quaterion.cli import build_parser, main
 
-COMMANDS = ["prepare", "thresholds", "train", "evaluate", "search", "index"]
+COMMANDS = ["prepare", "thresholds", "train", "evaluate", "search", "index", "export"]
 
 
 def _write_sdk_export(tmp_path: Path, copies: int = 4) -> Path:
@@ -38,6 +38,38 @@ def test_help_of_each_subcommand(capsys) -> None:
         assert exit_info.value.code == 0
         text = capsys.readouterr().out
         assert f"usage: refinery-quaterion {command}" in text and "--" in text
+
+
+HEAVY = ("torch", "transformers", "pytorch_lightning", "lightning_fabric", "quaterion", "quaterion_models")
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_imports_no_training_stack(command: str) -> None:
+    """`refinery-quaterion [COMMAND] --help` stays fast: torch, transformers, Lightning and quaterion are not imported."""
+    argv = [sys.executable, "-X", "importtime", "-m", "refinery_quaterion", *([command] if command else []), "--help"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    assert "usage: refinery-quaterion" in done.stdout
+
+
+def test_train_help_lists_every_head_and_loss_of_the_registry(capsys) -> None:
+    from refinery_quaterion.components import HEADS, LOSSES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    for registry in (HEADS, LOSSES):
+        for name, component in registry.items():
+            assert f"{name}{' (default)' if name == registry.default else ''}: " in text
+            assert " ".join(component.description.rstrip(".").split()) in text.replace("- ", "-")
+    assert "--pretrained NAME, --model NAME" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "x", "--out", "y", "--loss", "contrastive"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'contrastive'" in capsys.readouterr().err
 
 
 def test_console_script_and_module_entry_point() -> None:
@@ -68,7 +100,36 @@ def test_prepare_writes_the_expected_files(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["prepare", str(export), "--text", "{Title}", "--out", str(out)])
     assert exit_info.value.code == 2
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{out} already exists (--out); pass --overwrite to replace it" in err and "overwrite=True" not in err
+
+
+def test_prepare_auto_threshold_and_manual_holdout(tmp_path, capsys) -> None:
+    export = _write_sdk_export(tmp_path)
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(export), "--task", "Topic", "--min-confidence", "auto", "--text", "{Title}",
+                 "--holdout", "manual", "--val-size", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "prepare.json", "report.txt", "test.json",
+                                                      "train.json", "val.json"]
+    config = json.loads((out / "prepare.json").read_text())
+    # the value actually used is stored (too few overlaps here: the documented fallback), not "auto"
+    assert config["min_confidence"] == 0.7 and config["min_confidence_requested"] == "auto"
+    assert config["report"]["threshold_choice"]["fell_back"] is True
+    assert config["holdout"] == "manual" and config["test_records"] == 12
+    test = pd.read_json(out / "test.json")
+    train, val = pd.read_json(out / "train.json"), pd.read_json(out / "val.json")
+    assert set(test["label_source"]) == {"manual"} and len(test) == 12
+    assert set(train["label_source"]) | set(val["label_source"]) == {"weak_supervision"}
+    assert (len(train), len(val)) == (6, 2)  # --val-size 2: a count of records, as its help promises
+    assert "test.json (12)" in printed and "test 12 (manual labels)" in printed
+
+
+def test_prepare_val_size_zero_keeps_every_record_for_training(tmp_path) -> None:
+    export = _write_sdk_export(tmp_path)
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(export), "--text", "{Title}", "--val-size", "0", "--out", str(out), "-q"]) == 0
+    assert len(pd.read_json(out / "train.json")) == 20 and json.loads((out / "val.json").read_text()) == []
 
 
 def test_thresholds_prints_the_table_and_plots(tmp_path, capsys) -> None:
@@ -76,10 +137,25 @@ def test_thresholds_prints_the_table_and_plots(tmp_path, capsys) -> None:
     plot = tmp_path / "thresholds.png"
     assert main(["thresholds", str(export), "--thresholds", "0.5,0.7,0.9", "--plot", str(plot)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["threshold", "kept", "share", "weak_supervision", "agreement", "compared"]
+    assert lines[0].split() == ["threshold", "kept", "share", "weak_supervision", "agreement", "compared",
+                                "expected_correct", "expected_wrong", "chosen"]
     rows = [line.split() for line in lines[2:5]]
     assert [r[:2] for r in rows] == [["0.500", "7"], ["0.700", "5"], ["0.900", "4"]]
+    assert [r[-1] for r in rows] == ["2.000", "yes", "0.000"]  # the chosen row is marked
+    # too few records with both labels: the documented fallback, and the reason is printed
+    assert "chosen threshold: 0.7 (min_confidence=0.7 (the default): only 2 records have both" in "\n".join(lines)
     assert plot.stat().st_size > 1000
+    assert f"plot: {plot}" in lines
+
+
+def test_thresholds_marks_a_given_min_confidence(tmp_path, capsys) -> None:
+    export = _write_sdk_export(tmp_path, copies=1)
+    assert main(["thresholds", str(export), "--thresholds", "0.5,0.9", "--min-confidence", "0.6"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:6]}
+    assert set(rows) == {"0.500", "0.600", "0.700", "0.900"}  # the automatic choice (0.7) is shown too
+    assert [r[0] for r in rows.values() if r[-1] == "yes"] == ["0.600"]
+    assert "chosen threshold: 0.6 (given with --min-confidence); the automatic choice would be 0.7" in out
 
 
 @pytest.mark.parametrize(
@@ -121,7 +197,7 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
     frame.iloc[160:].to_json(test, orient="records")
     model, cache = tmp_path / "model", tmp_path / "cache"
 
-    assert main(["train", str(prepared), "--model", str(tiny_model_dir), "--out", str(model), "--epochs", "3",
+    assert main(["train", str(prepared), "--pretrained", str(tiny_model_dir), "--out", str(model), "--epochs", "3",
                  "--batch-size", "40", "--lr", "0.2", "--cache-dir", str(cache), "--quiet"]) == 0
     assert (model / "label_map.json").is_file() and (model / "training_config.json").is_file()
     assert "saved model to" in capsys.readouterr().out
@@ -145,3 +221,42 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
     for _ in range(2):  # re-indexing the same records replaces them
         assert main(["index", str(model), str(test), "--path", str(index), "--cache-dir", str(cache), "--quiet"]) == 0
         assert f"indexed 40 records into 'refinery' at {index} (40 points)" in capsys.readouterr().out
+
+
+def test_cli_choices_match_the_library_registries() -> None:
+    from refinery_quaterion.backends import BACKENDS as LIBRARY_BACKENDS
+    from refinery_quaterion.cli._common import BACKENDS
+    from refinery_quaterion.cli._export import FORMATS
+    from refinery_quaterion.exporters import EXPORT_FORMATS
+
+    assert set(BACKENDS) == set(LIBRARY_BACKENDS) and set(FORMATS) == set(EXPORT_FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (FileExistsError("out already exists; pass overwrite=True (--overwrite) to replace it"),
+         "out already exists; pass --overwrite to replace it"),
+        (ValueError("cannot stratify: class(es) ['a'] have a single record; pass stratify=False or label more"),
+         "cannot stratify: class(es) ['a'] have a single record; pass --no-stratify or label more"),
+        (ValueError("no record left (min_confidence=0.9). Lower min_confidence or label more records."),
+         "no record left (min_confidence=0.9). Lower --min-confidence or label more records."),
+        (ValueError("no record has a manual label; label some records in refinery, or use train_val_split"),
+         "no record has a manual label; label some records in refinery, or drop --holdout manual"),
+        (FileNotFoundError(2, "No such file or directory", "data/x.json"), "data/x.json: No such file or directory"),
+        (KeyError("label 'x' is not in the label map ['a', 'b']"), "label 'x' is not in the label map ['a', 'b']"),
+        (ValueError("first line\n  second line"), "first line second line"),
+    ],
+)
+def test_library_messages_speak_in_options(error, message) -> None:
+    from refinery_quaterion.cli._errors import user_message
+
+    assert user_message(error) == message
+
+
+@pytest.mark.parametrize("error", [KeyError(5018994430540684683), TypeError("x"), AttributeError("y"),
+                                   RuntimeError("CUDA out of memory")])
+def test_other_errors_count_as_bugs(error) -> None:
+    from refinery_quaterion.cli._errors import user_message
+
+    assert user_message(error) is None

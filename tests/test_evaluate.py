@@ -28,6 +28,7 @@ from refinery_quaterion.evaluate import (
     save_table,
     to_markdown,
 )
+from refinery_quaterion.evaluate import metrics as engine
 
 # --------------------------------------------------------------------------------------------
 # Brute-force reference: full n x n similarity matrix, Python loops, same tie rule.
@@ -185,7 +186,7 @@ def test_rank_keys_order_is_descending_similarity_then_index():
     sims = np.concatenate([sims, rng.uniform(-1, 1, (6, 40)).astype(np.float32)], axis=1)
     n = sims.shape[1]
     rows = np.arange(6)
-    keys = evaluate._rank_keys(sims.copy(), rows, np.arange(n, dtype=np.uint64))
+    keys = engine._rank_keys(sims.copy(), rows, np.arange(n, dtype=np.uint64))
     for i in rows:
         got = (np.sort(keys[i]) & np.uint64(0xFFFFFFFF)).astype(int).tolist()
         # -0.0 and 0.0 compare equal in Python, so they tie and go by index; the query goes last
@@ -238,13 +239,14 @@ def test_accepts_torch_and_any_hashable_labels():
 def test_default_ks_fit_small_data():
     x, labels = random_data(9, n=30)
     result = retrieval_metrics(x, labels)
-    assert result.ks == (1, 5, 10, 20) and result.map_ks == (20,)
-    assert list(result.values) == ["P@1", "P@5", "P@10", "P@20", "MRR", "mAP@20", "mAP", "R-precision"]
+    # DEFAULT_KS is the one default list since the restructure: (1, 5, 10, 25, 50, 100, 250, 1000)
+    assert result.ks == (1, 5, 10, 25) and result.map_ks == (25,)
+    assert list(result.values) == ["P@1", "P@5", "P@10", "P@25", "MRR", "mAP@25", "mAP", "R-precision"]
     assert precision_at_k(x, labels, 5) == pytest.approx({5: result.precision[5]})
     means, per = precision_at_k(x, labels, (1, 5), return_per_query=True)
     assert set(per) == {1, 5} and per[5].shape == (30,)
     assert float(np.mean(per[5])) == pytest.approx(means[5])
-    assert mean_average_precision(x, labels, 20) == pytest.approx(result.map_at_k[20])
+    assert mean_average_precision(x, labels, 25) == pytest.approx(result.map_at_k[25])
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import math
+import sys
 
 import pandas as pd
 import pytest
-from refinery_fixtures import ROWS, sdk_frame, snapshot, ui_frame, write_snapshot, write_ui, zip_file
+from refinery_fixtures import (
+    EXPECTED_KEPT,
+    ROWS,
+    old_sdk_frame,
+    sdk_frame,
+    snapshot,
+    ui_frame,
+    write_snapshot,
+    write_ui,
+    zip_file,
+)
 
-from refinery_quaterion.export import RefineryExport, load_export
+from refinery_quaterion.export import ExportError, RefineryExport, load_export
 from refinery_quaterion.labels import combine_labels
 
 
@@ -152,3 +166,114 @@ def test_attribute_level_classification_task() -> None:
     assert combined["label"].tolist() == ["pos", "neg", "neg"]
     assert combined["label_source"].tolist() == ["manual", "weak_supervision", "manual"]
     assert report.kept == 3
+
+
+# ----------------------------------------------------------------------------------------
+# Compressed files (issue 12)
+# ----------------------------------------------------------------------------------------
+
+COMPRESSORS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+@pytest.mark.parametrize("zipped", [False, True])
+def test_compressed_exports(tmp_path, compression, suffix, zipped) -> None:
+    plain = write_ui(ui_frame(), tmp_path / f"project_default_all{suffix}")
+    path = tmp_path / f"project_default_all{suffix}{compression}"
+    path.write_bytes(COMPRESSORS[compression](plain.read_bytes()))
+    if zipped:  # a zip holding the compressed file
+        path = zip_file(path, tmp_path / "download.zip")
+    export = load_export(path)
+    _check_topic_table(export)
+    assert export.source.endswith(f"project_default_all{suffix}{compression}")
+
+
+def test_compressed_snapshot(tmp_path) -> None:
+    path = tmp_path / "project_export.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(snapshot()).encode()))
+    _check_topic_table(load_export(path))
+
+
+def test_zstandard_export(tmp_path) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    path = tmp_path / "export.json.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(sdk_frame().to_json(orient="records").encode()))
+    _check_topic_table(load_export(path))
+
+
+def test_zstandard_missing_names_the_package(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard -> ImportError
+    path = tmp_path / "export.json.zst"
+    path.write_bytes(b"\x28\xb5\x2f\xfd anything")
+    with pytest.raises(ExportError, match=r"export\.json\.zst: reading \.zst files needs the zstandard package"):
+        load_export(path)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(tmp_path, delimiter) -> None:
+    frame = ui_frame()
+    frame.loc[0, "Description"] = "Markets climb; earnings, too"  # delimiters inside a quoted cell
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False, sep=delimiter)
+    export = load_export(path)
+    assert export.records.loc[0, "Description"] == "Markets climb; earnings, too"
+    assert list(export.tasks) == ["Topic"] and len(export.records) == len(ROWS)
+
+
+def test_json_values_keep_their_types(tmp_path) -> None:
+    rows = [{"text": "a", "date": "2021-03-04", "code": "007", "n": 1, "flag": True, "__T__MANUAL": "x"},
+            {"text": "b", "date": "2021-03-05", "code": "010", "n": None, "flag": False, "__T__MANUAL": "y"}]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(rows))
+    records = load_export(path).records
+    assert records["date"].tolist() == ["2021-03-04", "2021-03-05"]
+    assert records["code"].tolist() == ["007", "010"]
+    assert records["n"].tolist()[0] == 1 and str(records["n"].dtype) == "Int64"
+    assert records["flag"].tolist() == [True, False]
+
+
+# ----------------------------------------------------------------------------------------
+# Old SDK exports, confidence columns (issue 11, case 8 and clear errors)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extraction_tags", [False, True])
+def test_old_sdk_csv_with_python_repr_extraction_columns(tmp_path, extraction_tags) -> None:
+    path = tmp_path / "old_sdk_export.csv"
+    old_sdk_frame(extraction_tags).to_csv(path, index=False)
+    export = load_export(path)
+    _check_topic_table(export)
+    assert not any(c.startswith("Title__NER") for c in export.records.columns)
+    assert any("'NER' on attribute 'Title' is an extraction (span) task" in note for note in export.notes)
+    frame, _ = combine_labels(export, "Topic")
+    assert {r.Title: (r.label, r.label_source) for r in frame.itertuples()} == EXPECTED_KEPT
+
+
+def test_both_confidence_spellings_that_agree_are_merged_with_a_note() -> None:
+    frame = ui_frame()
+    frame["__Topic__WEAK_SUPERVISION__confidence"] = [None if r[4] is None else f"{r[4]:.4f}" for r in ROWS]
+    frame.loc[1, "__Topic__WEAK_SUPERVISION_CONFIDENCE"] = None  # a gap filled from the other spelling
+    export = load_export(frame)
+    _check_topic_table(export)
+    assert any("both confidence columns '__Topic__WEAK_SUPERVISION_CONFIDENCE' and "
+               "'__Topic__WEAK_SUPERVISION__confidence'" in note for note in export.notes)
+
+
+def test_both_spellings_for_different_tasks_are_fine() -> None:
+    frame = old_sdk_frame(extraction_tags=True).rename(
+        columns={"__Topic__WEAK_SUPERVISION__confidence": "__Topic__WEAK_SUPERVISION_CONFIDENCE"})
+    export = load_export(frame)
+    _check_topic_table(export)
+    assert export.tasks["Topic"].confidence_column == "__Topic__WEAK_SUPERVISION__confidence"
+
+
+def test_confidence_column_without_its_label_column_is_a_note() -> None:
+    frame = sdk_frame().drop(columns="__Topic__WEAK_SUPERVISION")
+    export = load_export(frame)
+    assert export.tasks["Topic"].weak_column is None
+    assert any("confidence column '__Topic__WEAK_SUPERVISION__confidence' without its weak-supervision label "
+               "column '__Topic__WEAK_SUPERVISION'" in note for note in export.notes)
+    only = pd.DataFrame({"text": ["a"], "__X__WEAK_SUPERVISION_CONFIDENCE": [0.5]})
+    export = load_export(only)
+    assert export.tasks == {} and any("task ignored" in note for note in export.notes)

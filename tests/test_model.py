@@ -10,15 +10,10 @@ import pytest
 import torch
 
 from refinery_quaterion.cache import EmbeddingCache
+from refinery_quaterion.components import HEADS, LOSSES
 from refinery_quaterion.dataset import RefineryExportDataset
-from refinery_quaterion.model import (
-    HEADS,
-    LOSSES,
-    DistilBertSimilarityModel,
-    ModelNotFoundError,
-    TransformerEncoder,
-    resolve_pretrained,
-)
+from refinery_quaterion.encoder import ModelNotFoundError, TransformerEncoder, resolve_pretrained
+from refinery_quaterion.model import DistilBertSimilarityModel
 from refinery_quaterion.train import fit
 
 TEXTS = [
@@ -78,10 +73,10 @@ def test_encode_keeps_input_order_with_length_sorted_batches(encoder: Transforme
 
 def test_chunks_keep_order_and_are_cached_one_by_one(tmp_path: Path, tiny_model_dir: Path,
                                                      encoder: TransformerEncoder, monkeypatch) -> None:
-    monkeypatch.setattr("refinery_quaterion.model._CHUNK", 3)
+    monkeypatch.setattr("refinery_quaterion.encoder._CHUNK", 3)
     cached = TransformerEncoder.from_pretrained(tiny_model_dir, cache=tmp_path)
     np.testing.assert_allclose(cached.encode(TEXTS, batch_size=2), encoder.encode(TEXTS), atol=1e-5)
-    assert len(list((tmp_path / cached.fingerprint()).glob("*.keys.npy"))) == 3  # 7 distinct texts
+    assert len(list((tmp_path / cached.fingerprint()).glob("*.chunk.npy"))) == 3  # 7 distinct texts
 
 
 def test_encode_renders_records_with_the_template(tiny_model_dir: Path) -> None:
@@ -176,7 +171,7 @@ def test_cache_files_and_validation(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[[0, 2]], vectors[[1, 0]])
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "c" / "fp1").iterdir())
     cache.compact("fp1")
-    assert len(list((tmp_path / "c" / "fp1").glob("*.keys.npy"))) == 1
+    assert [p.name.endswith(".chunk.npy") for p in (tmp_path / "c" / "fp1").glob("*.npy")] == [True]
     assert EmbeddingCache(tmp_path / "c").count("fp1") == 3
     with pytest.raises(ValueError, match="dimension 2"):
         cache.put_many(["z"], np.zeros((1, 2)), fingerprint="fp1")

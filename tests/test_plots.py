@@ -144,3 +144,40 @@ def test_plots_leave_matplotlib_state_alone(tmp_path):
 
     if "matplotlib.pyplot" in sys.modules:  # another test imported pyplot: no figure of ours is open
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def _red_pixels(path) -> int:
+    """Pixels of the chosen-threshold line's colour (matplotlib's tab:red, #d62728)."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array([214, 39, 40])).sum(axis=2) < 40).sum())
+
+
+def test_threshold_curve_marks_the_chosen_threshold(tmp_path):
+    plain = threshold_report()
+    assert _red_pixels(plot_threshold_curve(plain, tmp_path / "plain.png")) == 0
+    marked = plain.assign(chosen=[False, False, True, False])  # the row of threshold 0.5
+    assert _red_pixels(plot_threshold_curve(marked, tmp_path / "column.png")) > 200
+    from_attrs = plain.copy()
+    from_attrs.attrs["threshold_choice"] = {"value": 0.55, "reason": "best expected correct labels"}
+    assert _red_pixels(plot_threshold_curve(from_attrs, tmp_path / "attrs.png")) > 200
+    assert _red_pixels(plot_threshold_curve(plain, tmp_path / "arg.png", chosen=0.7)) > 200
+    with Image.open(tmp_path / "column.png") as a, Image.open(tmp_path / "arg.png") as b:
+        assert np.asarray(a).shape == np.asarray(b).shape and (np.asarray(a) != np.asarray(b)).any()
+
+
+def test_threshold_curve_from_threshold_report(tmp_path):
+    from refinery_fixtures import sdk_frame
+
+    from refinery_quaterion.thresholds import threshold_report as make_report
+
+    report = make_report(sdk_frame(), "Topic", thresholds=[0.5, 0.9])
+    assert report["chosen"].sum() == 1
+    assert _red_pixels(plot_threshold_curve(report, tmp_path / "real.png")) > 200
+
+
+def test_threshold_curve_bad_chosen(tmp_path):
+    with pytest.raises(ValueError, match="marks 2 rows as chosen"):
+        plot_threshold_curve(threshold_report().assign(chosen=[True, True, False, False]), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="chosen must be a threshold between 0 and 1"):
+        plot_threshold_curve(threshold_report(), tmp_path / "x.png", chosen=1.5)

@@ -16,9 +16,15 @@ import pytest
 
 pytest.importorskip("qdrant_client")
 
-import refinery_quaterion.search as search_module  # noqa: E402
+import refinery_quaterion.search.index as search_module  # noqa: E402
 from refinery_quaterion.dataset import LabelMap  # noqa: E402
-from refinery_quaterion.search import SimilarityIndex, SupportsEncode, point_id_for  # noqa: E402
+from refinery_quaterion.search import (  # noqa: E402
+    SimilarityIndex,
+    StaleIndexError,
+    SupportsEncode,
+    model_fingerprint,
+    point_id_for,
+)
 from refinery_quaterion.text import TextTemplate  # noqa: E402
 
 RECORDS = [
@@ -344,3 +350,159 @@ def test_encoder_output_is_checked() -> None:
     with SimilarityIndex(Broken()) as idx:
         with pytest.raises(ValueError, match=r"shape \(1, 65\).*expected \(1, 64\)"):
             idx.search("cup")
+
+
+# ---------------------------------------------------------------------- freshness (issue 11, item 2)
+
+
+class VersionedEncoder(HashEncoder):
+    """A hashing encoder whose 'weights' change with ``version``, with a fingerprint like a real model."""
+
+    def __init__(self, version: int = 1, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.version = version
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(f"weights-{self.version}".encode()).hexdigest()
+
+    def encode(
+        self, items: Sequence[Mapping[str, Any] | str], batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
+        out = super().encode(items, batch_size, progress)
+        return np.roll(out, self.version, axis=1)  # another model: other vectors for the same texts
+
+
+def test_reopening_with_another_model_is_refused_naming_both_fingerprints(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    old, new = VersionedEncoder(1), VersionedEncoder(2)
+    with SimilarityIndex(old, path=path) as idx:
+        idx.add(RECORDS, progress=False)
+    with pytest.raises(StaleIndexError) as caught:
+        SimilarityIndex(new, path=path)
+    message = str(caught.value)
+    assert old.fingerprint()[:16] in message and new.fingerprint()[:16] in message
+    assert str(path) in message and "if_stale='rebuild'" in message
+    with pytest.raises(StaleIndexError):
+        SimilarityIndex.from_path(new, path)
+    # the failed opens released the lock, and the same model still opens the index as it was
+    with SimilarityIndex.from_path(VersionedEncoder(1), path) as idx:
+        assert len(idx) == len(RECORDS) and idx.rebuilt is None
+
+
+def test_rebuild_re_embeds_with_the_new_model(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    with SimilarityIndex(VersionedEncoder(1), path=path) as idx:
+        assert idx.build(RECORDS, progress=False) == len(RECORDS)
+    new = VersionedEncoder(2)
+    with SimilarityIndex(new, path=path, if_stale="rebuild") as idx:
+        assert idx.rebuilt is not None and "another model" in idx.rebuilt
+        assert len(idx) == 0  # the stale vectors are gone, none is served
+        assert idx.build(RECORDS, progress=False) == len(RECORDS)
+        hit = idx.search(text_of(RECORDS[2]), k=1)[0]
+        assert hit.record["Title"] == RECORDS[2]["Title"] and hit.score == pytest.approx(1.0, abs=1e-5)
+    with SimilarityIndex.from_path(new, path, data=RECORDS) as idx:  # fresh now: nothing to redo
+        assert idx.rebuilt is None and len(idx) == len(RECORDS)
+
+
+def test_build_embeds_only_when_the_records_change(tmp_path: Any) -> None:
+    encoder = VersionedEncoder(1)
+    with SimilarityIndex(encoder, path=tmp_path / "index") as idx:
+        assert idx.data_fingerprint is None
+        assert idx.build(RECORDS, progress=False) == len(RECORDS)
+        first, calls = idx.data_fingerprint, encoder.calls
+        assert first is not None
+        assert idx.build(list(reversed(RECORDS)), progress=False) == 0  # same records: order does not matter
+        assert encoder.calls == calls and idx.data_fingerprint == first
+        changed = [dict(RECORDS[0], Description="Markets fall after weak earnings"), *RECORDS[1:5]]
+        assert idx.build(changed, progress=False) == 5
+        assert len(idx) == 5 and idx.data_fingerprint not in (None, first)
+        assert idx.search(text_of(changed[0]), k=1)[0].record["Description"] == changed[0]["Description"]
+        assert RECORDS[7]["Title"] not in {h.record["Title"] for h in idx.search("Runner breaks", k=5)}
+        relabelled = [dict(r, label="World") if i == 1 else r for i, r in enumerate(changed)]
+        assert idx.build(relabelled, progress=False) == 5  # a changed label is a change of data too
+        assert idx.search(text_of(changed[1]), k=1)[0].label == "World"
+
+
+def test_from_path_checks_the_data(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    with SimilarityIndex(VersionedEncoder(1), path=path) as idx:
+        idx.build(RECORDS, progress=False)
+        built = idx.data_fingerprint
+    SimilarityIndex.from_path(VersionedEncoder(1), path, data=pd.DataFrame(RECORDS)).close()
+    other = RECORDS[:6]
+    with pytest.raises(StaleIndexError, match="built from other records") as caught:
+        SimilarityIndex.from_path(VersionedEncoder(1), path, data=other)
+    assert built[:16] in str(caught.value) and "6 points" in str(caught.value)
+    with pytest.raises(ValueError, match="needs data="):
+        SimilarityIndex.from_path(VersionedEncoder(2), path, if_stale="rebuild")
+    with SimilarityIndex.from_path(VersionedEncoder(2), path, data=other, if_stale="rebuild") as idx:
+        assert len(idx) == 6 and idx.data_fingerprint not in (None, built)
+        assert idx.search(text_of(RECORDS[0]), k=1)[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_add_after_build_forgets_which_records_the_index_holds(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    with SimilarityIndex(VersionedEncoder(1), path=path) as idx:
+        idx.build(RECORDS[:4], progress=False)
+        idx.add(RECORDS[4:], progress=False)
+        assert idx.data_fingerprint is None
+    with pytest.raises(StaleIndexError, match="built from other records"):
+        SimilarityIndex.from_path(VersionedEncoder(1), path, data=RECORDS[:4])
+    with SimilarityIndex(VersionedEncoder(1), path=path) as idx:
+        assert idx.build(RECORDS, progress=False) == len(RECORDS)  # unknown content: rebuilt once
+        assert idx.build(RECORDS, progress=False) == 0
+
+
+def test_index_without_a_stored_model_fingerprint_is_stale_for_a_known_model(tmp_path: Any) -> None:
+    path = tmp_path / "index"
+    with SimilarityIndex(HashEncoder(), path=path) as idx:  # an encoder without fingerprint()
+        idx.add(RECORDS, progress=False)
+        assert idx.model_fingerprint is None
+        # what an index written before fingerprints were stored holds
+        metadata = dict(idx._client.get_collection("refinery").config.metadata["refinery_quaterion"])
+        metadata.pop("model_fingerprint")
+        metadata.pop("data_fingerprint")
+        idx._client.update_collection("refinery", metadata={"refinery_quaterion": metadata})
+    SimilarityIndex(HashEncoder(), path=path).close()  # nothing to compare: opens as before
+    with pytest.raises(StaleIndexError, match="stored no model fingerprint"):
+        SimilarityIndex(VersionedEncoder(1), path=path)
+
+
+@pytest.mark.parametrize(
+    ("files", "match"),
+    [
+        ({"train.json": "[]", "prepare.json": "{}"}, r"not a similarity index folder: it holds prepare.json, train.json"),
+        ({"meta.json": "{not json"}, r"not a similarity index folder: meta.json is not Qdrant's"),
+        ({"meta.json": '{"format": 1}'}, r"not a similarity index folder: meta.json has no 'collections'"),
+    ],
+)
+def test_a_folder_that_is_not_an_index_is_refused(tmp_path: Any, files: dict[str, str], match: str) -> None:
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_text(content)
+    with pytest.raises(ValueError, match=match) as caught:
+        SimilarityIndex(HashEncoder(), path=folder)
+    assert str(folder) in str(caught.value)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)  # nothing written into it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    SimilarityIndex(HashEncoder(), path=empty).close()  # an empty folder is fine
+
+
+def test_model_fingerprint_of_encoders_and_trained_models(tiny_model_dir: Any) -> None:
+    import torch
+
+    from refinery_quaterion import DistilBertSimilarityModel
+
+    assert model_fingerprint(HashEncoder()) is None
+    assert model_fingerprint(VersionedEncoder(3)) == VersionedEncoder(3).fingerprint()
+    model = DistilBertSimilarityModel(tiny_model_dir, text="{text}")
+    trained = model.embedding_model()
+    before = model_fingerprint(trained)
+    assert before is not None and model_fingerprint(model) == before
+    assert before != model.encoder.fingerprint()  # the head counts too
+    with torch.no_grad():
+        next(trained.head.parameters()).add_(0.01)  # a retrained head on the same frozen encoder
+    after = model_fingerprint(trained)
+    assert after != before and model_fingerprint(model) == after  # same head object

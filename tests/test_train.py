@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from refinery_quaterion.config import FitConfig, ModelConfig
 from refinery_quaterion.dataset import RefineryExportDataset
-from refinery_quaterion.model import DistilBertSimilarityModel, EmbeddingModel
-from refinery_quaterion.train import FitResult, fit, load, save
+from refinery_quaterion.inference import EmbeddingModel
+from refinery_quaterion.model import DistilBertSimilarityModel
+from refinery_quaterion.train import FitResult, ModelFileError, fit, load, save
 
 
 def precision_at_10(embeddings: np.ndarray, labels) -> float:
@@ -130,12 +132,78 @@ def test_loaded_model_parts(trained, synthetic_split, tmp_path: Path, count_forw
     calls = count_forward(loaded.encoder.transformer)
     raw = loaded.encode_raw(val.texts)
     assert calls.calls == 0
-    np.testing.assert_allclose(loaded.apply_head(raw), loaded.encode(val.texts), atol=1e-6)
+    np.testing.assert_allclose(loaded.apply_head(raw), loaded.encode(val.texts, normalize=False), atol=1e-6)
     assert raw.shape == (len(val), loaded.raw_dim) and loaded.apply_head(raw).shape == (len(val), loaded.dim)
     with pytest.raises(ValueError, match=r"shape \(n, 32\)"):
         loaded.apply_head(np.zeros((2, 5)))
     with pytest.raises(FileNotFoundError, match="not a saved model folder"):
         load(tmp_path / "nothing-here")
+
+
+def test_saved_settings_are_the_configs_and_load_reads_them_back(trained, synthetic_split, tmp_path: Path) -> None:
+    model, _ = trained
+    train, val = synthetic_split
+    save(model, tmp_path / "m", label_map=train.label_map)
+    saved = json.loads((tmp_path / "m" / "training_config.json").read_text())
+    assert saved["format"] == 2
+    assert saved["model"] == {**model.model_config.to_dict(), "model_type": "distilbert", "raw_dim": 32, "dim": 32}
+    assert saved["model"]["num_groups"] == len(train.label_map) and saved["model"]["memory_cache"] is None
+    assert saved["fit"] == FitConfig(epochs=30, batch_size=64, progress=False).to_dict()
+    assert saved["training"]["train_records"] == len(train) and saved["training"]["val_records"] == len(val)
+    loaded = load(tmp_path / "m")
+    assert loaded.model_config == model.model_config and loaded.fit_config == model.fit_config
+    # a loaded model saves the same settings again
+    save(loaded, tmp_path / "again", label_map=loaded.label_map)
+    again = json.loads((tmp_path / "again" / "training_config.json").read_text())
+    assert {k: again[k] for k in ("model", "fit", "training", "labels")} == {
+        k: saved[k] for k in ("model", "fit", "training", "labels")}
+    # the configs rebuild an equal model
+    rebuilt = DistilBertSimilarityModel(loaded.model_config)
+    assert rebuilt.model_config == model.model_config
+
+
+def test_a_format_1_folder_still_loads(trained, synthetic_split, tmp_path: Path) -> None:
+    """Folders written before ModelConfig/FitConfig: settings in "model" (with "cache") and "training"."""
+    model, _ = trained
+    train, val = synthetic_split
+    folder = save(model, tmp_path / "old", label_map=train.label_map)
+    format_1 = {
+        "format": 1, "created": "2024-05-01T10:00:00+00:00",
+        "versions": {"refinery-quaterion": "0.1.0", "quaterion": "0.1.35"},
+        "model": {"pretrained": str(model.pretrained), "model_type": "distilbert", "text": "{text}", "pooling": "mean",
+                  "max_length": 128, "normalize": True, "trainable_encoder": False, "head": "skip_connection",
+                  "head_options": {}, "loss": "arcface", "loss_options": {"margin": 0.7}, "lr": 0.2,
+                  "encoder_lr": None, "optimizer": "adam", "weight_decay": 0.0, "num_groups": 4, "cache": True,
+                  "raw_dim": 32, "dim": 32},
+        "training": {"epochs": 30, "max_epochs": 30, "batch_size": 64, "seed": 42, "early_stopping": None,
+                     "monitor": "validation_precision@10", "best_epoch": 30, "restored_best": False,
+                     "train_records": len(train), "val_records": len(val), "pairs": False},
+        "labels": train.label_map.names, "extra": None,
+    }
+    (folder / "training_config.json").write_text(json.dumps(format_1))
+    loaded = load(folder)
+    assert loaded.model_config == ModelConfig(pretrained=str(model.pretrained), text="{text}", lr=0.2, num_groups=4,
+                                              memory_cache=True)
+    assert loaded.fit_config == FitConfig(epochs=30, batch_size=64, seed=42)
+    assert loaded.training_summary["epochs"] == 30 and loaded.label_map == train.label_map
+    np.testing.assert_allclose(loaded.encode(val.texts), model.encode(val.texts), atol=1e-5)
+    (folder / "training_config.json").write_text(json.dumps({**format_1, "model": {"head": "sequential"}}))
+    with pytest.raises(ModelFileError, match=r"training_config.json: does not hold valid settings: unknown head"):
+        load(folder)
+
+
+def test_fit_takes_a_config_or_keywords(tiny_model_dir: Path, synthetic_split) -> None:
+    train, val = synthetic_split
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=str(tiny_model_dir), loss="triplet"), memory_cache=False)
+    assert model.model_config.memory_cache is False and model.configure_caches() is None
+    result = fit(model, train, config=FitConfig(epochs=2, batch_size=64, progress=False), epochs=1)
+    assert result.epochs == 1 and model.fit_config == FitConfig(epochs=1, batch_size=64, progress=False)
+    with pytest.raises(TypeError, match=r"unknown FitConfig setting\(s\) \['epoch'\]"):
+        fit(model, train, epoch=1)
+    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['heads'\]"):
+        DistilBertSimilarityModel(tiny_model_dir, heads="linear")
+    with pytest.deprecated_call():
+        assert DistilBertSimilarityModel(tiny_model_dir, cache=False).configure_caches() is None
 
 
 def test_embedding_cache_serves_the_training_cache_pass(tiny_model_dir: Path, synthetic_split, tmp_path: Path,

@@ -22,8 +22,8 @@ args = parser.parse_args()
 test = load_records(DATA / "labeled_data_test.json.gz")
 reference = pd.concat([load_records(DATA / f"labeled_data_{s}.json.gz") for s in ("train", "val")], ignore_index=True)
 
-report = evaluate_model(args.model, test, reference=reference, report_dir=args.report, overwrite=True)
-for name, probe in report.probe.items():
+outcome = evaluate_model(args.model, test, reference=reference, report_dir=args.report, overwrite=True)
+for name, probe in outcome.probe.items():
     print(f"\nlinear probe on {name} embeddings:\n{probe}")
 print(f"\nreport: {args.report}/metrics.md\n")
-print(format_table(report.metrics, digits=3))
+print(format_table(outcome.metrics, digits=3))

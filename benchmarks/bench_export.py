@@ -1,0 +1,320 @@
+"""Exported models and ONNX encoder backends vs the library, in one run.
+
+The AG News case (all-MiniLM-L6-v2 frozen, text "{Title}. {Description}", the default recipe
+trained on the train split and validated on the val split, as ``bench_quality.py`` does):
+
+(c)+(d) Case, per encoder backend (``--backends``, default torch, onnx-int8, onnx): the whole
+   case cold -- an empty embedding cache, so ~20,000 texts are encoded (the ONNX graph is built
+   inside the timing) -- ``train_model`` then ``evaluate_model`` (all 9,146 test queries, linear
+   probe on train + val), as ``bench_speed.py`` times it. Gives P@10 / P@1000 of each backend
+   vs torch and the cold time of each; the verdict picks the fastest backend whose P@10 and
+   P@1000 are within 0.005 of torch.
+(a) Equality: the torch model exported as a sentence-transformers folder and as ONNX (fp32 +
+   int8); min cosine of sentence-transformers and ONNX fp32 vs ``load(path).encode`` over 1,000
+   test texts (a random sample, seed 0: the test file is sorted by label).
+(b) Speed on 2,000 test texts (the sample, extended), interleaved rounds (each runtime once per
+   round, median): sentence-transformers (torch), ONNX Runtime fp32 and int8 (the exported
+   folders), all with the CPUs this process may use; int8 vs fp32: mean / min cosine and the share
+   of identical top-10 neighbours.
+
+Results go to ``results/export.json`` and ``results/export.md``, and the markdown replaces the
+block between ``<!-- bench-export -->`` and ``<!-- /bench-export -->`` in
+``docs/guides/use-elsewhere.md``. ``--case`` runs only (c)+(d), ``--skip-case`` only (a)+(b)
+(training the torch model with the default embedding cache); a partial run keeps the other
+part's results from the last run.
+
+Usage: python benchmarks/bench_export.py [--case | --skip-case] [--backends torch,onnx-int8,onnx]
+       [--texts 2000] [--equal 1000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from _common import RESULTS, ROOT, TEXT, ag_news, machine, peak_rss_mib, write_results
+
+from refinery_quaterion import ModelConfig, TextTemplate, compare, evaluate_model, load, train_model
+from refinery_quaterion._io import atomic_write_text
+from refinery_quaterion.backends import usable_cpus
+from refinery_quaterion.encoder import TransformerEncoder, quiet_transformers
+from refinery_quaterion.exporters import OnnxEmbedder, export_model
+
+BASE = ModelConfig(pretrained="minilm", text=TEXT)
+GUIDE = ROOT / "docs" / "guides" / "use-elsewhere.md"
+MARKERS = ("<!-- bench-export -->\n", "<!-- /bench-export -->\n")
+TOLERANCE = 0.005  # P@10 and P@1000 of a backend must be within this of torch
+SPEED_GOAL = 2.0  # int8 texts/s vs sentence-transformers
+ST, FP32, INT8 = "sentence-transformers (torch)", "ONNX Runtime fp32", "ONNX Runtime int8"
+STARTED = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[{time.perf_counter() - STARTED:7.0f} s] {message}", flush=True)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def neighbour_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean share of each text's top-k neighbours (cosine, itself excluded) under ``a`` also top-k under ``b``."""
+
+    def top(vectors: np.ndarray) -> np.ndarray:
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        sims = unit @ unit.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top(a), top(b))]))
+
+
+# --------------------------------------------------------------------------------------
+# (c) + (d): the AG News case per backend, cold
+# --------------------------------------------------------------------------------------
+
+
+def split(name: str, sample: int) -> pd.DataFrame:
+    """A split of the case; with ``sample`` a random sample of that many records (a smoke test)."""
+    frame = ag_news(name)
+    return frame.sample(n=min(sample, len(frame)), random_state=0) if sample else frame
+
+
+def cold_case(backend: str, work: Path, sample: int) -> tuple[dict[str, Any], Path]:
+    """Train + evaluate with ``backend`` from an empty embedding cache: times and P@k, and the model folder."""
+    train, val, test = split("train", sample), split("val", sample), split("test", sample)
+    reference = pd.concat([train, val], ignore_index=True)
+    cache = work / f"cache-{backend}"  # fresh: every text is encoded, the ONNX graph built
+    say(f"case {backend}: encoder (+ ONNX graph), then train_model ({len(train)} + {len(val)} records, empty cache)")
+    start = time.perf_counter()
+    c = BASE  # the model's encoder: same settings, so the same fingerprint and graph
+    TransformerEncoder.from_pretrained(c.pretrained, pooling=c.pooling, max_length=c.max_length, normalize=c.normalize,
+                                       backend=backend, embedding_cache=cache).backend_runner()
+    built = time.perf_counter()
+    outcome = train_model(train, val, work / f"model-{backend}", model_config=BASE.replace(encoder_backend=backend),
+                          embedding_cache=cache, progress=False)
+    trained = time.perf_counter()
+    say(f"case {backend}: encoder ready in {built - start:.0f} s, trained in {trained - built:.0f} s; "
+        f"evaluate_model ({len(test)} queries)")
+    evaluation = evaluate_model(outcome.path, test, reference=reference, report_dir=work / f"report-{backend}",
+                                embedding_cache=cache, progress=False)
+    end = time.perf_counter()
+    used = load(outcome.path).encoder.backend
+    if used != backend:
+        sys.exit(f"the model was trained with encoder backend {used!r}, not {backend!r}: "
+                 "DistilBertSimilarityModel.configure_encoders must pass backend=model_config.encoder_backend")
+    metrics = evaluation.metrics
+    row = {name: {col: float(metrics.loc[name, col]) if col in metrics else float("nan")  # k > queries: NaN
+                  for col in ("P@1", "P@10", "P@100", "P@1000", "MRR")} for name in metrics.index}
+    say(f"case {backend}: {end - start:.0f} s cold; fine-tuned P@10 {row['fine-tuned']['P@10']:.4f}, "
+        f"P@1000 {row['fine-tuned']['P@1000']:.4f}")
+    return {"build_s": built - start, "train_s": trained - built, "evaluate_s": end - trained, "total_s": end - start,
+            "texts": len(train) + len(val) + len(test), "epochs": outcome.fit.epochs, "metrics": row}, outcome.path
+
+
+def verdict(case: dict[str, Any]) -> dict[str, Any]:
+    """Which backends keep P@10 and P@1000 within `TOLERANCE` of torch, and the fastest of them."""
+    torch_p = case["torch"]["metrics"]["fine-tuned"]
+    holds = {}
+    for backend, run in case.items():
+        p = run["metrics"]["fine-tuned"]
+        keys = [k for k in ("P@10", "P@1000") if not np.isnan(torch_p[k])]  # P@1000 needs > 1000 queries
+        holds[backend] = all(abs(p[k] - torch_p[k]) <= TOLERANCE for k in keys)
+    fastest = min((b for b, ok in holds.items() if ok), key=lambda b: case[b]["total_s"])
+    return {"quality_holds": holds, "fastest_holding": fastest,
+            "cold_speedup_vs_torch": case["torch"]["total_s"] / case[fastest]["total_s"]}
+
+
+# --------------------------------------------------------------------------------------
+# (a) + (b): exports vs the library
+# --------------------------------------------------------------------------------------
+
+
+def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    threads = usable_cpus()
+    torch.set_num_threads(threads)
+    test = ag_news("test")  # sorted by label: sample it, or the first texts are all of one class
+    test = test.sample(n=min(args.sample, len(test)), random_state=1) if args.sample else test
+    test = test.sample(n=min(max(args.texts, args.equal), len(test)), random_state=0)
+    texts = TextTemplate(TEXT).render_many(test.to_dict(orient="records"))
+    labels = test["label"].astype(str).to_numpy()
+
+    say("export: sentence-transformers and ONNX + int8")
+    st_result = export_model(model_path, work / "model-st")
+    onnx_result = export_model(model_path, work / "model-onnx", format="onnx", quantize="int8")
+    ours = load(model_path)
+    with quiet_transformers():
+        st = SentenceTransformer(str(st_result.path), device="cpu")
+    runtimes = {
+        ST: lambda t: st.encode(t, batch_size=64),
+        FP32: OnnxEmbedder(onnx_result.path, threads=threads).encode,
+        INT8: OnnxEmbedder(onnx_result.path, "model_int8.onnx", threads=threads).encode,
+    }
+    say(f"(a) equality on {args.equal} texts")
+    reference = ours.encode(texts[: args.equal], progress=False)
+    equal = {name: float(cosines(runtimes[name](texts[: args.equal]), reference).min()) for name in (ST, FP32)}
+    say(f"(a) min cosine: {equal}")
+
+    speed_texts = texts[: args.texts]
+    for encode in runtimes.values():  # warm-up
+        encode(speed_texts[:64])
+    seconds: dict[str, list[float]] = {name: [] for name in runtimes}
+    vectors: dict[str, np.ndarray] = {}
+    for round_ in range(args.rounds):
+        for name, encode in runtimes.items():
+            start = time.perf_counter()
+            vectors[name] = np.asarray(encode(speed_texts))
+            seconds[name].append(time.perf_counter() - start)
+        say(f"(b) round {round_ + 1}/{args.rounds}: " + ", ".join(f"{n} {len(speed_texts) / s[-1]:.0f}/s"
+                                                                  for n, s in seconds.items()))
+    speed = {name: len(speed_texts) / statistics.median(s) for name, s in seconds.items()}
+    int8_cos = cosines(vectors[INT8], vectors[FP32])
+    p10 = compare(vectors, labels[: args.texts], ks=[10])["P@10"].to_dict()
+    return {
+        "threads": threads,
+        "equality_texts": args.equal,
+        "min_cosine_vs_library": equal,
+        "export_checks": {"sentence-transformers": st_result.checks, "onnx": onnx_result.checks},
+        "export_s": {"sentence-transformers": st_result.seconds, "onnx + int8": onnx_result.seconds},
+        "speed_texts": len(speed_texts),
+        "rounds": args.rounds,
+        "texts_per_s_median": speed,
+        "texts_per_s_rounds": {n: [len(speed_texts) / s for s in v] for n, v in seconds.items()},
+        "int8_vs_fp32": {"mean_cosine": float(int8_cos.mean()), "min_cosine": float(int8_cos.min()),
+                         "top10_shared": neighbour_overlap(vectors[INT8], vectors[FP32])},
+        "p_at_10_speed_texts": p10,
+        "onnx_mib": {name: (onnx_result.path / name).stat().st_size / 2**20
+                     for name in ("model.onnx", "model_int8.onnx")},
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header)))
+             + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def render(results: dict[str, Any]) -> str:
+    """The markdown of ``results/export.md`` (and of the guide's benchmark block)."""
+    m = results["machine"]
+    parts = [f"Measured by `benchmarks/bench_export.py` on {m['cpu_count']} shared CPU cores (no GPU), "
+             f"torch {m['torch']}, onnxruntime {m.get('onnxruntime')}; all-MiniLM-L6-v2 frozen + the default head "
+             "(`skip_connection` + `arcface`) trained on the AG News train split. Encoding speeds on such a "
+             "machine vary by ±30 % between runs; the ratios much less."]
+    export = results.get("export")
+    if export:
+        speed = export["texts_per_s_median"]
+        base = speed[ST]
+        rows = [(f"min cosine vs `load(path).encode`, sentence-transformers ({export['equality_texts']:,} texts)",
+                 f"{export['min_cosine_vs_library'][ST]:.6f}"),
+                (f"min cosine vs `load(path).encode`, ONNX fp32 ({export['equality_texts']:,} texts)",
+                 f"{export['min_cosine_vs_library'][FP32]:.6f}")]
+        rows += [(f"texts/s, {name}", f"{value:.1f} ({value / base:.2f}x)") for name, value in speed.items()]
+        i8 = export["int8_vs_fp32"]
+        rows += [("int8 vs fp32: mean / min cosine", f"{i8['mean_cosine']:.4f} / {i8['min_cosine']:.4f}"),
+                 ("int8 vs fp32: top-10 neighbours shared", f"{i8['top10_shared']:.3f}"),
+                 ("`model.onnx` / `model_int8.onnx` (MiB)",
+                  f"{export['onnx_mib']['model.onnx']:.1f} / {export['onnx_mib']['model_int8.onnx']:.1f}")]
+        parts.append(f"**Exports** ({export['speed_texts']:,} AG News test texts, {export['rounds']} interleaved "
+                     f"rounds, median; {export['threads']} threads for every runtime; ratios vs "
+                     "sentence-transformers):\n\n" + table(rows, ("measure", "value")))
+    case = results.get("case")
+    if case:
+        torch_run = case["runs"]["torch"]
+        rows = []
+        for backend, run in case["runs"].items():
+            p = run["metrics"]["fine-tuned"]
+            d10 = p["P@10"] - torch_run["metrics"]["fine-tuned"]["P@10"]
+            d1000 = p["P@1000"] - torch_run["metrics"]["fine-tuned"]["P@1000"]
+            rows.append((f"`{backend}`", f"{p['P@10']:.4f}", f"{p['P@1000']:.4f}", f"{d10:+.4f} / {d1000:+.4f}",
+                         "yes" if case["verdict"]["quality_holds"][backend] else "no",
+                         f"{run['total_s']:.0f} ({run['build_s']:.0f} + {run['train_s']:.0f} + "
+                         f"{run['evaluate_s']:.0f})", f"{torch_run['total_s'] / run['total_s']:.2f}x"))
+        parts.append(f"**AG News case per encoder backend** (`encoder_backend=`; all {case['queries']:,} test "
+                     f"queries; each run cold: an empty embedding cache, {torch_run['texts']:,} texts encoded, the "
+                     "ONNX graph built, then `train_model` + `evaluate_model`):\n\n"
+                     + table(rows, ("backend", "P@10", "P@1000", "Δ vs torch (P@10 / P@1000)",
+                                    f"within {TOLERANCE}", "cold case, s (encoder + graph, train, evaluate)",
+                                    "speed-up")))
+    if export and case:
+        v = case["verdict"]
+        ratio = export["texts_per_s_median"][INT8] / export["texts_per_s_median"][ST]
+        holds = v["quality_holds"].get("onnx-int8")
+        met = ratio >= SPEED_GOAL and bool(holds)
+        parts.append(f"Goal (int8 ≥ {SPEED_GOAL:.0f}× sentence-transformers' texts/s with P@10 and P@1000 within "
+                     f"{TOLERANCE} of torch): **{'met' if met else 'not met'}** — int8 runs at {ratio:.2f}× "
+                     f"sentence-transformers; its case quality {'holds' if holds else 'does not hold'}. Fastest "
+                     f"backend whose quality holds: `{v['fastest_holding']}`, whole case cold "
+                     f"{v['cold_speedup_vs_torch']:.2f}× faster than torch.")
+    return "\n\n".join(parts)
+
+
+def sync_guide(markdown: str) -> None:
+    """Put ``markdown`` between the benchmark markers of the guide."""
+    text = GUIDE.read_text(encoding="utf-8")
+    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
+    atomic_write_text(GUIDE, text[:start] + markdown + "\n" + text[end:])
+    print(f"updated {GUIDE.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--case", action="store_true", help="only (c)+(d): the AG News case per backend, cold")
+    part.add_argument("--skip-case", action="store_true", help="only (a)+(b): the exports")
+    parser.add_argument("--backends", default="torch,onnx-int8,onnx", help="encoder backends of the case (torch first)")
+    parser.add_argument("--texts", type=int, default=2000, help="texts for the speed comparison")
+    parser.add_argument("--equal", type=int, default=1000, help="texts for the equality check")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--sample", type=int, default=0, help="records per split (a smoke test; 0: all)")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if backends[:1] != ["torch"]:
+        parser.error("--backends must start with torch (the reference)")
+
+    from importlib.metadata import version
+
+    previous = json.loads((RESULTS / "export.json").read_text()) if (RESULTS / "export.json").is_file() else {}
+    results: dict[str, Any] = {"machine": {**machine(), "onnxruntime": version("onnxruntime")},
+                               "time": time.strftime("%Y-%m-%d %H:%M")}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.skip_case:
+            runs, models = {}, {}
+            for backend in backends:
+                runs[backend], models[backend] = cold_case(backend, work, args.sample)
+            results["case"] = {"queries": len(split("test", args.sample)), "runs": runs, "verdict": verdict(runs)}
+            model_path = models["torch"]
+        else:
+            results["case"] = previous.get("case")
+            say("training the torch model (default embedding cache)")
+            model_path = train_model(split("train", args.sample), split("val", args.sample), work / "model",
+                                     model_config=BASE, progress=False).path
+        results["export"] = export_part(model_path, work, args) if not args.case else previous.get("export")
+    results["peak_rss_mib"] = peak_rss_mib()
+    markdown = render(results)
+    print()
+    print(markdown)
+    write_results("export", results, markdown)
+    sync_guide(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""Encoder backends: what runs the frozen transformer pass of a `TransformerEncoder`.
+
+The encoder tokenizes, sorts texts by token length and pads each batch to its longest text
+(`length_sorted_batches`); a backend turns one padded batch into pooled vectors. Three are
+registered in `BACKENDS`:
+
+* ``"torch"`` -- the transformer itself (the default, and the only one a trainable encoder
+  can use);
+* ``"onnx"`` -- the same computation (transformer + pooling + the encoder's normalisation) as
+  an ONNX graph run by ONNX Runtime; the same vectors (cosine >= 0.9999), faster on CPU;
+* ``"onnx-int8"`` -- that graph with dynamically quantised int8 weights (per-channel):
+  faster again, slightly different vectors.
+
+The ONNX graph is built once per encoder fingerprint and backend and kept (written
+atomically, umask respected) in the ``.models`` folder of the encoder's embedding cache, or of
+`refinery_quaterion.cache.default_cache_dir` when it has none; later runs only load it. One
+``onnxruntime.InferenceSession`` per encoder runs it, with as many intra-op threads as this
+process may use CPUs (`usable_cpus`). The ONNX backends need the ``refinery-quaterion[onnx]``
+extra (onnx, onnxruntime), imported only when a backend is first used.
+
+A backend's identity (`EncoderBackend.key`: name, quantisation, opset, the onnxruntime
+version) enters the encoder's fingerprint, so the `refinery_quaterion.cache.EmbeddingCache`
+never mixes vectors of different backends; the torch backend adds nothing, so caches written
+before backends existed stay valid.
+
+Adding a backend is one builder plus its registration; the builder gets the encoder and
+returns a `BatchRunner`::
+
+    @register_backend("my-runtime", description="one line for the docs", extra="my-extra")
+    def _my_runtime(encoder: TransformerEncoder) -> BatchRunner:
+        session = load_my_runtime(encoder)  # build it from encoder.transformer, or load it
+        return lambda input_ids, attention_mask: session.run(input_ids, attention_mask)
+
+This module imports no torch, so `refinery_quaterion.config` validates backend names with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from refinery_quaterion.encoder import TransformerEncoder
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "BatchRunner",
+    "EncoderBackend",
+    "cap_torch_threads",
+    "check_backend",
+    "embed_sorted",
+    "length_sorted_batches",
+    "models_dir",
+    "pool_tokens",
+    "register_backend",
+    "torch_threads",
+    "usable_cpus",
+]
+
+BatchRunner = Callable[[np.ndarray, np.ndarray], Any]
+"""``run(input_ids, attention_mask) -> vectors``: one padded batch (int64 arrays of shape
+``(batch, tokens)``) to its pooled vectors, ``(batch, dim)``, as a float torch tensor or a
+float32 numpy array."""
+
+DEFAULT_BACKEND = "torch"
+"""The backend a `TransformerEncoder` and `refinery_quaterion.config.ModelConfig` use by default."""
+
+ONNX_EXTRA = "refinery-quaterion[onnx]"
+ONNX_OPSET = 17
+MODELS_FOLDER = ".models"
+"""Folder inside an embedding cache that holds the backends' ONNX graphs (one sub-folder per fingerprint)."""
+_GRAPH_FILE = "model.onnx"
+_TRACE_TEXTS = ["a short text", "a somewhat longer text, so that the first one is padded"]
+
+
+@dataclass(frozen=True)
+class EncoderBackend:
+    """One registered backend.
+
+    Attributes:
+        name: What ``encoder_backend=`` takes, e.g. ``"onnx-int8"``.
+        build: ``build(encoder) -> BatchRunner``, called once per encoder when it first encodes.
+        description: One line for the docs and help texts.
+        quantization: ``"int8"`` for a quantised backend, else ``None``.
+        trainable: Whether a trainable (fine-tuned) encoder can use it; only ``"torch"`` can.
+        reference: The reference computation (``"torch"``): adds nothing to the encoder's
+            fingerprint.
+        packages: Distributions whose versions enter the fingerprint (their numerics decide
+            the vectors), e.g. ``("onnxruntime",)``.
+        settings: Further settings that decide the vectors, e.g. ``{"opset": 17}``.
+        extra: The ``refinery-quaterion[...]`` extra it needs, if any.
+    """
+
+    name: str
+    build: Callable[[TransformerEncoder], BatchRunner]
+    description: str
+    quantization: str | None = None
+    trainable: bool = False
+    reference: bool = False
+    packages: tuple[str, ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
+    extra: str | None = None
+
+    def key(self) -> dict[str, Any]:
+        """What besides the encoder's weights and settings decides this backend's vectors.
+
+        Empty for the reference backend; else name, quantisation, settings and package versions.
+        """
+        if self.reference:
+            return {}
+        return {"backend": self.name, "quantization": self.quantization, **dict(self.settings),
+                "versions": {package: _version(package) for package in self.packages}}
+
+
+BACKENDS: dict[str, EncoderBackend] = {}
+"""Registered backends by name: ``"torch"``, ``"onnx"``, ``"onnx-int8"``."""
+
+
+def register_backend(
+    name: str,
+    *,
+    description: str,
+    quantization: str | None = None,
+    trainable: bool = False,
+    reference: bool = False,
+    packages: Sequence[str] = (),
+    settings: dict[str, Any] | None = None,
+    extra: str | None = None,
+) -> Callable[[Callable[[TransformerEncoder], BatchRunner]], Callable[[TransformerEncoder], BatchRunner]]:
+    """Decorator: register a backend builder under ``name`` (arguments as in `EncoderBackend`).
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+    """
+
+    def register(build: Callable[[TransformerEncoder], BatchRunner]) -> Callable[[TransformerEncoder], BatchRunner]:
+        if name in BACKENDS:
+            raise ValueError(f"encoder backend {name!r} is already registered")
+        BACKENDS[name] = EncoderBackend(name, build, description, quantization, trainable, reference,
+                                        tuple(packages), tuple(sorted((settings or {}).items())), extra)
+        return build
+
+    return register
+
+
+def check_backend(name: Any, *, trainable: bool = False) -> str:
+    """Return ``name`` if it is a registered backend a (``trainable``) encoder can use.
+
+    Raises:
+        ValueError: For an unknown name (listing the valid ones), or a backend that cannot
+            run a trainable encoder.
+    """
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"encoder_backend must be one of {list(BACKENDS)}, got {name!r}")
+    if trainable and not BACKENDS[name].trainable:
+        usable = [n for n, b in BACKENDS.items() if b.trainable]
+        raise ValueError(f"encoder_backend={name!r} runs a frozen encoder only (it serves the frozen pass of "
+                         f"training and evaluation); a trainable encoder needs encoder_backend in {usable}, or "
+                         "pass trainable_encoder=False")
+    return name
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers: CPUs, batching
+# --------------------------------------------------------------------------------------
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its CPU affinity, capped by a cgroup (container) CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, n)
+
+
+_threads_capped = False
+
+
+def cap_torch_threads() -> None:
+    """Cap torch's intra-op threads at `usable_cpus` once per process (never raises them).
+
+    torch sizes its pool from the machine's cores; inside a container limited to a few CPUs
+    that oversubscribes them and slows encoding down several times.
+    """
+    global _threads_capped
+    if _threads_capped:
+        return
+    import torch
+
+    _threads_capped = True
+    usable = usable_cpus()
+    if torch.get_num_threads() > usable:
+        torch.set_num_threads(usable)
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None = None) -> Iterator[None]:
+    """torch's intra-op threads inside the block: ``num_threads``, or torch's setting capped by `cap_torch_threads`.
+
+    Raises:
+        ValueError: If ``num_threads`` is not a positive integer or ``None``.
+    """
+    import torch
+
+    cap_torch_threads()
+    if num_threads is None:
+        yield
+        return
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def length_sorted_batches(
+    token_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches of texts of similar token length, longest first, padded on the right to their longest.
+
+    Args:
+        token_ids: Token ids of each text (truncated, not padded).
+        batch_size: Texts per batch.
+        pad_id: Id of the padding token.
+
+    Yields:
+        ``(rows, input_ids, attention_mask)``: the positions of the batch's texts in
+        ``token_ids`` and two int64 arrays of shape ``(len(rows), longest)``.
+    """
+    lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+    order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks show up at once
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, i in enumerate(rows):
+            n = lengths[i]
+            ids[r, :n] = token_ids[i]
+            mask[r, :n] = 1
+        yield rows, ids, mask
+
+
+def pool_tokens(hidden: Tensor, attention_mask: Tensor, pooling: str, normalize: bool) -> Tensor:
+    """One vector per text from the token vectors, as `TransformerEncoder` pools them.
+
+    Plain tensor operations (traceable, e.g. for an ONNX export).
+
+    Args:
+        hidden: ``(batch, tokens, dim)`` token vectors (``last_hidden_state``).
+        attention_mask: ``(batch, tokens)``, 1 for real tokens and 0 for padding.
+        pooling: ``"mean"`` (attention-masked mean) or ``"cls"`` (first token).
+        normalize: L2-normalise the pooled vectors.
+    """
+    import torch.nn.functional as F
+
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    return F.normalize(pooled, p=2, dim=1) if normalize else pooled
+
+
+def embed_sorted(encoder: TransformerEncoder, texts: Sequence[str], *, batch_size: int, bar: Any = None) -> Tensor:
+    """Vectors of ``texts`` by the encoder's backend, in input order, as a float tensor.
+
+    The texts are tokenized (truncated to the encoder's ``max_length``, not padded) and run in
+    `length_sorted_batches`; ``bar`` (a tqdm bar) is advanced by each batch.
+    """
+    import torch
+
+    tokenizer = encoder.tokenizer
+    token_ids = tokenizer(list(texts), truncation=True, max_length=encoder.max_length, padding=False,
+                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    run = encoder.backend_runner()
+    pieces, order = [], []
+    for rows, ids, mask in length_sorted_batches(token_ids, batch_size, pad_id):
+        pieces.append(torch.as_tensor(run(ids, mask)))
+        order.append(rows)
+        if bar is not None:
+            bar.update(len(rows))
+    embeddings = torch.cat(pieces)
+    restore = torch.from_numpy(np.argsort(np.concatenate(order))).to(embeddings.device)
+    return embeddings[restore]
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# The backends
+# --------------------------------------------------------------------------------------
+
+
+@register_backend("torch", description="the transformer in torch (default; also for a trainable encoder)",
+                  trainable=True, reference=True)
+def _torch_backend(encoder: TransformerEncoder) -> BatchRunner:
+    import torch
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
+        device = encoder.device
+        return encoder.embed_tokens(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device))
+
+    return run
+
+
+@register_backend("onnx", description="ONNX Runtime, fp32: the torch vectors, faster on CPU",
+                  packages=("onnxruntime",), settings={"opset": ONNX_OPSET}, extra=ONNX_EXTRA)
+def _onnx_backend(encoder: TransformerEncoder) -> BatchRunner:
+    return _onnx_runner(encoder, quantize=None)
+
+
+@register_backend("onnx-int8", description="ONNX Runtime, int8 weights (per-channel): fastest on CPU, close vectors",
+                  quantization="int8", packages=("onnxruntime",), settings={"opset": ONNX_OPSET}, extra=ONNX_EXTRA)
+def _onnx_int8_backend(encoder: TransformerEncoder) -> BatchRunner:
+    return _onnx_runner(encoder, quantize="int8")
+
+
+def models_dir(encoder: TransformerEncoder) -> Path:
+    """Where the encoder's ONNX graphs are kept: ``.models`` in its embedding cache folder
+    (or in `refinery_quaterion.cache.default_cache_dir` when it has no cache)."""
+    from refinery_quaterion.cache import default_cache_dir
+
+    cache = encoder.embedding_cache
+    return (cache.folder if cache is not None else default_cache_dir()) / MODELS_FOLDER
+
+
+def _onnx_runner(encoder: TransformerEncoder, *, quantize: str | None) -> BatchRunner:
+    """Load (building it first if needed) the encoder's ONNX graph; return a runner over one session."""
+    from refinery_quaterion.exporters import onnx_model
+
+    onnx_model.require_onnx("onnx", "onnxruntime")
+    folder = models_dir(encoder) / encoder.fingerprint()
+    path = folder / _GRAPH_FILE
+    session = None
+    if path.is_file():
+        with contextlib.suppress(Exception):  # a graph that does not load (damaged, other version) is rebuilt
+            session = onnx_model.inference_session(path)
+    if session is None:
+        _build_graph(encoder, folder, quantize=quantize)
+        session = onnx_model.inference_session(path)
+    output = session.get_outputs()[0].name
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return session.run([output], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+    return run
+
+
+def _build_graph(encoder: TransformerEncoder, folder: Path, *, quantize: str | None) -> None:
+    """Export the encoder (transformer + pooling + its normalisation) to ``folder/model.onnx``, atomically."""
+    from refinery_quaterion._io import atomic_dir
+    from refinery_quaterion.exporters.onnx_model import EmbeddingGraph, export_graph, quantize_int8
+
+    sample = encoder.tokenizer(_TRACE_TEXTS, padding=True, truncation=True, max_length=encoder.max_length,
+                               return_token_type_ids=False, return_tensors="np")
+    graph = EmbeddingGraph(encoder.transformer, encoder.pooling, encoder.normalize, final_normalize=False)
+    with atomic_dir(folder, overwrite=True) as tmp:
+        fp32 = tmp / ("model_fp32.onnx" if quantize else _GRAPH_FILE)
+        export_graph(graph, fp32, sample["input_ids"], sample["attention_mask"], opset=ONNX_OPSET)
+        if quantize == "int8":
+            quantize_int8(fp32, tmp / _GRAPH_FILE)
+            fp32.unlink()
+        info = {"fingerprint": folder.name, "backend": encoder.backend, "encoder": encoder.describe(),
+                "key": BACKENDS[encoder.backend].key()}
+        (tmp / "backend.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,121 @@
+"""``prepare`` and ``thresholds``: from a refinery export to labeled records."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from refinery_quaterion.cli._common import (
+    DEFAULT_TEXT,
+    CliError,
+    LazyText,
+    add_export_args,
+    confidence_threshold,
+    floats,
+    refuse_existing,
+    share_or_count,
+)
+
+DEFAULT_THRESHOLDS = "0,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95"
+"""Thresholds ``thresholds`` shows unless ``--thresholds`` is given."""
+
+
+def _default_min_confidence() -> str:
+    import inspect
+
+    from refinery_quaterion.labels import combine_labels
+
+    return str(inspect.signature(combine_labels).parameters["min_confidence"].default)
+
+
+def _min_confidence(args: argparse.Namespace) -> float | str | None:
+    """The value given with ``--min-confidence``, or ``None`` for the library's default."""
+    return None if isinstance(args.min_confidence, LazyText) else args.min_confidence
+
+
+def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``prepare`` and ``thresholds`` to the subparsers ``sub``."""
+    p = sub.add_parser("prepare", parents=parents, help="combine labels of an export and write train/val files",
+                       description="Load a refinery export, keep manual labels and confident weak-supervision "
+                       "labels, drop records with a blank text, split into train/val (identical texts on one "
+                       "side) and write them with the label map and a report.")
+    add_export_args(p)
+    p.add_argument("--min-confidence", type=confidence_threshold, default=LazyText(_default_min_confidence),
+                   metavar="auto|X", help="keep weak-supervision labels with confidence > X; 'auto' chooses X "
+                   "from the manual labels (the value used is written to prepare.json) (default: %(default)s)")
+    p.add_argument("--text", default=DEFAULT_TEXT, help='text template, e.g. "{Title}. {Description}" '
+                   "(default: %(default)s)")
+    p.add_argument("--val-size", type=share_or_count, default=0.25, metavar="SHARE|COUNT",
+                   help="validation share (0 < x < 1) or number of validation records; 0: no validation set "
+                   "(default: %(default)s)")
+    p.add_argument("--holdout", choices=["manual"], default=None,
+                   help="'manual': the manually labeled records become test.json (the held-out truth), "
+                   "training and validation use the weak-supervision labels only (default: no test set)")
+    p.add_argument("--seed", type=int, default=42, help="split seed (default: %(default)s)")
+    p.add_argument("--no-stratify", action="store_true", help="split at random instead of by class")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_prepare, on_interrupt=lambda a: f"{a.out} was not written")
+
+    p = sub.add_parser("thresholds", parents=parents,
+                       help="print records kept and label agreement per confidence threshold",
+                       description="For each threshold: records kept, their share, how often weak-supervision "
+                       "labels agree with manual labels where both exist, and the expected number of correct and "
+                       "wrong training labels; then the threshold `prepare --min-confidence auto` chooses, and "
+                       "why.")
+    add_export_args(p)
+    p.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
+                   help="comma-separated thresholds (default: %(default)s)")
+    p.add_argument("--min-confidence", type=confidence_threshold, default="auto", metavar="auto|X",
+                   help="the threshold to mark: 'auto' (the automatic choice) or a number (default: %(default)s)")
+    p.add_argument("--text", default=None, help="text template; records whose text is blank are not counted "
+                   "(default: not checked)")
+    p.add_argument("--plot", type=Path, default=None, help="also write the threshold curve to this PNG")
+    p.set_defaults(func=_cmd_thresholds, on_interrupt=lambda a: "nothing was written")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from refinery_quaterion.workflow import prepare_records
+
+    refuse_existing(args.out, args.overwrite)
+    prepared = prepare_records(
+        args.export, args.out, task=args.task, text=args.text, min_confidence=_min_confidence(args),
+        val_size=args.val_size, seed=args.seed, stratify=not args.no_stratify, holdout=args.holdout,
+        password=args.password, overwrite=args.overwrite,
+    )
+    print(prepared.report)
+    if prepared.holdout is not None:
+        print(f"\n{prepared.holdout}")
+    test = f", test.json ({len(prepared.test)})" if prepared.test is not None else ""
+    print(f"\nwrote {args.out}/: train.json ({len(prepared.train)}), val.json ({len(prepared.val)}){test}, "
+          "labels.json, report.txt, prepare.json")
+
+
+def _cmd_thresholds(args: argparse.Namespace) -> None:
+    from refinery_quaterion.evaluate import format_table
+    from refinery_quaterion.export import load_export
+    from refinery_quaterion.thresholds import threshold_report
+
+    values = floats(args.thresholds, "--thresholds")
+    if not values:
+        raise CliError(f"--thresholds: expected comma-separated numbers such as 0.5,0.7,0.9, got {args.thresholds!r}")
+    fixed = args.min_confidence if args.min_confidence != "auto" else None
+    export = load_export(args.export, password=args.password)
+    table = threshold_report(export, args.task, thresholds=sorted(set(values) | ({fixed} if fixed is not None
+                                                                                   else set())), text=args.text)
+    choice = table.attrs.get("threshold_choice") or {}
+    if fixed is not None:
+        table["chosen"] = table["threshold"] == fixed
+    shown = table.assign(chosen=table["chosen"].map({True: "yes", False: ""}))
+    print(format_table(shown, digits=3, index=False))
+    print()
+    if fixed is None:
+        print(f"chosen threshold: {choice.get('value'):g} ({choice.get('reason')})")
+    else:
+        print(f"chosen threshold: {fixed:g} (given with --min-confidence); the automatic choice would be "
+              f"{choice.get('value'):g} ({choice.get('reason')})")
+    if args.plot:
+        from refinery_quaterion.plots import plot_threshold_curve
+
+        print(f"plot: {plot_threshold_curve(table, args.plot)}")

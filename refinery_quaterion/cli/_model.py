@@ -1,0 +1,139 @@
+"""``train`` and ``evaluate``: fine-tune a model on a prepared folder, measure it on labeled records."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from refinery_quaterion.cli._common import (
+    LazyText,
+    add_runtime_args,
+    cache,
+    ints,
+    is_quiet,
+    load_model,
+    model_folder,
+    progress,
+    records_file,
+    refuse_existing,
+)
+
+
+def _default_ks() -> str:
+    from refinery_quaterion.evaluate import DEFAULT_KS
+
+    return ",".join(map(str, DEFAULT_KS))
+
+
+def _fit_default(name: str) -> str:
+    import dataclasses
+
+    from refinery_quaterion.config import FitConfig
+
+    return str(next(field.default for field in dataclasses.fields(FitConfig) if field.name == name))
+
+
+def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``train`` and ``evaluate`` to the subparsers ``sub``."""
+    from refinery_quaterion.components import HEADS, LOSSES
+    from refinery_quaterion.config import SAMPLE_WEIGHTINGS
+
+    p = sub.add_parser("train", parents=parents, help="fine-tune a model on a prepared folder",
+                       description="Fine-tune a similarity model on DIR/train.json (validated on DIR/val.json) "
+                       "as written by `prepare`, and save it to --out. Ctrl-C stops training and saves nothing.")
+    p.add_argument("data", type=Path, metavar="DIR", help="folder written by `prepare`")
+    p.add_argument("--out", type=Path, required=True, help="folder to save the model to")
+    p.add_argument("--pretrained", "--model", dest="pretrained", default="minilm", metavar="NAME",
+                   help="Hugging Face id or local folder to start from; 'minilm' = bundled all-MiniLM-L6-v2 "
+                   "(default; --model is an older name of this option)")
+    p.add_argument("--text", default=None, help="text template (default: the one given to `prepare`)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the library default)")
+    p.add_argument("--batch-size", type=int, default=128, help="records per batch (default: %(default)s)")
+    p.add_argument("--head", default=HEADS.default, choices=list(HEADS), metavar="HEAD",
+                   help=f"head on top of the encoder. {HEADS.help_text()}")
+    p.add_argument("--loss", default=LOSSES.default, choices=list(LOSSES), metavar="LOSS",
+                   help=f"similarity loss. {LOSSES.help_text()}")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of the head (default: the library default)")
+    p.add_argument("--trainable-encoder", action="store_true", help="fine-tune the transformer too (slow on CPU)")
+    p.add_argument("--sample-weighting", choices=SAMPLE_WEIGHTINGS, default=None,
+                   help="'confidence': each record's loss term is scaled by its weight (1.0 for a manual label, the "
+                   "confidence for a weak one; the weight column `prepare` writes); 'none': all count the same "
+                   f"(default: {_fit_default('sample_weighting')})")
+    p.add_argument("--min-weight", type=float, default=None, metavar="W",
+                   help=f"drop training records whose weight is below W (default: {_fit_default('min_weight')})")
+    p.add_argument("--seed", type=int, default=42, help="seed (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    add_runtime_args(p)
+    p.set_defaults(func=_cmd_train, on_interrupt=lambda a: f"nothing was saved to {a.out}")
+
+    p = sub.add_parser("evaluate", parents=parents, help="raw vs fine-tuned retrieval metrics on labeled records",
+                       description="Precision@k over all queries, MRR, mAP and R-precision of the raw encoder "
+                       "and the fine-tuned model on labeled records; optional linear probe; writes a report folder.")
+    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="folder written by `train`")
+    p.add_argument("test", type=Path, metavar="TEST", help="labeled records (.json/.jsonl/.csv, optionally "
+                   "compressed), e.g. PREPARED/test.json from `prepare --holdout manual`")
+    p.add_argument("--report", type=Path, default=None, help="write metrics.json/.md/.csv and plots to this folder")
+    p.add_argument("--probe-train", type=Path, action="append", default=None, metavar="FILE",
+                   help="labeled records to train a linear probe on (repeatable, e.g. train.json and val.json)")
+    p.add_argument("--label-column", default="label", help="column of the true labels (default: %(default)s)")
+    p.add_argument("--ks", default=LazyText(_default_ks), help="k values of precision@k (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    add_runtime_args(p)
+    p.set_defaults(func=_cmd_evaluate, on_interrupt=lambda a: "no report was written")
+
+
+def fit_output_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`FitConfig` fields of the output options: ``--quiet`` turns progress off, ``-v`` shows Lightning's logs."""
+    options: dict[str, Any] = {"progress": "off"} if is_quiet(args) else {}
+    if getattr(args, "verbose", 0):
+        options["verbose"] = True
+    return options
+
+
+def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`FitConfig` fields of the options that were given."""
+    given = {"epochs": args.epochs, "sample_weighting": args.sample_weighting, "min_weight": args.min_weight}
+    return {**{k: v for k, v in given.items() if v is not None}, **fit_output_options(args)}
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`ModelConfig` fields of the options that may be given (``--lr``, ``--backend``)."""
+    options: dict[str, Any] = {"lr": args.lr} if args.lr is not None else {}
+    if args.backend is not None:
+        options["encoder_backend"] = args.backend
+    return options
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from refinery_quaterion.config import FitConfig, ModelConfig
+    from refinery_quaterion.workflow import load_prepared, train_model
+
+    refuse_existing(args.out, args.overwrite)
+    prepared = load_prepared(args.data, text=args.text)
+    model_config = ModelConfig(pretrained=args.pretrained, text=prepared.text, head=args.head, loss=args.loss,
+                               trainable_encoder=args.trainable_encoder, seed=args.seed, **_model_options(args))
+    fit_config = FitConfig(batch_size=args.batch_size, seed=args.seed, **_fit_options(args))
+    outcome = train_model(prepared.train, prepared.val, args.out, model_config=model_config, fit_config=fit_config,
+                          embedding_cache=cache(args), overwrite=args.overwrite)
+    print(outcome.fit)
+    print(f"saved model to {outcome.path} ({outcome.seconds:.1f} s)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from refinery_quaterion.evaluate import format_table
+    from refinery_quaterion.workflow import evaluate_model
+
+    ks = ints(str(args.ks), "--ks")
+    model_folder(args.model)
+    records_file(args.test, "TEST", hint="test.json,val.json")
+    for path in args.probe_train or []:
+        records_file(path, "--probe-train", hint="train.json")
+    refuse_existing(args.report, args.overwrite, "--report")
+    outcome = evaluate_model(
+        load_model(args), args.test, reference=args.probe_train, label_column=args.label_column, ks=ks,
+        report_dir=args.report, overwrite=args.overwrite, progress=progress(args),
+    )
+    print(format_table(outcome.metrics, digits=3))
+    if args.report is not None:
+        print(f"report: {args.report}/metrics.md")

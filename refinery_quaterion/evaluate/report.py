@@ -1,0 +1,246 @@
+"""The report folder: metrics of several models, linear probes and plots, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from refinery_quaterion._io import atomic_dir, atomic_write_text
+from refinery_quaterion.evaluate._inputs import EmbeddingsLike, label_codes, label_list
+from refinery_quaterion.evaluate.metrics import TIE_RULE, RetrievalMetrics
+from refinery_quaterion.evaluate.probe import LinearProbeReport, linear_probe_report
+from refinery_quaterion.evaluate.registry import METRICS
+from refinery_quaterion.evaluate.tables import _compare, format_table, frame_json, save_table, to_markdown
+
+__all__ = ["EvaluationReport", "evaluation_report"]
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What `evaluation_report` wrote.
+
+    Attributes:
+        out_dir: The report folder.
+        metrics: The `compare` table; with a probe, also ``probe accuracy`` and
+            ``probe macro-F1`` columns (NaN for models without a probe).
+        paths: File kind -> path: ``json``, ``md``, ``csv``, ``topk_curve``, optionally
+            ``precision_distribution``, ``probe:<model>`` (per-class CSV) and each extra plot.
+        probe: Model name -> `LinearProbeReport`.
+        details: Model name -> `RetrievalMetrics` (with per-query values).
+    """
+
+    out_dir: Path
+    metrics: pd.DataFrame
+    paths: dict[str, Path]
+    probe: dict[str, LinearProbeReport] = field(default_factory=dict)
+    details: dict[str, RetrievalMetrics] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return f"Evaluation report in {self.out_dir}\n{format_table(self.metrics)}"
+
+
+_FILE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RESERVED = {"metrics", "topk_curve", "precision_distribution"}
+
+
+def _safe_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+    return stem
+
+
+def evaluation_report(
+    out_dir: str | os.PathLike,
+    embeddings_by_name: Mapping[str, EmbeddingsLike],
+    labels: Any,
+    *,
+    ks: int | Iterable[int] | None = None,
+    map_ks: int | Iterable[int] | None = None,
+    probe: Mapping[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]] | None = None,
+    extra_plots: bool | Mapping[str, Callable[[Path], Any]] = True,
+    distribution_k: int | None = None,
+    block_size: int | None = None,
+    title: str = "Retrieval evaluation",
+    overwrite: bool = False,
+) -> EvaluationReport:
+    """Evaluate several embeddings of the same items and write everything into one folder.
+
+    The folder (written atomically: it appears complete or not at all) holds:
+
+    * ``metrics.json``: the settings (n, ks, tie rule, ...), the metrics per model and the
+      linear-probe results;
+    * ``metrics.md``: the same as Markdown tables, with the plots linked;
+    * ``metrics.csv``: the metrics table (one row per model);
+    * ``topk_curve.png``: precision@k against k, one line per model;
+    * ``precision_distribution.png``: violin/box plot of the per-query precision@k per
+      model (unless ``extra_plots`` is ``False``);
+    * ``probe_<model>.csv``: per-class linear-probe report, for each probed model;
+    * ``<name>.png`` for each extra plot.
+
+    Args:
+        out_dir: Report folder (parents are created).
+        embeddings_by_name: Model name -> ``(n, d)`` embeddings of the same items.
+        labels: ``n`` hashable labels.
+        ks: ``k`` values of precision@k (default `DEFAULT_KS` up to ``n - 1``).
+        map_ks: ``k`` values of mAP@k (default ``max(ks)``).
+        probe: Optional model name -> ``(train_emb, train_labels, test_emb, test_labels)``
+            for `linear_probe_report`; names must be keys of ``embeddings_by_name``.
+        extra_plots: ``True`` (default) adds the per-query distribution plot; ``False``
+            writes the top-k curve only; a mapping ``{name: fn}`` adds the distribution plot
+            and calls ``fn(path)`` for each entry to write ``<out_dir>/<name>.png`` (e.g.
+            ``{"confusion": lambda p: plot_confusion_matrix(ws, manual, p)}``).
+        distribution_k: ``k`` of the distribution plot (must be in ``ks``; default 10 when
+            in ``ks``, else ``max(ks)``).
+        block_size: Queries per block (see `retrieval_metrics`).
+        title: Title of ``metrics.md``.
+        overwrite: Replace an existing ``out_dir``.
+
+    Returns:
+        An `EvaluationReport` with the table, the probe reports and the written paths.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is false (checked first).
+        ValueError: Bad inputs (see `compare`, `linear_probe_report`), a probe
+            name that is not a model, ``distribution_k`` not in ``ks``, a bad extra plot
+            name.
+    """
+    from refinery_quaterion import plots
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
+    extras: dict[str, Callable[[Path], Any]] = {}
+    if isinstance(extra_plots, Mapping):
+        for name, fn in extra_plots.items():
+            if not isinstance(name, str) or not _FILE_STEM.match(name) or name in _RESERVED:
+                raise ValueError(
+                    f"extra_plots name {name!r} must be a file stem of letters, digits, '_', '-', '.' "
+                    f"and not one of {sorted(_RESERVED)}"
+                )
+            if not callable(fn):
+                raise TypeError(f"extra_plots[{name!r}] must be callable (path -> None); got {fn!r}")
+            extras[name] = fn
+    elif not isinstance(extra_plots, bool):
+        raise TypeError(f"extra_plots must be a bool or a mapping name -> callable; got {extra_plots!r}")
+    probe = dict(probe or {})
+    for name, value in probe.items():
+        if name not in embeddings_by_name:
+            raise ValueError(
+                f"probe name {name!r} is not a model of embeddings_by_name ({list(embeddings_by_name)})"
+            )
+        if not isinstance(value, tuple | list) or len(value) != 4:
+            raise ValueError(f"probe[{name!r}] must be (train_emb, train_labels, test_emb, test_labels)")
+
+    frame, details = _compare(embeddings_by_name, labels, ks, map_ks, block_size, per_query=True)
+    ks_t = tuple(frame.attrs["ks"])
+    if distribution_k is None:
+        distribution_k = 10 if 10 in ks_t else max(ks_t)
+    elif distribution_k not in ks_t:
+        raise ValueError(f"distribution_k={distribution_k} is not one of ks {list(ks_t)}")
+    probes = {name: linear_probe_report(*value) for name, value in probe.items()}
+    table = frame.copy()
+    table.attrs = dict(frame.attrs)
+    if probes:
+        table["probe accuracy"] = [probes[m].accuracy if m in probes else np.nan for m in table.index]
+        table["probe macro-F1"] = [probes[m].macro_f1 if m in probes else np.nan for m in table.index]
+
+    first = next(iter(details.values()))
+    n_labels = len(label_codes(label_list(labels, "labels"), first.n_items)[1])
+    definitions = {
+        metric.name: metric.description
+        for metric in METRICS.values()
+        if metric.cutoffs(first.ks, first.map_ks)
+    }
+    summary = {
+        "title": title,
+        "n_items": first.n_items,
+        "n_labels": n_labels,
+        "n_queries": first.n_queries,
+        "n_excluded_queries": first.n_excluded,
+        "ks": list(first.ks),
+        "map_ks": list(first.map_ks),
+        "similarity": "cosine (L2-normalised rows, float32)",
+        "tie_rule": TIE_RULE,
+        "metric_definitions": definitions,
+        "models": frame_json(frame),
+        "linear_probe": {name: report.to_dict() for name, report in probes.items()},
+    }
+    names = {
+        "json": "metrics.json",
+        "md": "metrics.md",
+        "csv": "metrics.csv",
+        "topk_curve": "topk_curve.png",
+    }
+    if extra_plots is not False:
+        names["precision_distribution"] = "precision_distribution.png"
+    used = set()
+    for name in probes:
+        stem = _safe_stem(name)
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        names[f"probe:{name}"] = f"probe_{stem}.csv"
+    for name in extras:
+        names[name] = f"{name}.png"
+
+    md = [f"# {title}", ""]
+    md.append(
+        f"{first.n_items} items, {n_labels} labels, {first.n_queries} queries"
+        + (f" ({first.n_excluded} excluded: label occurs once)" if first.n_excluded else "")
+        + ". Leave-one-out retrieval by cosine similarity over all queries."
+    )
+    md += ["", to_markdown(table), ""]
+    md += [f"- `{name}`: {description}" for name, description in definitions.items()]
+    md += ["", f"Ties: {TIE_RULE}", ""]
+    if probes:
+        md += ["## Linear probe", ""]
+        for name, report in probes.items():
+            md += [
+                f"### {name}",
+                "",
+                f"Accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f} "
+                f"({report.n_train} train / {report.n_test} test items).",
+                "",
+                to_markdown(report.per_class),
+                "",
+            ]
+    md += ["## Plots", "", "![precision@k](topk_curve.png)", ""]
+    if "precision_distribution" in names:
+        md += [f"![per-query precision@{distribution_k}](precision_distribution.png)", ""]
+    for name in extras:
+        md += [f"![{name}]({name}.png)", ""]
+
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        atomic_write_text(tmp / names["json"], json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        atomic_write_text(tmp / names["md"], "\n".join(md).rstrip() + "\n")
+        save_table(table, tmp / names["csv"])
+        plots.plot_topk_curve(frame, tmp / names["topk_curve"], title=title)
+        if "precision_distribution" in names:
+            per_query = {
+                name: result.per_query[f"P@{distribution_k}"]  # type: ignore[index]
+                for name, result in details.items()
+            }
+            plots.plot_precision_distribution(
+                per_query, tmp / names["precision_distribution"], k=distribution_k
+            )
+        for name, report in probes.items():
+            save_table(report.per_class, tmp / names[f"probe:{name}"])
+        for name, fn in extras.items():
+            target = tmp / names[name]
+            fn(target)
+            if not target.is_file() or target.stat().st_size == 0:
+                raise RuntimeError(f"extra_plots[{name!r}] did not write {target.name}")
+    return EvaluationReport(
+        out_dir=out_dir,
+        metrics=table,
+        paths={kind: out_dir / file for kind, file in names.items()},
+        probe=probes,
+        details=details,
+    )

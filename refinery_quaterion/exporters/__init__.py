@@ -1,0 +1,54 @@
+"""Take a trained model anywhere: sentence-transformers and ONNX exports.
+
+`export_model` writes a folder that works without this library, quaterion or Lightning:
+
+* ``format="sentence-transformers"``: ``SentenceTransformer(out)`` loads it (Transformer ->
+  Pooling -> Normalize -> the trained head as ``Dense`` modules -> Normalize);
+* ``format="onnx"``: ``model.onnx`` (the whole model in one graph) and ``tokenizer.json``,
+  served with ``onnxruntime``, ``tokenizers`` and ``numpy`` only; ``quantize="int8"`` adds
+  ``model_int8.onnx``. Needs the ``refinery-quaterion[onnx]`` extra.
+
+Formats are a registry (`EXPORT_FORMATS`, `register_format`): a new format is one writer
+function and one registration. Heads become dense layers through another registry
+(`HEAD_CONVERTERS`); a head no converter handles gets an `ModelExportError` naming it.
+
+Example:
+    ```python
+    from refinery_quaterion.exporters import export_model
+
+    print(export_model("my-model", "my-model-st"))                        # sentence-transformers
+    print(export_model("my-model", "my-model-onnx", format="onnx", quantize="int8"))
+    ```
+"""
+
+from __future__ import annotations
+
+from refinery_quaterion.exporters import st_folder  # noqa: F401  (registers "sentence-transformers" first)
+from refinery_quaterion.exporters.formats import (
+    EXPORT_FORMATS,
+    ExportFormat,
+    ExportResult,
+    ExportSettings,
+    export_model,
+    register_format,
+)
+from refinery_quaterion.exporters.heads import HEAD_CONVERTERS, DenseLayer, register_head_converter
+from refinery_quaterion.exporters.onnx_model import EmbeddingGraph, OnnxEmbedder
+from refinery_quaterion.exporters.source import ExportSource, ModelExportError, read_model
+
+__all__ = [
+    "DenseLayer",
+    "EXPORT_FORMATS",
+    "EmbeddingGraph",
+    "ModelExportError",
+    "ExportFormat",
+    "ExportResult",
+    "ExportSettings",
+    "ExportSource",
+    "HEAD_CONVERTERS",
+    "OnnxEmbedder",
+    "export_model",
+    "read_model",
+    "register_format",
+    "register_head_converter",
+]

@@ -1,0 +1,233 @@
+"""The export formats registry and `export_model`, the one entry point (also of the CLI).
+
+A format is one function ``write(source, folder, settings) -> checks`` registered with
+`register_format`: it fills an empty folder (the exporter has already read the model into an
+`ExportSource`), and `export_model` takes care of the rest -- reading the model, validating the
+settings, writing atomically, timing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refinery_quaterion._io import atomic_dir
+from refinery_quaterion.exporters.model_card import write_card
+from refinery_quaterion.exporters.source import ExportSource, read_model
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportFormat",
+    "ExportResult",
+    "ExportSettings",
+    "export_model",
+    "register_format",
+]
+
+FormatWriter = Callable[[ExportSource, Path, "ExportSettings"], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A registered export format.
+
+    Attributes:
+        name: What ``format=`` (``--format``) takes, e.g. ``"onnx"``.
+        write: ``write(source, folder, settings) -> checks``: fills the empty ``folder`` and
+            returns named check values (e.g. ``{"min_cosine": 1.0}``).
+        description: One line for help texts.
+        quantizations: Values ``quantize=`` accepts for this format (besides ``None``).
+        extra: The ``refinery-quaterion[...]`` extra the format needs, if any.
+    """
+
+    name: str
+    write: FormatWriter
+    description: str
+    quantizations: tuple[str, ...] = ()
+    extra: str | None = None
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {}
+"""Registered formats by name: ``"sentence-transformers"`` and ``"onnx"``."""
+
+
+def register_format(
+    name: str, *, description: str, quantizations: tuple[str, ...] = (), extra: str | None = None
+) -> Callable[[FormatWriter], FormatWriter]:
+    """Decorator: register a format writer under ``name`` (see `ExportFormat`).
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+    """
+
+    def register(write: FormatWriter) -> FormatWriter:
+        if name in EXPORT_FORMATS:
+            raise ValueError(f"export format {name!r} is already registered")
+        EXPORT_FORMATS[name] = ExportFormat(name, write, description, tuple(quantizations), extra)
+        return write
+
+    return register
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """How to export (validated on creation).
+
+    Attributes:
+        format: A key of `EXPORT_FORMATS`.
+        quantize: ``None`` or one of the format's ``quantizations`` (``"int8"`` for ONNX).
+        opset: ONNX opset version.
+        check: After writing, embed a few probe texts with the exported model and compare them
+            with the library's ``encode`` (raises `ModelExportError` below a cosine of 0.9999).
+        overwrite: Replace an existing output folder.
+
+    Raises:
+        ValueError: For an unknown format, a quantisation the format does not offer, or a bad opset.
+    """
+
+    format: str = "sentence-transformers"
+    quantize: str | None = None
+    opset: int = 17
+    check: bool = True
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        spec = EXPORT_FORMATS.get(self.format)
+        if spec is None:
+            raise ValueError(f"unknown export format {self.format!r}; valid formats: {list(EXPORT_FORMATS)}")
+        if self.quantize is not None and self.quantize not in spec.quantizations:
+            offered = f"one of {list(spec.quantizations)} or None" if spec.quantizations else "only None"
+            raise ValueError(f"quantize={self.quantize!r} is not available for format {self.format!r}; "
+                             f"it takes {offered}")
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 14 <= self.opset <= 21:
+            raise ValueError(f"opset must be an integer from 14 to 21, got {self.opset!r}")
+
+
+@dataclass
+class ExportResult:
+    """What `export_model` wrote; ``str(result)`` is the summary the CLI prints.
+
+    Attributes:
+        path: The output folder.
+        format: The format name.
+        files: Files in the folder (relative paths, sorted).
+        dim: Size of the exported embeddings.
+        seconds: Wall time of the export.
+        checks: Named check values, e.g. ``min_cosine`` (exported vs the library's ``encode``
+            on probe texts) and ``int8_min_cosine`` (int8 vs fp32).
+    """
+
+    path: Path
+    format: str
+    files: list[str]
+    dim: int
+    seconds: float
+    checks: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"exported {self.format} model to {self.path} ({self.dim}-dim vectors, {self.seconds:.1f} s)"]
+        lines += [f"  {name}: {value:.6f}" for name, value in self.checks.items()]
+        sizes = {name: (self.path / name).stat().st_size for name in self.files if (self.path / name).is_file()}
+        lines += [f"  {name}  {size / 2**20:.1f} MiB" for name, size in sizes.items() if size >= 2**20]
+        return "\n".join(lines)
+
+
+def export_model(
+    model_or_path: Any,
+    out: str | os.PathLike,
+    format: str = "sentence-transformers",
+    *,
+    quantize: str | None = None,
+    overwrite: bool = False,
+    label_map: Any = None,
+    evaluation: Any = None,
+    opset: int = 17,
+    check: bool = True,
+) -> ExportResult:
+    """Export a trained model for use without this library.
+
+    ``"sentence-transformers"``: a folder ``SentenceTransformer(out)`` loads (Transformer ->
+    Pooling -> Normalize -> the head as ``Dense`` modules -> Normalize). ``"onnx"``:
+    ``model.onnx`` (encoder, pooling, head and normalisation in one graph; dynamic batch and
+    sequence axes) with ``tokenizer.json``, served with only ``onnxruntime``, ``tokenizers`` and
+    ``numpy``; ``quantize="int8"`` adds ``model_int8.onnx``. Both folders hold a model card
+    (``README.md``: base model, the text template the caller must render records with, labels,
+    training data, evaluation), ``label_map.json`` and ``refinery_export.json``. The vectors are
+    unit length; compare them by cosine (= dot product).
+
+    Args:
+        model_or_path: A folder written by `refinery_quaterion.save`, the model `load` returns,
+            or a trained `DistilBertSimilarityModel`.
+        out: Output folder (written atomically).
+        format: A key of `EXPORT_FORMATS`: ``"sentence-transformers"`` or ``"onnx"``.
+        quantize: ``"int8"`` (ONNX only): also write a dynamically quantised ``model_int8.onnx``.
+        overwrite: Replace an existing ``out``.
+        label_map: Labels to record when the model has none (a `LabelMap` or list of names).
+        evaluation: Evaluation table for the model card: a report folder written by
+            `evaluate_model` (its ``metrics.csv``), a CSV file, or a DataFrame.
+        opset: ONNX opset version.
+        check: Compare the exported model with the library's ``encode`` on probe texts
+            (ONNX always; sentence-transformers when that package is installed).
+
+    Returns:
+        An `ExportResult` (``print`` it for a summary).
+
+    Raises:
+        ValueError: For an unknown format or quantisation, or ``out`` being the model's folder.
+        FileExistsError: If ``out`` exists and ``overwrite`` is false.
+        FileNotFoundError: If ``model_or_path`` is not a saved model folder.
+        ModelExportError: If a part of the model cannot be expressed in the format (names it), or the
+            check finds different vectors.
+        ImportError: If the format needs an extra that is not installed (names it).
+    """
+    started = time.perf_counter()
+    settings = ExportSettings(format=format, quantize=quantize, opset=opset, check=check, overwrite=overwrite)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    if isinstance(model_or_path, str | os.PathLike):
+        _refuse_source_folder(Path(model_or_path), out)
+    source = read_model(model_or_path, label_map=label_map)
+    if source.model_path is not None:
+        _refuse_source_folder(source.model_path, out)
+    spec = EXPORT_FORMATS[settings.format]
+    table = _evaluation_table(evaluation)
+    with atomic_dir(out, overwrite=overwrite) as tmp:  # files get the umask's modes before the swap
+        checks = dict(spec.write(source, tmp, settings))
+        write_card(source, tmp, format=settings.format, evaluation=table, checks=checks)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    dim = source.head.output_size if hasattr(source.head, "output_size") else source.raw_dim
+    return ExportResult(path=out, format=settings.format, files=files, dim=int(dim),
+                        seconds=round(time.perf_counter() - started, 3), checks=checks)
+
+
+def _refuse_source_folder(model_path: Path, out: Path) -> None:
+    model, target = model_path.resolve(), out.resolve()
+    if model == target or target in model.parents:
+        raise ValueError(f"out {str(out)!r} is (or contains) the model folder {str(model_path)!r}; "
+                         "export to another folder")
+
+
+def _evaluation_table(evaluation: Any) -> Any:
+    """The evaluation as a DataFrame (or ``None``)."""
+    if evaluation is None:
+        return None
+    import pandas as pd
+
+    if isinstance(getattr(evaluation, "metrics", None), pd.DataFrame):  # an EvaluationReport
+        return evaluation.metrics
+    if isinstance(evaluation, pd.DataFrame):
+        return evaluation
+    if isinstance(evaluation, str | os.PathLike):
+        path = Path(evaluation)
+        csv = path / "metrics.csv" if path.is_dir() else path
+        if not csv.is_file() or csv.suffix != ".csv":
+            raise FileNotFoundError(f"evaluation {str(evaluation)!r} is neither a report folder with metrics.csv "
+                                    "(written by evaluate_model) nor a CSV file")
+        return pd.read_csv(csv, index_col=0)
+    raise TypeError(f"evaluation must be a report folder, a CSV file or a DataFrame, got {type(evaluation).__name__}")
+

@@ -1,0 +1,169 @@
+"""The model card (``README.md``) and label map of an export folder.
+
+The card says what a user of the exported model must know: the base model, the text template
+records must be rendered with before embedding, the labels, what the model was trained on
+(from ``training_config.json``), the evaluation table when one is given, and how to load it.
+Its YAML header is what the Hugging Face Hub reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from refinery_quaterion.exporters._files import write_json
+from refinery_quaterion.exporters.source import ExportSource
+
+__all__ = ["model_card", "write_card"]
+
+_HUB_ALIASES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TRAINING_KEYS = (
+    ("train_records", "training records"), ("val_records", "validation records"), ("epochs", "epochs run"),
+    ("max_epochs", "max epochs"), ("best_epoch", "best epoch"), ("monitor", "monitor"),
+    ("best_score", "best score"), ("batch_size", "batch size"), ("seed", "seed"),
+)
+_MODEL_KEYS = (
+    ("head", "head"), ("head_options", "head options"), ("loss", "loss"), ("loss_options", "loss options"),
+    ("optimizer", "optimizer"), ("lr", "learning rate"), ("trainable_encoder", "encoder fine-tuned"),
+)
+
+
+def write_card(source: ExportSource, folder: Path, *, format: str, evaluation: Any = None,
+               checks: Mapping[str, float] | None = None) -> None:
+    """Write ``README.md`` and (when the labels are known) ``label_map.json`` into ``folder``."""
+    if source.labels is not None:
+        write_json(folder / "label_map.json", {"labels": list(source.labels)})
+    files = sorted({p.name for p in folder.iterdir() if p.is_file()} | {"README.md"})
+    text = model_card(source, format=format, files=files, evaluation=evaluation, checks=checks)
+    (folder / "README.md").write_text(text, encoding="utf-8")
+
+
+def hub_base_model(name: str) -> str | None:
+    """``name`` as a Hugging Face Hub id (``"minilm"`` -> its Hub id), or ``None`` for a local folder."""
+    name = _HUB_ALIASES.get(name.lower(), name)
+    return name if _HUB_ID.match(name) and not Path(name).exists() else None
+
+
+def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), evaluation: Any = None,
+               checks: Mapping[str, float] | None = None) -> str:
+    """The model card as Markdown with a Hub YAML header.
+
+    Args:
+        source: The exported model.
+        format: ``"sentence-transformers"`` or ``"onnx"``.
+        files: Files of the export folder.
+        evaluation: An evaluation table (DataFrame) or ``None``.
+        checks: Check values of the export (e.g. ``min_cosine``).
+
+    Returns:
+        The text of ``README.md``.
+    """
+    base = hub_base_model(source.base_model)
+    st = format == "sentence-transformers"
+    tags = ["sentence-transformers", "feature-extraction", "sentence-similarity", "refinery-quaterion"]
+    header = ["---", f"library_name: {'sentence-transformers' if st else 'onnx'}",
+              "pipeline_tag: sentence-similarity", "tags:", *[f"- {tag}" for tag in tags]]
+    if base:
+        header.append(f"base_model: {base}")
+    header.append("---")
+    dim = int(getattr(source.head, "output_size", source.raw_dim))
+    lines = [*header, "", "# Fine-tuned text embeddings (refinery-quaterion)", ""]
+    lines += [f"Text embeddings fine-tuned on labeled records with "
+              f"[refinery-quaterion](https://github.com/code-kern-ai/refinery), exported as "
+              f"{'a sentence-transformers model' if st else 'an ONNX model for ONNX Runtime'}. "
+              f"Output: {dim}-dimensional unit-length vectors; compare them by cosine similarity "
+              "(for unit vectors, the dot product).", ""]
+    lines += ["| | |", "|---|---|",
+              f"| base model | `{source.base_model or 'unknown'}`"
+              f"{f' ([{base}](https://huggingface.co/{base}))' if base else ''} |",
+              f"| pipeline | {_pipeline(source, dim)} |",
+              f"| max tokens | {source.max_length} (longer texts are truncated) |",
+              f"| files | {', '.join(f'`{name}`' for name in files if '/' not in name)} |", ""]
+    lines += ["## Text template", "", *_template_lines(source), ""]
+    if source.labels:
+        lines += ["## Labels", "", f"Trained to separate {len(source.labels)} labels (`label_map.json`, "
+                  "index = group id): " + ", ".join(f"`{label}`" for label in source.labels) + ".", ""]
+    lines += _training_lines(source.config)
+    if evaluation is not None:
+        from refinery_quaterion import to_markdown
+
+        lines += ["## Evaluation", "", to_markdown(evaluation), ""]
+    lines += ["## Usage", "", *(_st_usage(source) if st else _onnx_usage(files)), ""]
+    if checks:
+        lines += ["## Export check", "", "Vectors of probe texts compared with the library's own `encode`: "
+                  + ", ".join(f"{name} {value:.6f}" for name, value in checks.items()) + ".", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _pipeline(source: ExportSource, dim: int) -> str:
+    parts = [f"transformer ({getattr(source.transformer.config, 'model_type', '?')})", f"{source.pooling} pooling"]
+    if source.normalize:
+        parts.append("normalize")
+    head = source.head_name or type(source.head).__name__
+    parts += [f"head `{head}` ({source.raw_dim} -> {dim})", "normalize"]
+    return " -> ".join(parts)
+
+
+def _template_lines(source: ExportSource) -> list[str]:
+    if source.template is not None:
+        return ["Render every record with this template (a Python format string over the record's fields) "
+                "before embedding it -- the model was trained on texts made this way, so other texts give "
+                "worse vectors:", "", "```text", source.template, "```", "",
+                "Missing fields were rendered as empty strings."]
+    ref = source.template_ref or "unknown"
+    return [f"Records were rendered as text by the Python function `{ref}`; render records the same way "
+            "before embedding them."]
+
+
+def _training_lines(config: Mapping[str, Any]) -> list[str]:
+    model = config.get("model") if isinstance(config.get("model"), Mapping) else {}
+    training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
+    extra = config.get("extra") if isinstance(config.get("extra"), Mapping) else {}
+    rows = [(label, model[key]) for key, label in _MODEL_KEYS if model.get(key) not in (None, {}, "")]
+    merged = {**extra, **training}
+    rows += [(label, merged[key]) for key, label in _TRAINING_KEYS if merged.get(key) is not None]
+    if config.get("created"):
+        rows.append(("trained", config["created"]))
+    versions = config.get("versions") if isinstance(config.get("versions"), Mapping) else {}
+    if versions:
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)))
+    if not rows:
+        return []
+    out = ["## Training", "", "| setting | value |", "|---|---|"]
+    out += [f"| {label} | {_cell(value)} |" for label, value in rows]
+    return [*out, ""]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value).replace("|", "\\|")
+
+
+def _st_usage(source: ExportSource) -> list[str]:
+    render = (f"texts = [{source.template!r}.format(**record) for record in records]"
+              if source.template is not None else "texts = [render(record) for record in records]")
+    return ["```python", "from sentence_transformers import SentenceTransformer", "",
+            'model = SentenceTransformer("path/to/this/folder")  # or the Hub id it was pushed to',
+            render, "vectors = model.encode(texts)  # unit length: cosine = dot product", "```"]
+
+
+def _onnx_usage(files: Sequence[str]) -> list[str]:
+    int8 = ""
+    if "model_int8.onnx" in files:
+        int8 = " (`model_int8.onnx`: the same model with int8 weights, faster on CPU and slightly less exact)"
+    return ["Needs only `onnxruntime`, `tokenizers` and `numpy`. Inputs `input_ids` and `attention_mask` (int64, "
+            "padded batch), output `sentence_embedding`" + int8 + "; `tokenizer.json` truncates and pads each "
+            "batch to its longest text:", "",
+            "```python", "import numpy as np, onnxruntime as ort", "from tokenizers import Tokenizer", "",
+            'tokenizer = Tokenizer.from_file("tokenizer.json")',
+            'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+            "batch = tokenizer.encode_batch(texts)  # texts rendered with the template above",
+            'feed = {"input_ids": np.array([e.ids for e in batch], dtype=np.int64),',
+            '        "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64)}',
+            'vectors = session.run(["sentence_embedding"], feed)[0]', "```"]

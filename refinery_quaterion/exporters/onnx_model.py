@@ -1,0 +1,283 @@
+"""The ``onnx`` export format, and `OnnxEmbedder` to run such a folder.
+
+``model.onnx`` holds the whole model in one graph -- transformer, pooling, the encoder's
+normalisation, the head (as dense layers) and the final normalisation -- with inputs
+``input_ids`` and ``attention_mask`` (int64, dynamic batch and sequence axes) and the output
+``sentence_embedding`` (float32, unit-length rows). It is written with the TorchScript-based
+``torch.onnx.export(..., dynamo=False)`` (the dynamo exporter needs ``onnxscript``), opset 17.
+``quantize="int8"`` adds ``model_int8.onnx``: ``onnxruntime.quantization.quantize_dynamic`` with
+per-channel int8 weights (per-tensor loses much more accuracy; ``quant_pre_process`` fails on
+this graph and is not needed).
+
+``tokenizer.json`` truncates to the model's ``max_length`` and pads each batch to its longest
+text, so serving needs only ``onnxruntime``, ``tokenizers`` and ``numpy``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from refinery_quaterion.backends import ONNX_EXTRA, length_sorted_batches, pool_tokens, usable_cpus
+from refinery_quaterion.exporters._files import write_json
+from refinery_quaterion.exporters._hf import (
+    export_config,
+    library_tokens,
+    min_cosine,
+    probe_texts,
+    save_transformer,
+    serving_tokenizer_json,
+)
+from refinery_quaterion.exporters.formats import ExportSettings, register_format
+from refinery_quaterion.exporters.heads import DenseLayer, activation_module, head_layers
+from refinery_quaterion.exporters.source import ExportSource, ModelExportError
+
+__all__ = ["EmbeddingGraph", "OnnxEmbedder", "export_graph", "inference_session", "quantize_int8", "require_onnx",
+           "write_onnx"]
+
+EXTRA = ONNX_EXTRA
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "sentence_embedding"
+MIN_COSINE = 0.9999
+
+
+def require_onnx(*modules: str) -> list[Any]:
+    """Import ``onnx`` / ``onnxruntime`` (as asked), or fail with the extra to install.
+
+    Raises:
+        ImportError: Naming ``refinery-quaterion[onnx]``.
+    """
+    import importlib
+
+    imported = []
+    for name in modules or ("onnx", "onnxruntime"):
+        try:
+            imported.append(importlib.import_module(name))
+        except ImportError as err:
+            raise ImportError(f"ONNX export and the ONNX encoder backends need {name}, which is not installed: "
+                              f"pip install '{EXTRA}'") from err
+    return imported
+
+
+class EmbeddingGraph(torch.nn.Module):
+    """Transformer + pooling + normalisation + dense layers as one module (what ``model.onnx`` holds).
+
+    Without ``layers`` and with ``final_normalize=False`` it computes the raw encoder vectors
+    (what an ONNX encoder backend needs).
+
+    Args:
+        transformer: The Hugging Face encoder.
+        pooling: ``"mean"`` or ``"cls"``.
+        normalize: L2-normalise the pooled vector (the encoder's own normalisation).
+        layers: The head as `DenseLayer` s.
+        final_normalize: L2-normalise the output.
+    """
+
+    def __init__(self, transformer: Any, pooling: str, normalize: bool, layers: Sequence[DenseLayer] = (),
+                 final_normalize: bool = True):
+        super().__init__()
+        self.transformer = transformer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.final_normalize = final_normalize
+        modules: list[torch.nn.Module] = []
+        for layer in layers:
+            linear = torch.nn.Linear(layer.in_features, layer.out_features)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(layer.weight))
+                linear.bias.copy_(torch.from_numpy(layer.bias))
+            modules.append(linear)
+            if layer.activation:
+                modules.append(activation_module(layer.activation))
+        device = next(transformer.parameters(), torch.empty(0)).device
+        self.head = torch.nn.Sequential(*modules).to(device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Embeddings of a padded batch of token ids, ``(batch, dim)`` float32."""
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.head(pool_tokens(hidden, attention_mask, self.pooling, self.normalize).float())
+        return F.normalize(out, p=2, dim=1) if self.final_normalize else out
+
+
+def export_graph(graph: torch.nn.Module, path: Path, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 *, opset: int = 17) -> None:
+    """Write ``graph`` as ONNX with dynamic batch and sequence axes.
+
+    Args:
+        graph: An `EmbeddingGraph` (or any module ``(input_ids, attention_mask) -> (batch, d)``).
+        path: Target ``.onnx`` file.
+        input_ids: Sample batch to trace with; it should contain padding, so that the masking
+            path is traced.
+        attention_mask: Its mask.
+        opset: ONNX opset version.
+    """
+    modes = [(module, module.training) for module in graph.modules()]  # restored exactly afterwards
+    graph.eval()
+    device = next(graph.parameters(), torch.empty(0)).device
+    sample = (torch.from_numpy(np.asarray(input_ids, dtype=np.int64)).to(device),
+              torch.from_numpy(np.asarray(attention_mask, dtype=np.int64)).to(device))
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, sample, str(path), dynamo=False, opset_version=opset, input_names=list(INPUTS),
+                              output_names=[OUTPUT], dynamic_axes={**axes, OUTPUT: {0: "batch"}},
+                              do_constant_folding=True)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def inference_session(path: str | os.PathLike, *, threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU for the model file ``path``.
+
+    Args:
+        path: An ``.onnx`` file.
+        threads: Intra-op threads (default: the CPUs this process may use, `usable_cpus`).
+
+    Raises:
+        ImportError: If onnxruntime is not installed (names the extra).
+    """
+    (ort,) = require_onnx("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or usable_cpus()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def quantize_int8(model: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of ``model`` into ``target`` (per-channel weights).
+
+    Raises:
+        ImportError: If onnxruntime is not installed (names the extra).
+    """
+    require_onnx("onnx", "onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # quantize_dynamic warns to run quant_pre_process, which fails here
+    try:
+        quantize_dynamic(str(model), str(target), per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        logger.setLevel(level)
+
+
+@register_format("onnx", description="model.onnx (+ model_int8.onnx) and tokenizer.json for ONNX Runtime",
+                 quantizations=("int8",), extra=EXTRA)
+def write_onnx(source: ExportSource, folder: Path, settings: ExportSettings) -> dict[str, float]:
+    """Write ``model.onnx``, the tokenizer files and, with ``quantize="int8"``, ``model_int8.onnx``.
+
+    Args:
+        source: The model, read by `read_model`.
+        folder: Empty output folder.
+        settings: Export settings (``check``: compare ONNX Runtime's vectors with the library's).
+
+    Returns:
+        ``{"min_cosine": ...}`` when checked, and ``int8_min_cosine`` (int8 vs fp32) when quantised.
+
+    Raises:
+        ImportError: If onnx or onnxruntime is missing (names ``refinery-quaterion[onnx]``).
+        ModelExportError: If the head cannot be expressed, the tokenizer is not a fast one, or the
+            check finds different tokens or vectors.
+    """
+    require_onnx()
+    from tokenizers import Tokenizer
+
+    layers = head_layers(source.head, label=source.head_label)
+    save_transformer(source, folder, weights=False)
+    tokenizer = Tokenizer.from_str(serving_tokenizer_json(source))
+    sample = tokenizer.encode_batch(PROBE_SAMPLE)
+    graph = EmbeddingGraph(source.transformer, source.pooling, source.normalize, layers)
+    export_graph(graph, folder / "model.onnx", np.array([e.ids for e in sample]),
+                 np.array([e.attention_mask for e in sample]), opset=settings.opset)
+    files = ["model.onnx"]
+    if settings.quantize == "int8":
+        quantize_int8(folder / "model.onnx", folder / "model_int8.onnx")
+        files.append("model_int8.onnx")
+    dim = layers[-1].out_features if layers else source.raw_dim
+    write_json(folder / "refinery_export.json", export_config(
+        source, "onnx", dim, models=files, inputs=list(INPUTS), output=OUTPUT, opset=settings.opset))
+    checks: dict[str, float] = {}
+    if settings.check:
+        texts = probe_texts(source)
+        served = [e.ids for e in OnnxEmbedder(folder).tokenize(texts)]
+        if served != library_tokens(source, texts):
+            raise ModelExportError("tokenizer.json tokenizes the probe texts differently from the model's tokenizer")
+        fp32 = OnnxEmbedder(folder).encode(texts)
+        checks["min_cosine"] = min_cosine(fp32, source.encode(texts))
+        if checks["min_cosine"] < MIN_COSINE:
+            raise ModelExportError(f"model.onnx differs from the library's encode (min cosine "
+                                   f"{checks['min_cosine']:.6f} < {MIN_COSINE} on {len(texts)} probe texts)")
+        if "model_int8.onnx" in files:
+            checks["int8_min_cosine"] = min_cosine(OnnxEmbedder(folder, "model_int8.onnx").encode(texts), fp32)
+    return checks
+
+
+PROBE_SAMPLE = ["a short text", "a somewhat longer text, so that the first one is padded"]
+
+
+class OnnxEmbedder:
+    """Embed texts with an exported ONNX folder (onnxruntime + tokenizers; no torch needed).
+
+    Texts are tokenized without padding, sorted by length and run in batches padded to their
+    longest text, like the library's own encoder.
+
+    Args:
+        folder: Folder written by ``export_model(..., format="onnx")``.
+        model: File in it: ``"model.onnx"`` or ``"model_int8.onnx"``.
+        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
+
+    Raises:
+        ImportError: If onnxruntime is not installed (names the extra).
+        FileNotFoundError: If the model file or ``tokenizer.json`` is missing.
+    """
+
+    def __init__(self, folder: str | os.PathLike, model: str = "model.onnx", *, threads: int | None = None):
+        require_onnx("onnxruntime")
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        for name in (model, "tokenizer.json"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name} not found; is {folder} an ONNX export folder?")
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
+        self.tokenizer.no_padding()
+        self.session = inference_session(folder / model, threads=threads)
+
+    @property
+    def dim(self) -> int:
+        """Size of the output vectors."""
+        size = self.session.get_outputs()[0].shape[1]
+        if not isinstance(size, int):  # a symbolic axis: run a one-token batch
+            size = self.run(np.full((1, 1), self.pad_id), np.ones((1, 1))).shape[1]
+        return int(size)
+
+    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+        """``tokenizers`` encodings of ``texts`` (truncated, not padded)."""
+        return self.tokenizer.encode_batch(list(texts))
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """The model on one padded batch: int64 ``(batch, sequence)`` arrays -> float32 ``(batch, dim)``."""
+        feed = {"input_ids": np.asarray(input_ids, dtype=np.int64),
+                "attention_mask": np.asarray(attention_mask, dtype=np.int64)}
+        return self.session.run([OUTPUT], feed)[0]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Vectors of ``texts`` in input order, float32 ``(n, dim)``."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not one string")
+        ids = [e.ids for e in self.tokenize(texts)]
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for rows, batch, mask in length_sorted_batches(ids, batch_size, self.pad_id):
+            out[rows] = self.run(batch, mask)
+        return out

@@ -1,0 +1,125 @@
+"""ModelConfig and FitConfig: validated in one place, JSON round trips, format-1 sections, keyword updates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from refinery_quaterion.config import FitConfig, ModelConfig
+
+
+def test_defaults_and_derived_settings() -> None:
+    config = ModelConfig()
+    assert (config.pretrained, config.head, config.loss, config.optimizer) == (
+        "distilbert-base-uncased", "skip_connection", "arcface", "adam")
+    assert config.use_memory_cache and config.needs_num_groups
+    assert config.resolved_loss_options() == {"scale": 64.0, "margin": 0.7}
+    assert config.resolved_head_options() == {"dropout": 0.0, "skip_dropout": 0.0, "n_layers": 1}
+    trainable = ModelConfig(trainable_encoder=True)
+    assert not trainable.use_memory_cache
+    assert not ModelConfig(memory_cache=False).use_memory_cache
+    assert not ModelConfig(loss="triplet").needs_num_groups and not ModelConfig(num_groups=4).needs_num_groups
+    assert FitConfig() == FitConfig(epochs=10, batch_size=128, seed=42)
+
+
+def test_to_dict_is_json_and_round_trips() -> None:
+    config = ModelConfig(pretrained="minilm", text="{Title}. {Description}", head="linear",
+                         head_options={"output_size": 16}, loss="triplet", loss_options={"mining": "all"},
+                         lr=0.01, num_groups=4, seed=None)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["head_options"] == {"output_size": 16, "dropout": 0.0}  # every option spelled out
+    assert data["loss_options"] == {"margin": 0.5, "mining": "all", "distance_metric_name": "cosine", "soft": False}
+    assert data["text"] == "{Title}. {Description}" and data["memory_cache"] is None
+    back = ModelConfig.from_dict({**data, "model_type": "bert", "raw_dim": 384, "dim": 16})  # facts are ignored
+    assert back.to_dict() == data
+    assert back.resolved_loss_options() == config.resolved_loss_options()
+    fit = FitConfig(epochs=3, early_stopping=2, devices=(0, 1), accelerator="cpu", sample_weighting="confidence",
+                    min_weight=0.3, progress="lines", verbose=True)
+    assert fit.devices == [0, 1]
+    assert FitConfig.from_dict(json.loads(json.dumps(fit.to_dict()))) == fit
+    # folders saved before progress modes wrote progress as a bool
+    assert FitConfig.from_dict({"epochs": 3, "progress": False}).progress == "off"
+
+
+def test_format_one_sections_are_understood() -> None:
+    old_model = {"pretrained": "/models/minilm", "model_type": "bert", "text": "{text}", "pooling": "mean",
+                 "max_length": 128, "normalize": True, "trainable_encoder": False, "head": "skip_connection",
+                 "head_options": {}, "loss": "arcface", "loss_options": {"margin": 0.7}, "lr": 0.2,
+                 "encoder_lr": None, "optimizer": "adam", "weight_decay": 0.0, "num_groups": 4, "cache": True,
+                 "raw_dim": 32, "dim": 32}
+    config = ModelConfig.from_dict(old_model)
+    assert config.memory_cache is True and config.encoder_lr == 2e-5 and config.num_groups == 4 and config.lr == 0.2
+    summary = {"epochs": 7, "max_epochs": 30, "batch_size": 64, "seed": 7, "early_stopping": None, "pairs": False}
+    assert FitConfig.from_training_summary(summary) == FitConfig(epochs=30, batch_size=64, seed=7)
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"head": "sequential"}, ValueError, r"unknown head 'sequential'; valid heads: \['skip_connection'"),
+        ({"loss": "contrastive"}, ValueError, r"unknown loss 'contrastive'; valid losses: \['triplet'"),
+        ({"optimizer": "sgd"}, ValueError, r"unknown optimizer 'sgd'; valid optimizers: \['adam', 'adamw'\]"),
+        ({"head_options": {"n_layer": 2}}, ValueError, r"does not take option\(s\) \['n_layer'\].*n_layers"),
+        ({"head_options": [1]}, TypeError, "head_options must be a dict"),
+        ({"pooling": "max"}, ValueError, r"pooling must be one of \['mean', 'cls'\], got 'max'"),
+        ({"max_length": 1}, ValueError, "max_length must be an integer >= 2, got 1"),
+        ({"lr": -1}, ValueError, "lr must be a positive number, got -1"),
+        ({"encoder_lr": "fast"}, ValueError, "encoder_lr must be a positive number, got 'fast'"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be >= 0"),
+        ({"num_groups": 1}, ValueError, "num_groups must be an integer >= 2"),
+        ({"memory_cache": True, "trainable_encoder": True}, ValueError, "memory_cache=True needs a frozen encoder"),
+        ({"head": "empty"}, ValueError, "nothing to train"),
+        ({"val_precision_k": 0}, ValueError, "val_precision_k must be a positive integer or None"),
+        ({"encoder_batch_size": 0}, ValueError, "encoder_batch_size must be a positive integer"),
+        ({"text": "{}"}, ValueError, "positional field"),
+        ({"pretrained": ""}, TypeError, "pretrained must be a model name or folder"),
+        ({"trainable_encoder": "yes"}, TypeError, "trainable_encoder must be True or False"),
+    ],
+)
+def test_bad_model_settings(settings: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        ModelConfig(**settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),
+        ({"early_stopping": 0}, "early_stopping must be a positive number of epochs or None, got 0"),
+        ({"monitor": ""}, "monitor must be 'auto', 'loss', 'precision' or a logged metric name"),
+        ({"devices": 0}, "devices must be a positive count"),
+        ({"num_workers": -1}, "num_workers must be an integer >= 0"),
+        ({"seed": "x"}, "seed must be an integer"),
+        ({"sample_weighting": "soft"}, r"sample_weighting must be one of \['none', 'confidence'\], got 'soft'"),
+        ({"min_weight": 1.5}, "min_weight must be a number from 0 to 1 .a confidence floor., got 1.5"),
+        ({"min_weight": float("nan")}, "min_weight must be a number from 0 to 1"),
+        ({"progress": "loud"}, r"progress must be one of \['auto', 'bar', 'lines', 'off'\]"),
+    ],
+)
+def test_bad_fit_settings(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FitConfig(**settings)
+
+
+def test_replace_validates_and_names_unknown_settings() -> None:
+    config = ModelConfig(loss="arcface", loss_options={"margin": 0.5})
+    assert config.replace(lr=0.5).lr == 0.5 and config.lr == 1e-3  # frozen: a new object
+    with pytest.raises(ValueError, match=r"loss 'triplet' does not take option\(s\) \['margin'\]|scale"):
+        config.replace(loss="triplet", loss_options={"scale": 1.0})
+    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['epochs'\]; valid settings: "):
+        config.replace(epochs=3)
+    with pytest.raises(TypeError, match=r"unknown FitConfig setting\(s\) \['lr'\]"):
+        FitConfig().replace(lr=3)
+    with pytest.raises(TypeError, match="unknown ModelConfig setting"):
+        ModelConfig.from_dict({"pretrained": "x", "colour": "red"})
+    with pytest.deprecated_call(match="cache= is deprecated; use memory_cache="):
+        assert config.replace(cache=False).memory_cache is False
+    with pytest.raises(TypeError, match="pass only one of cache="):
+        config.replace(cache=False, memory_cache=False)
+
+
+def test_a_callable_template_is_kept_in_memory_and_written_as_none() -> None:
+    config = ModelConfig(text=str.upper)
+    assert config.text is str.upper and config.to_dict()["text"] is None

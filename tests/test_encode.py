@@ -1,0 +1,82 @@
+"""sentence-transformers-style ``encode`` / ``similarity`` / ``dim`` on trained and loaded models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from refinery_quaterion.inference import EmbeddingModel
+from refinery_quaterion.model import DistilBertSimilarityModel
+from refinery_quaterion.train import fit, load, save
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir: Path, synthetic_split, tmp_path_factory) -> dict[str, object]:
+    """A briefly trained model and the same model saved and loaded."""
+    train, val = synthetic_split
+    model = DistilBertSimilarityModel(tiny_model_dir, lr=0.2)
+    fit(model, train, epochs=3, batch_size=64, progress=False)
+    folder = save(model, tmp_path_factory.mktemp("encode") / "model")
+    return {"trained": model, "loaded": load(folder)}
+
+
+@pytest.mark.parametrize("kind", ["trained", "loaded"])
+def test_encode_shapes_dtypes_and_unit_norms(kind: str, models, synthetic_split) -> None:
+    model = models[kind]
+    _, val = synthetic_split
+    one = model.encode(val.texts[0])
+    assert one.shape == (model.dim,) and one.dtype == np.float32
+    record = model.encode(val.records[0])
+    np.testing.assert_allclose(record, one, atol=1e-6)  # a record is rendered with the template
+    many = model.encode(val.texts[:5])
+    assert many.shape == (5, model.dim) and many.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(many[0], one, atol=1e-6)
+    frame = pd.DataFrame(val.records[:5])
+    np.testing.assert_allclose(model.encode(frame, batch_size=2, progress=False), many, atol=1e-5)
+    assert model.encode([]).shape == (0, model.dim)
+    # normalize=False keeps the head's output, and the two differ only in length
+    raw = model.encode(val.texts[:5], normalize=False)
+    np.testing.assert_allclose(raw, model.apply_head(model.encode_raw(val.texts[:5])), atol=1e-6)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), many, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["trained", "loaded"])
+def test_similarity_is_the_cosine_matrix(kind: str, models, synthetic_split) -> None:
+    model = models[kind]
+    _, val = synthetic_split
+    texts = val.texts[:4]
+    vectors = model.encode(texts)
+    sims = model.similarity(texts, val.texts[4:7])
+    assert sims.shape == (4, 3) and sims.dtype == np.float32
+    np.testing.assert_allclose(sims, vectors @ model.encode(val.texts[4:7]).T, atol=1e-5)
+    np.testing.assert_allclose(np.diag(model.similarity(texts)), 1.0, atol=1e-5)
+    unnormalised = model.encode(texts, normalize=False) * 3
+    np.testing.assert_allclose(model.similarity(unnormalised, vectors), model.similarity(texts), atol=1e-5)
+    assert model.similarity(texts[0], torch.from_numpy(vectors)).shape == (1, 4)
+    with pytest.raises(ValueError, match=rf"vectors of shape \(n, {model.dim}\), got an array of shape \(2, 5\)"):
+        model.similarity(np.zeros((2, 5)), texts)
+
+
+def test_encode_moves_to_a_device_and_dim(models) -> None:
+    model = models["loaded"]
+    assert isinstance(model, EmbeddingModel)
+    assert model.dim == model.head.output_size == 32
+    before = model.encode("goal match team")
+    np.testing.assert_allclose(model.encode("goal match team", device="cpu"), before, atol=1e-6)
+    assert next(model.head.parameters()).device.type == "cpu"
+
+
+def test_evaluation_metrics_do_not_depend_on_vector_length(models, synthetic_split) -> None:
+    from refinery_quaterion.evaluate import precision_at_k
+
+    model = models["trained"]
+    _, val = synthetic_split
+    labels = np.asarray(val.labels)
+    raw = model.encode(val.texts, normalize=False)
+    assert precision_at_k(raw, labels, 10) == precision_at_k(model.encode(val.texts), labels, 10)
