@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: the AG News data, machine info, result files."""
+"""Shared bits of the benchmark scripts: the AG News data, the refinery cases, machine info, result files."""
 
 from __future__ import annotations
 
@@ -18,6 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "ag_news" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 TEXT = "{Title}. {Description}"
+EXAMPLES = ROOT / "examples"
+
+
+def refinery_cases() -> dict[str, Any]:
+    """The real refinery projects shipped in ``examples/``, as `refinery_quaterion.cases.RefineryCase` s."""
+    from refinery_quaterion.cases import RefineryCase
+
+    return {
+        "banking": RefineryCase(EXAMPLES / "banking_intents" / "data" / "snapshot_data.json.zip", task="intent",
+                                text="{text}", name="banking"),
+        "clickbait": RefineryCase(EXAMPLES / "clickbait" / "data" / "clickbait.zip", task="clickbait",
+                                  text="{headline}", name="clickbait"),
+    }
 
 
 def ag_news(split: str) -> pd.DataFrame:

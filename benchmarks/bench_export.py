@@ -152,8 +152,8 @@ def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[
     labels = test["label"].astype(str).to_numpy()
 
     say("export: sentence-transformers and ONNX + int8")
-    st_result = export_model(model_path, work / "model-st")
-    onnx_result = export_model(model_path, work / "model-onnx", format="onnx", quantize="int8")
+    st_result = export_model(model_path, work / "exports" / "st")
+    onnx_result = export_model(model_path, work / "exports" / "onnx", format="onnx", quantize="int8")
     ours = load(model_path)
     with quiet_transformers():
         st = SentenceTransformer(str(st_result.path), device="cpu")
@@ -302,6 +302,8 @@ def main() -> None:
                 runs[backend], models[backend] = cold_case(backend, work, args.sample)
             results["case"] = {"queries": len(split("test", args.sample)), "runs": runs, "verdict": verdict(runs)}
             model_path = models["torch"]
+            checkpoint = {**results, "export": previous.get("export")}  # a later failure keeps the case (--skip-case)
+            atomic_write_text(RESULTS / "export.json", json.dumps(checkpoint, indent=2, default=str) + "\n")
         else:
             results["case"] = previous.get("case")
             say("training the torch model (default embedding cache)")

@@ -1,28 +1,150 @@
-"""Quality on the AG News test set: raw MiniLM vs the notebook's recipe vs our default (+ alternatives).
+"""Retrieval quality: the AG News case and two real refinery projects (banking intents, clickbait).
 
-All 9,146 test queries, text "{Title}. {Description}", precision@k with the query excluded.
-Every recipe trains on the train split and is validated on the val split; the frozen encoder's
-vectors come from the embedding cache, so after the first run each recipe takes seconds.
+Sections (``--case``, repeatable; default: all three):
 
-Usage: python benchmarks/bench_quality.py [--quick]   (--quick: raw, notebook and default only)
+* ``banking``, ``clickbait`` -- a refinery project snapshot from ``examples/``. Training uses the
+  weak-supervision labels of the records without a manual label; the manually labeled records
+  are the queries (leave-one-out retrieval, `refinery_quaterion.cases.run_case`). Rows: raw
+  MiniLM, the v0.1 default (fixed threshold 0.7), the automatic threshold, confidence-weighted
+  training, label cleaning, the recommended recipe and the library's current defaults; further
+  candidate recipes are run for the choice only. The manual labels are split in two halves:
+  recipes are compared on the *validation* half (``val P@10``) only; ``test P@10`` is the other
+  half, and P@1 / P@10 / MRR use all manual labels. Fixed seeds; all rows from the same run.
+* ``ag_news`` -- all 9,146 test queries of the AG News case, text "{Title}. {Description}". Every
+  recipe trains on the train split and is validated on the val split.
+
+The frozen encoder's vectors come from the embedding cache, so after the first run each recipe
+takes seconds. Writes ``results/quality_<case>.json/.md`` (``quality.json/.md`` for AG News, plus
+``quality_ag_news.md``, the README's short table) and ``quality_choice.md`` (mean validation
+P@10 of every candidate over the two refinery cases); `benchmarks/update_docs.py` copies the
+tables into README.md and the docs.
+
+Usage: python benchmarks/bench_quality.py [--case banking|clickbait|ag_news ...] [--quick] [--render]
+  --quick: AG News only raw, the notebook recipe and the default
+  --render: only re-write the Markdown files from the JSON results (no training)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from _common import TEXT, ag_news, machine, write_results
+from _common import RESULTS, TEXT, ag_news, machine, refinery_cases, write_results
 
-from refinery_quaterion import ModelConfig, compare, load, to_markdown, train_model
-from refinery_quaterion.evaluate import DEFAULT_KS
+from refinery_quaterion._io import atomic_write_text
+from refinery_quaterion.cases import CASE_RECIPES, Recipe, markdown_table, run_case
 
-BASE = ModelConfig(pretrained="minilm", text=TEXT)
-# Each recipe: the ModelConfig settings that differ from BASE.
-RECIPES: dict[str, dict] = {
+SECTIONS = ("banking", "clickbait", "ag_news")
+
+# --------------------------------------------------------------------------------------
+# Refinery cases
+# --------------------------------------------------------------------------------------
+
+RECOMMENDED = Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=600)
+"""The combination recommended as the default for exports with confidences (chosen on ``val P@10``)."""
+
+# The rows of each case's table (the issue's rows; "recommended" spelled out, "library default" = Recipe()).
+CASE_ROWS: dict[str, Recipe] = {
+    "fixed 0.7 (v0.1 default)": CASE_RECIPES["fixed 0.7"],
+    "auto threshold": CASE_RECIPES["auto threshold"],
+    "confidence-weighted": CASE_RECIPES["confidence-weighted"],
+    "cleaned": CASE_RECIPES["cleaned"],
+    "recommended": RECOMMENDED,
+    "library default": Recipe(),
+}
+# Further combinations, run for the choice only (quality_choice.md and the JSON results).
+CANDIDATES: dict[str, Recipe] = {
+    "auto, weighted, cleaned": Recipe(min_confidence="auto", sample_weighting="confidence", clean="drop"),
+    "fixed 0.7, min 600 steps": Recipe(min_confidence=0.7, sample_weighting="none", min_steps=600),
+    "auto, min 600 steps": Recipe(min_confidence="auto", sample_weighting="none", min_steps=600),
+    "auto, weighted, min 300 steps": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=300),
+    "auto, weighted, min 1000 steps": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=1000),
+    "auto, weighted, cleaned, min 600 steps": Recipe(min_confidence="auto", sample_weighting="confidence",
+                                                     clean="drop", min_steps=600),
+}
+CASE_COLUMNS = ["P@1", "P@10", "MRR", "val P@10", "test P@10", "threshold", "weak labels", "epochs", "train s"]
+CHOICE_EXCLUDED = ("library default",)  # the current defaults are what is being chosen, not a candidate
+
+
+def run_refinery_case(name: str) -> dict[str, Any]:
+    """Run one refinery case with every row and candidate; write its results; return the payload."""
+    case = refinery_cases()[name]
+    started = time.perf_counter()
+    result = run_case(case, {**CASE_ROWS, **CANDIDATES}, progress=False)
+    print(f"\n{result.threshold_text()}\n\n{result.summary(CASE_COLUMNS)}", flush=True)
+    test = result.test
+    payload = {
+        "case": name, "export": str(Path(case.export).relative_to(RESULTS.parents[1])), "task": case.task,
+        "text": case.text, "seed": case.seed, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": round(time.perf_counter() - started, 1), "queries": len(test),
+        "labels": int(test["label"].nunique()),
+        "halves": [len(h) for h in result.halves] if result.halves else None,
+        "threshold_choice": result.threshold_choice,
+        "rows": ["raw", *CASE_ROWS], "candidates": list(CANDIDATES),
+        "recipes": {n: r.describe() for n, r in {**CASE_ROWS, **CANDIDATES}.items()},
+        "metrics": result.metrics.reset_index().to_dict(orient="records"),
+    }
+    write_results(f"quality_{name}", payload, render_case(payload))
+    return payload
+
+
+def _frame(payload: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(payload["metrics"]).set_index("model")
+
+
+def _cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts as integers, seconds with one decimal, a dash where nothing was trained."""
+    out = table.astype(object)
+    for column, fmt in (("weak labels", "{:.0f}"), ("epochs", "{:.0f}"), ("threshold", "{:g}"), ("train s", "{:.1f}")):
+        if column in out.columns:
+            out[column] = ["–" if pd.isna(v) or (column == "train s" and v == 0) else fmt.format(v)
+                           for v in table[column]]
+    return out
+
+
+def render_case(payload: dict[str, Any]) -> str:
+    """The Markdown of one refinery case: what was measured, then the table of its rows."""
+    table = _frame(payload).loc[payload["rows"], CASE_COLUMNS]
+    val, test = payload["halves"] or ("–", "–")
+    recipes = "; ".join(f"**{n}**: {payload['recipes'][n]}" for n in payload["rows"] if n != "raw")
+    return (
+        f"{payload['case']}: {payload['queries']} manually labeled records ({payload['labels']} labels) as queries "
+        f"(`{payload['export']}`, task `{payload['task']}`, text `{payload['text']}`); training on the "
+        f"weak-supervision labels of the other records; all-MiniLM-L6-v2 frozen, seed {payload['seed']}; "
+        f"{payload['machine']['cpu_count']} CPU cores, {payload['time']}. `val P@10` / `test P@10`: the two halves "
+        f"of the manual labels ({val} / {test} queries); recipes are compared on `val` only. Recipes: {recipes}.\n\n"
+        + markdown_table(_cells(table), digits=3)
+    )
+
+
+def render_choice(payloads: list[dict[str, Any]]) -> str:
+    """Mean validation P@10 of every candidate over the refinery cases, best first."""
+    frames = {p["case"]: _frame(p) for p in payloads}
+    names = [n for n in payloads[0]["rows"] + payloads[0]["candidates"] if n != "raw" and n not in CHOICE_EXCLUDED
+             and all(n in f.index for f in frames.values())]
+    table = pd.DataFrame({f"val P@10 {case}": frame.loc[names, "val P@10"] for case, frame in frames.items()})
+    table["mean val P@10"] = table.mean(axis=1)
+    for case, frame in frames.items():
+        table[f"test P@10 {case}"] = frame.loc[names, "test P@10"]
+    table = table.sort_values("mean val P@10", ascending=False, kind="stable")
+    table.index.name = "recipe"
+    best = table.index[0]
+    recipes = payloads[0]["recipes"]
+    return (f"Choice of the default on the validation halves of the manual labels ({', '.join(frames)}): "
+            f"**{best}** ({recipes[best]}) has the best mean validation P@10. Test columns for reference only.\n\n"
+            + markdown_table(table, digits=3))
+
+
+# --------------------------------------------------------------------------------------
+# AG News
+# --------------------------------------------------------------------------------------
+
+AG_NEWS_RECIPES: dict[str, dict] = {
     "notebook (skip_connection + triplet hard)": {"loss": "triplet"},
     "default (skip_connection + arcface)": {},
     "triplet, mining=all": {"loss": "triplet", "loss_options": {"mining": "all"}},
@@ -31,21 +153,23 @@ RECIPES: dict[str, dict] = {
     "arcface, widening head": {"head": "widening"},
 }
 QUICK = ("notebook (skip_connection + triplet hard)", "default (skip_connection + arcface)")
+README_ROWS = ("raw MiniLM", *QUICK)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="only raw, the notebook recipe and the default")
-    args = parser.parse_args()
+def run_ag_news(quick: bool) -> None:
+    """Every AG News recipe: train on train, validate on val, evaluate on all test queries."""
+    from refinery_quaterion import ModelConfig, compare, load, train_model
+    from refinery_quaterion.evaluate import DEFAULT_KS
 
+    base = ModelConfig(pretrained="minilm", text=TEXT)
     train, val, test = ag_news("train"), ag_news("val"), ag_news("test")
     labels = test["label"].astype(str).to_numpy()
     rows, seconds, raw = [], {}, None
     with tempfile.TemporaryDirectory() as tmp:
-        for name, options in RECIPES.items():
-            if args.quick and name not in QUICK:
+        for name, options in AG_NEWS_RECIPES.items():
+            if quick and name not in QUICK:
                 continue
-            outcome = train_model(train, val, Path(tmp) / "model", model_config=BASE.replace(**options),
+            outcome = train_model(train, val, Path(tmp) / "model", model_config=base.replace(**options),
                                   overwrite=True, progress=False)
             model = load(outcome.path, embedding_cache=True)
             raw = model.encode_raw(test) if raw is None else raw
@@ -58,14 +182,65 @@ def main() -> None:
                   f"training {outcome.fit.train_time_s:.1f} s ({outcome.fit.epochs} epochs)", flush=True)
     table = pd.concat(rows)
     table["train s"] = [seconds.get(name, 0.0) for name in table.index]
-    print()
-    print(to_markdown(table, digits=3))
+    payload = {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"), "recipes": AG_NEWS_RECIPES,
+               "metrics": table.reset_index().to_dict(orient="records")}
+    write_results("quality", payload, render_ag_news(payload))
+    atomic_write_text(RESULTS / "quality_ag_news.md", render_ag_news(payload, short=True) + "\n")
+
+
+def render_ag_news(payload: dict[str, Any], *, short: bool = False) -> str:
+    """The AG News table: every recipe, or (``short``) raw / notebook / default at k = 1, 10, 100, 1000."""
+    table = _frame(payload)
     columns = [f"P@{k}" for k in (1, 10, 100, 1000)] + ["MRR", "train s"]
-    markdown = ("AG News test set, all 9,146 queries (machine: "
-                f"{machine()['cpu_count']} CPU cores).\n\n" + to_markdown(table[columns], digits=3))
-    write_results("quality", {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"),
-                              "recipes": {k: v for k, v in RECIPES.items()},
-                              "metrics": table.reset_index().to_dict(orient="records")}, markdown)
+    if short:
+        table = table.loc[[n for n in README_ROWS if n in table.index]]
+    head = (f"AG News test set, all 9,146 queries; {payload['machine']['cpu_count']} CPU cores, {payload['time']}; "
+            "`train s`: head training with the encoder's vectors cached.")
+    return head + "\n\n" + markdown_table(_cells(table[columns]), digits=3)
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_all() -> None:
+    """Re-write every Markdown result from its JSON (no training)."""
+    cases = [p for p in (_load(f"quality_{n}") for n in ("banking", "clickbait")) if p is not None]
+    for payload in cases:
+        atomic_write_text(RESULTS / f"quality_{payload['case']}.md", render_case(payload) + "\n")
+    ag = _load("quality")
+    if ag is not None:
+        atomic_write_text(RESULTS / "quality.md", render_ag_news(ag) + "\n")
+        atomic_write_text(RESULTS / "quality_ag_news.md", render_ag_news(ag, short=True) + "\n")
+    if len(cases) == 2:
+        atomic_write_text(RESULTS / "quality_choice.md", render_choice(cases) + "\n")
+    print(f"re-wrote the Markdown results in {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", action="append", choices=SECTIONS, help="section(s) to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="AG News: only raw, the notebook recipe and the default")
+    parser.add_argument("--render", action="store_true", help="only re-write the Markdown from the JSON results")
+    args = parser.parse_args()
+    if args.render:
+        render_all()
+        return
+    sections = args.case or list(SECTIONS)
+    for name in ("banking", "clickbait"):
+        if name in sections:
+            run_refinery_case(name)
+    cases = [p for p in (_load(f"quality_{n}") for n in ("banking", "clickbait")) if p is not None]
+    if len(cases) == 2:
+        choice = render_choice(cases)
+        atomic_write_text(RESULTS / "quality_choice.md", choice + "\n")
+        print(f"\n{choice}")
+    if "ag_news" in sections:
+        run_ag_news(args.quick)
 
 
 if __name__ == "__main__":

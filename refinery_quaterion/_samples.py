@@ -45,6 +45,11 @@ class WeightedPairSample(SimilarityPairSample):
     weight: float = 1.0
 
 
+def _weights(batch: list[Any]) -> torch.Tensor:
+    """The ``weight`` of each sample of a batch (1.0 for samples without one)."""
+    return torch.tensor([getattr(s, "weight", 1.0) for s in batch], dtype=torch.float32)
+
+
 class WeightedGroupDataLoader(GroupSimilarityDataLoader):
     """quaterion's group loader whose batch labels also hold ``weights``."""
 
@@ -52,7 +57,7 @@ class WeightedGroupDataLoader(GroupSimilarityDataLoader):
     def collate_labels(cls, batch: list[SimilarityGroupSample]) -> dict[str, torch.Tensor]:
         """``groups`` and ``weights`` of a batch."""
         labels = super().collate_labels(batch)
-        labels["weights"] = torch.tensor([getattr(s, "weight", 1.0) for s in batch], dtype=torch.float32)
+        labels["weights"] = _weights(batch)
         return labels
 
 
@@ -63,7 +68,7 @@ class WeightedPairsDataLoader(PairsSimilarityDataLoader):
     def collate_labels(cls, batch: list[SimilarityPairSample]) -> dict[str, torch.Tensor]:
         """``pairs``, ``labels``, ``subgroups`` and ``weights`` of a batch."""
         labels = super().collate_labels(batch)
-        labels["weights"] = torch.tensor([getattr(s, "weight", 1.0) for s in batch], dtype=torch.float32)
+        labels["weights"] = _weights(batch)
         return labels
 
 

@@ -82,3 +82,18 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray | list | tuple | set | frozenset | pd.Series):
         return [to_jsonable(v) for v in value]
     return str(value)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as a plain Python scalar when it is a numpy scalar, else unchanged.
+
+    Error messages quote values with ``!r``; under numpy 2 a numpy scalar reads ``np.int64(12)``
+    there, so messages pass values through this first.
+
+    Args:
+        value: Any object.
+
+    Returns:
+        ``value.item()`` for a numpy scalar, else ``value``.
+    """
+    return value.item() if isinstance(value, np.generic) else value

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._io import atomic_write_text
-from refinery_quaterion._util import is_missing
+from refinery_quaterion._util import is_missing, plain
 from refinery_quaterion.readers import load_records
 from refinery_quaterion.splits import split_by_source, train_val_split
 from refinery_quaterion.text import TextSpec, TextTemplate, is_blank
@@ -182,7 +182,7 @@ class RefineryExportDataset:
         if missing.any():
             row = frame.index[missing.to_numpy()][0]
             raise ValueError(
-                f"{int(missing.sum())} record(s) have no {label_column!r} (first at row {row!r}); "
+                f"{int(missing.sum())} record(s) have no {label_column!r} (first at row {plain(row)!r}); "
                 "drop unlabeled records before building a dataset"
             )
         self.label_map = label_map if label_map is not None else LabelMap(labels.astype(str))
@@ -201,7 +201,7 @@ class RefineryExportDataset:
         if blank:
             first = blank[0]
             raise ValueError(
-                f"{len(blank)} record(s) have a blank text (first at row {index[first]!r}: template "
+                f"{len(blank)} record(s) have a blank text (first at row {plain(index[first])!r}: template "
                 f"{self.template.spec!r} renders {texts[first]!r}); drop them with "
                 "combine_labels(..., text=template) or fix the template"
             )
@@ -215,7 +215,7 @@ class RefineryExportDataset:
             bad = is_missing(value) or isinstance(value, bool) or not isinstance(value, (int, float, np.number))
             if bad or not math.isfinite(float(value)) or float(value) < 0:
                 raise ValueError(
-                    f"column {column!r}, row {row!r}: weight {value!r} is not a number >= 0 "
+                    f"column {column!r}, row {plain(row)!r}: weight {plain(value)!r} is not a number >= 0 "
                     "(weights come from combine_labels: 1.0 for manual labels, the confidence for weak ones)"
                 )
         return np.asarray(values, dtype=np.float64)

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from refinery_quaterion._util import is_missing
+from refinery_quaterion._util import is_missing, plain
 from refinery_quaterion.readers import ExportError, read_data_file, records_frame
 
 __all__ = [
@@ -336,7 +336,7 @@ def _task_confidence(
         row = differ.index[differ.to_numpy()][0]
         raise ExportError(
             f"{name}: task {task!r} has both confidence columns {ui!r} and {sdk!r}, and they disagree "
-            f"(row {row!r}: {parsed[ui][row]!r} vs {parsed[sdk][row]!r}); keep one of them"
+            f"(row {plain(row)!r}: {plain(parsed[ui][row])!r} vs {plain(parsed[sdk][row])!r}); keep one of them"
         )
     notes.append(f"task {task!r}: both confidence columns {ui!r} and {sdk!r} are present and agree; "
                  f"using {ui!r} (gaps filled from {sdk!r})")
@@ -345,7 +345,7 @@ def _task_confidence(
 
 def _parse_confidence(column: pd.Series, column_name: str, name: str) -> pd.Series:
     def parse(item: tuple[Any, Any]) -> float:
-        row, value = item
+        row, value = plain(item[0]), plain(item[1])
         if is_missing(value):
             return float("nan")
         if isinstance(value, bool):

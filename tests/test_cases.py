@@ -1,0 +1,168 @@
+"""refinery_quaterion.cases: a refinery project evaluated with its manual labels as the held-out truth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_texts
+
+from refinery_quaterion.cases import (
+    CASE_RECIPES,
+    CaseResult,
+    Recipe,
+    RefineryCase,
+    _epochs,
+    choose_recipe,
+    run_case,
+)
+from refinery_quaterion.config import FitConfig
+
+
+def _export_frame(n: int = 160, manual: int = 48, seed: int = 0) -> pd.DataFrame:
+    """An SDK-style export: every record has a weak label; ``manual`` of them also a manual one.
+
+    Weak labels are right except on every 7th record, where they are wrong with a low confidence.
+    """
+    texts = make_texts(n, seed=seed)
+    labels = sorted(texts["label"].unique())
+    rng = np.random.default_rng(seed)
+    weak, confidence = [], []
+    for i, label in enumerate(texts["label"]):
+        if i % 7 == 3:
+            weak.append(labels[(labels.index(label) + 1) % len(labels)])
+            confidence.append(round(float(rng.uniform(0.2, 0.5)), 3))
+        else:
+            weak.append(label)
+            confidence.append(round(float(rng.uniform(0.4, 0.99)), 3))
+    return pd.DataFrame({
+        "text": texts["text"],
+        "__topic__MANUAL": [label if i < manual else None for i, label in enumerate(texts["label"])],
+        "__topic__WEAK_SUPERVISION": weak,
+        "__topic__WEAK_SUPERVISION__confidence": confidence,
+    })
+
+
+@pytest.fixture(scope="module")
+def case_result(tiny_model_dir, tmp_path_factory) -> CaseResult:
+    case = RefineryCase(_export_frame(), task="topic", text="{text}", name="synthetic",
+                        pretrained=str(tiny_model_dir))
+    recipes = {
+        "fixed 0.7": Recipe(min_confidence=0.7, sample_weighting="none", fit={"epochs": 2}),
+        "weighted": Recipe(min_confidence="auto", sample_weighting="confidence", fit={"epochs": 2}),
+        "cleaned": Recipe(min_confidence="auto", clean="drop", clean_k=5, fit={"epochs": 2}),
+    }
+    out = tmp_path_factory.mktemp("case")
+    return run_case(case, recipes, out=out, embedding_cache=out / "cache")
+
+
+def test_run_case_evaluates_every_recipe_on_the_manual_labels(case_result: CaseResult) -> None:
+    metrics = case_result.metrics
+    assert list(metrics.index) == ["raw", "fixed 0.7", "weighted", "cleaned"]
+    assert len(case_result.test) == 48
+    assert set(case_result.test["label_source"]) == {"manual"}
+    for column in ("P@1", "P@10", "MRR", "val P@10", "test P@10", "threshold", "weak labels", "epochs", "train s"):
+        assert column in metrics.columns, column
+    assert metrics.loc["raw", "train s"] == 0
+    assert metrics.loc["fixed 0.7", "threshold"] == pytest.approx(0.7)
+    # no manual record is trained on; the fixed threshold keeps fewer weak labels than "auto"
+    for run in case_result.runs.values():
+        assert set(run.prepared.train["label_source"]) == {"weak_supervision"}
+        assert not set(run.prepared.train["text"]) & set(case_result.test["text"])
+    assert metrics.loc["fixed 0.7", "weak labels"] < metrics.loc["weighted", "weak labels"]
+    assert case_result.runs["cleaned"].report.cleaning is not None
+    assert metrics.loc["cleaned", "weak labels"] == len(case_result.runs["cleaned"].prepared.train)
+    assert (metrics[["P@1", "P@10", "MRR"]].to_numpy() <= 1).all()
+
+
+def test_the_halves_split_the_manual_labels(case_result: CaseResult) -> None:
+    assert case_result.halves is not None
+    val, test = case_result.halves
+    assert len(val) + len(test) == len(case_result.test)
+    assert not set(val["text"]) & set(test["text"])
+    assert set(val["label"]) == set(test["label"])  # stratified
+
+
+def test_tables_and_summary(case_result: CaseResult, tmp_path) -> None:
+    table = case_result.table()
+    assert list(table.columns) == ["P@1", "P@10", "MRR", "train s"]
+    markdown = case_result.to_markdown(["P@10", "weak labels", "train s"])
+    assert markdown.splitlines()[0].startswith("| model")
+    assert "| raw |" in markdown and "| – |" in markdown
+    summary = case_result.summary()
+    assert "synthetic: 48 manually labeled records" in summary
+    assert "automatic threshold: min_confidence=" in summary
+    with pytest.raises(ValueError, match="none of"):
+        case_result.table(["nope"])
+    assert case_result.plot_thresholds(tmp_path / "t.png").stat().st_size > 0
+    assert case_result.plot_precision(tmp_path / "p.png", models=["raw", "weighted"]).stat().st_size > 0
+
+
+def test_models_are_kept_in_out(case_result: CaseResult) -> None:
+    for run in case_result.runs.values():
+        assert (run.path / "training_config.json").is_file()
+
+
+def test_choose_recipe_uses_the_validation_column(case_result: CaseResult) -> None:
+    name, scores = choose_recipe(case_result)
+    assert name in case_result.runs
+    assert scores[name] == scores.max()
+    assert scores[name] == pytest.approx(case_result.metrics.loc[name, "val P@10"])
+    name, _ = choose_recipe([case_result, case_result], candidates=["fixed 0.7"])
+    assert name == "fixed 0.7"
+    with pytest.raises(ValueError, match="no column"):
+        choose_recipe(case_result, metric="val P@1000")
+
+
+def test_recipe_settings_and_validation() -> None:
+    assert Recipe().describe() == "library defaults"
+    recipe = Recipe(min_confidence="auto", sample_weighting="confidence", clean="drop", min_steps=500,
+                    model={"loss": "softmax"}, fit={"epochs": 3})
+    assert recipe.fit_settings() == {"epochs": 3, "sample_weighting": "confidence"}
+    assert recipe.describe() == ("min_confidence=auto, epochs=3, sample_weighting=confidence, "
+                                 "clean=drop (k=10, majority 0.7), min_steps=500, loss=softmax")
+    assert Recipe(min_confidence="0.5").min_confidence == 0.5
+    for bad, error in [
+        ({"min_confidence": 1.5}, ValueError),
+        ({"sample_weighting": "proportional"}, ValueError),
+        ({"clean": "fix"}, ValueError),
+        ({"clean_majority": 0.5}, ValueError),
+        ({"min_steps": 0}, ValueError),
+        ({"model": {"heads": "linear"}}, TypeError),
+        ({"fit": {"epoch": 3}}, TypeError),
+        ({"sample_weighting": "none", "fit": {"sample_weighting": "confidence"}}, TypeError),
+        ({"fit": {"seed": 1}}, TypeError),
+    ]:
+        with pytest.raises(error):
+            Recipe(**bad)
+    assert set(CASE_RECIPES) == {"fixed 0.7", "auto threshold", "confidence-weighted", "cleaned", "default"}
+
+
+def test_min_steps_raises_the_epochs_of_small_training_sets_only() -> None:
+    config = FitConfig(epochs=10, batch_size=128)
+    assert _epochs(Recipe(), config, 1365) == 10
+    assert _epochs(Recipe(min_steps=600), config, 1365) == 55  # 11 batches per epoch
+    assert _epochs(Recipe(min_steps=600), config, 8140) == 10  # 64 batches: 10 epochs are 640 steps
+
+
+def test_case_label() -> None:
+    assert RefineryCase("data/snapshot_data.json.zip").label == "snapshot_data"
+    assert RefineryCase("x.json", name="banking").label == "banking"
+    assert RefineryCase(pd.DataFrame()).label == "case"
+
+
+def test_run_case_refuses_bad_recipes(tiny_model_dir) -> None:
+    case = RefineryCase(_export_frame(), task="topic", pretrained=str(tiny_model_dir))
+    with pytest.raises(ValueError, match="empty"):
+        run_case(case, {})
+    with pytest.raises(ValueError, match="untrained encoder"):
+        run_case(case, {"raw": Recipe()})
+
+
+def test_importing_cases_imports_no_torch() -> None:
+    code = "import sys, refinery_quaterion.cases; print('torch' in sys.modules, 'quaterion' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
