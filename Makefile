@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DOCS_SITE ?= site
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test lint docs bench clean lock FORCE
+.PHONY: install demo demo-banking demo-clickbait test lint docs bench clean lock FORCE
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ $(VENV)/.installed: $(VENV)/.install-spec pyproject.toml requirements.lock $(LOC
 
 demo: install
 	. $(BIN)/activate && bash examples/ag_news/run.sh
+
+demo-banking: install
+	. $(BIN)/activate && HF_HUB_OFFLINE=1 python examples/banking_intents/run.py
+
+demo-clickbait: install
+	. $(BIN)/activate && HF_HUB_OFFLINE=1 python examples/clickbait/run.py
 
 test: install
 	. $(BIN)/activate && python -m pytest -q

@@ -17,9 +17,9 @@ trained on the train split and validated on the val split, as ``bench_quality.py
    folders), all with the CPUs this process may use; int8 vs fp32: mean / min cosine and the share
    of identical top-10 neighbours.
 
-Results go to ``results/export.json`` and ``results/export.md``, and the markdown replaces the
-block between ``<!-- bench-export -->`` and ``<!-- /bench-export -->`` in
-``docs/guides/use-elsewhere.md``. ``--case`` runs only (c)+(d), ``--skip-case`` only (a)+(b)
+Results go to ``results/export.json`` and ``results/export.md``; ``benchmarks/update_docs.py``
+then copies the markdown into ``docs/guides/use-elsewhere.md`` (its ``bench:export`` block).
+``--case`` runs only (c)+(d), ``--skip-case`` only (a)+(b)
 (training the torch model with the default embedding cache); a partial run keeps the other
 part's results from the last run.
 
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import RESULTS, ROOT, TEXT, ag_news, machine, peak_rss_mib, write_results
+from _common import RESULTS, TEXT, ag_news, machine, peak_rss_mib, write_results
 
 from refinery_quaterion import ModelConfig, TextTemplate, compare, evaluate_model, load, train_model
 from refinery_quaterion._io import atomic_write_text
@@ -49,8 +49,6 @@ from refinery_quaterion.encoder import TransformerEncoder, quiet_transformers
 from refinery_quaterion.exporters import OnnxEmbedder, export_model
 
 BASE = ModelConfig(pretrained="minilm", text=TEXT)
-GUIDE = ROOT / "docs" / "guides" / "use-elsewhere.md"
-MARKERS = ("<!-- bench-export -->\n", "<!-- /bench-export -->\n")
 TOLERANCE = 0.005  # P@10 and P@1000 of a backend must be within this of torch
 SPEED_GOAL = 2.0  # int8 texts/s vs sentence-transformers
 ST, FP32, INT8 = "sentence-transformers (torch)", "ONNX Runtime fp32", "ONNX Runtime int8"
@@ -266,14 +264,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def sync_guide(markdown: str) -> None:
-    """Put ``markdown`` between the benchmark markers of the guide."""
-    text = GUIDE.read_text(encoding="utf-8")
-    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
-    atomic_write_text(GUIDE, text[:start] + markdown + "\n" + text[end:])
-    print(f"updated {GUIDE.relative_to(ROOT)}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     part = parser.add_mutually_exclusive_group()
@@ -315,7 +305,7 @@ def main() -> None:
     print()
     print(markdown)
     write_results("export", results, markdown)
-    sync_guide(markdown)
+    print("run benchmarks/update_docs.py to copy it into the docs")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ Sections (``--case``, repeatable; default: all three):
   recipe trains on the train split and is validated on the val split.
 
 The frozen encoder's vectors come from the embedding cache, so after the first run each recipe
-takes seconds. Writes ``results/quality_<case>.json/.md`` (``quality.json/.md`` for AG News, plus
-``quality_ag_news.md``, the README's short table) and ``quality_choice.md`` (mean validation
+takes seconds. Writes ``results/quality_<case>.json/.md`` and ``quality_<case>_short.md`` (the README's
+short table; for AG News ``quality.json/.md`` and ``quality_ag_news.md``) and ``quality_choice.md`` (mean validation
 P@10 of every candidate over the two refinery cases); `benchmarks/update_docs.py` copies the
 tables into README.md and the docs.
 
-Usage: python benchmarks/bench_quality.py [--case banking|clickbait|ag_news ...] [--quick] [--render]
+Usage: python benchmarks/bench_quality.py [--case banking|clickbait|ag_news ...] [--quick] [--finetune] [--render]
   --quick: AG News only raw, the notebook recipe and the default
+  --finetune: refinery cases also with full fine-tuning of the encoder (3 epochs: minutes on a CPU)
   --render: only re-write the Markdown files from the JSON results (no training)
 """
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import RESULTS, TEXT, ag_news, machine, refinery_cases, write_results
+from _common import RESULTS, ROOT, TEXT, ag_news, machine, refinery_cases, write_results
 
 from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.cases import CASE_RECIPES, Recipe, markdown_table, run_case
@@ -59,7 +60,7 @@ CASE_ROWS: dict[str, Recipe] = {
 }
 # Further combinations, run for the choice only (quality_choice.md and the JSON results).
 CANDIDATES: dict[str, Recipe] = {
-    "auto, weighted, cleaned": Recipe(min_confidence="auto", sample_weighting="confidence", clean="drop"),
+    "auto, weighted, cleaned": Recipe(min_confidence="auto", sample_weighting="confidence", clean="drop", min_steps=0),
     "fixed 0.7, min 600 steps": Recipe(min_confidence=0.7, sample_weighting="none", min_steps=600),
     "auto, min 600 steps": Recipe(min_confidence="auto", sample_weighting="none", min_steps=600),
     "auto, weighted, min 300 steps": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=300),
@@ -67,29 +68,36 @@ CANDIDATES: dict[str, Recipe] = {
     "auto, weighted, cleaned, min 600 steps": Recipe(min_confidence="auto", sample_weighting="confidence",
                                                      clean="drop", min_steps=600),
 }
+# Full fine-tuning of the encoder (--finetune): minutes per epoch on a CPU, so not run by default.
+FINETUNE: dict[str, Recipe] = {
+    "full fine-tuning, 3 epochs": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=0,
+                                         model={"trainable_encoder": True}, fit={"epochs": 3, "batch_size": 32}),
+}
 CASE_COLUMNS = ["P@1", "P@10", "MRR", "val P@10", "test P@10", "threshold", "weak labels", "epochs", "train s"]
-CHOICE_EXCLUDED = ("library default",)  # the current defaults are what is being chosen, not a candidate
+# Not candidates for the default: the current defaults (what is being chosen) and the slow full fine-tuning.
+CHOICE_EXCLUDED = ("library default", *FINETUNE)
 
 
-def run_refinery_case(name: str) -> dict[str, Any]:
+def run_refinery_case(name: str, finetune: bool = False) -> dict[str, Any]:
     """Run one refinery case with every row and candidate; write its results; return the payload."""
     case = refinery_cases()[name]
     started = time.perf_counter()
-    result = run_case(case, {**CASE_ROWS, **CANDIDATES}, progress=False)
+    rows = {**CASE_ROWS, **(FINETUNE if finetune else {})}
+    result = run_case(case, {**rows, **CANDIDATES}, progress=False)
     print(f"\n{result.threshold_text()}\n\n{result.summary(CASE_COLUMNS)}", flush=True)
     test = result.test
     payload = {
-        "case": name, "export": str(Path(case.export).relative_to(RESULTS.parents[1])), "task": case.task,
+        "case": name, "export": str(Path(case.export).relative_to(ROOT)), "task": case.task,
         "text": case.text, "seed": case.seed, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": round(time.perf_counter() - started, 1), "queries": len(test),
         "labels": int(test["label"].nunique()),
         "halves": [len(h) for h in result.halves] if result.halves else None,
         "threshold_choice": result.threshold_choice,
-        "rows": ["raw", *CASE_ROWS], "candidates": list(CANDIDATES),
-        "recipes": {n: r.describe() for n, r in {**CASE_ROWS, **CANDIDATES}.items()},
+        "rows": ["raw", *rows], "candidates": list(CANDIDATES),
+        "recipes": {n: r.describe() for n, r in {**rows, **CANDIDATES}.items()},
         "metrics": result.metrics.reset_index().to_dict(orient="records"),
     }
-    write_results(f"quality_{name}", payload, render_case(payload))
+    write_case(payload)
     return payload
 
 
@@ -107,6 +115,20 @@ def _cells(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+SHORT_COLUMNS = ["P@1", "P@10", "MRR", "train s"]
+
+
+def render_short(payload: dict[str, Any]) -> str:
+    """The README's table of one refinery case: its rows at P@1, P@10, MRR and training seconds."""
+    return markdown_table(_cells(_frame(payload).loc[payload["rows"], SHORT_COLUMNS]), digits=3)
+
+
+def write_case(payload: dict[str, Any]) -> None:
+    """``quality_<case>.json/.md`` and ``quality_<case>_short.md``."""
+    write_results(f"quality_{payload['case']}", payload, render_case(payload))
+    atomic_write_text(RESULTS / f"quality_{payload['case']}_short.md", render_short(payload) + "\n")
+
+
 def render_case(payload: dict[str, Any]) -> str:
     """The Markdown of one refinery case: what was measured, then the table of its rows."""
     table = _frame(payload).loc[payload["rows"], CASE_COLUMNS]
@@ -115,7 +137,8 @@ def render_case(payload: dict[str, Any]) -> str:
     return (
         f"{payload['case']}: {payload['queries']} manually labeled records ({payload['labels']} labels) as queries "
         f"(`{payload['export']}`, task `{payload['task']}`, text `{payload['text']}`); training on the "
-        f"weak-supervision labels of the other records; all-MiniLM-L6-v2 frozen, seed {payload['seed']}; "
+        "weak-supervision labels of the other records; all-MiniLM-L6-v2 (frozen unless the row says otherwise), "
+        f"seed {payload['seed']}; "
         f"{payload['machine']['cpu_count']} CPU cores, {payload['time']}. `val P@10` / `test P@10`: the two halves "
         f"of the manual labels ({val} / {test} queries); recipes are compared on `val` only. Recipes: {recipes}.\n\n"
         + markdown_table(_cells(table), digits=3)
@@ -135,9 +158,9 @@ def render_choice(payloads: list[dict[str, Any]]) -> str:
     table.index.name = "recipe"
     best = table.index[0]
     recipes = payloads[0]["recipes"]
-    return (f"Choice of the default on the validation halves of the manual labels ({', '.join(frames)}): "
-            f"**{best}** ({recipes[best]}) has the best mean validation P@10. Test columns for reference only.\n\n"
-            + markdown_table(table, digits=3))
+    return (f"Every candidate on the validation halves of the manual labels ({', '.join(frames)}), best mean "
+            f"validation P@10 first: **{best}** ({recipes[best]}). The test columns (the other halves) are for "
+            "reference only, not for choosing.\n\n" + markdown_table(table, digits=3))
 
 
 # --------------------------------------------------------------------------------------
@@ -212,6 +235,7 @@ def render_all() -> None:
     cases = [p for p in (_load(f"quality_{n}") for n in ("banking", "clickbait")) if p is not None]
     for payload in cases:
         atomic_write_text(RESULTS / f"quality_{payload['case']}.md", render_case(payload) + "\n")
+        atomic_write_text(RESULTS / f"quality_{payload['case']}_short.md", render_short(payload) + "\n")
     ag = _load("quality")
     if ag is not None:
         atomic_write_text(RESULTS / "quality.md", render_ag_news(ag) + "\n")
@@ -226,6 +250,8 @@ def main() -> None:
     parser.add_argument("--case", action="append", choices=SECTIONS, help="section(s) to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="AG News: only raw, the notebook recipe and the default")
     parser.add_argument("--render", action="store_true", help="only re-write the Markdown from the JSON results")
+    parser.add_argument("--finetune", action="store_true",
+                        help="refinery cases: also fully fine-tune the encoder (3 epochs; minutes on a CPU)")
     args = parser.parse_args()
     if args.render:
         render_all()
@@ -233,7 +259,7 @@ def main() -> None:
     sections = args.case or list(SECTIONS)
     for name in ("banking", "clickbait"):
         if name in sections:
-            run_refinery_case(name)
+            run_refinery_case(name, finetune=args.finetune)
     cases = [p for p in (_load(f"quality_{n}") for n in ("banking", "clickbait")) if p is not None]
     if len(cases) == 2:
         choice = render_choice(cases)

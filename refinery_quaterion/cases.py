@@ -11,8 +11,9 @@ same test records:
    the others), optionally `refinery_quaterion.cleaning.clean_labels` on the raw embeddings,
    then `refinery_quaterion.workflow.train_model` with the recipe's settings;
 3. embed the manually labeled records once with the raw encoder and apply each trained head
-   to those vectors: precision@k, MRR, mAP... of ``raw`` and of every recipe, leave-one-out
-   over the manual labels (`refinery_quaterion.evaluate.compare`).
+   to those vectors (a recipe with ``trainable_encoder`` embeds them with its own encoder):
+   precision@k, MRR, mAP... of ``raw`` and of every recipe, leave-one-out over the manual
+   labels (`refinery_quaterion.evaluate.compare`).
 
 All recipes share the export, the seeds, the test records and their raw vectors, so the rows
 of `CaseResult.metrics` compare. To choose between recipes without looking at the test
@@ -83,6 +84,8 @@ RAW = "raw"
 
 CLEAN_ACTIONS = ("drop", "downweight")
 
+_FIT_HAS_MIN_STEPS = "min_steps" in FitConfig.field_names()
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -104,13 +107,16 @@ class Recipe:
         clean_majority: Share of the neighbours that must agree on another label.
         min_steps: Train for at least this many optimizer steps: the epochs are raised to
             ``ceil(min_steps / batches per epoch)`` when the training set is small (never
-            lowered); ``None``: the configured epochs.
+            lowered), so a small project gets the optimisation budget a large one gets from its
+            epochs; ``0``: the configured epochs only; ``None``: the library default (that of
+            ``FitConfig.min_steps`` where `refinery_quaterion.config.FitConfig` has the setting,
+            else ``0``).
         model: Other `refinery_quaterion.config.ModelConfig` settings, e.g. ``{"loss": "triplet"}``.
         fit: Other `refinery_quaterion.config.FitConfig` settings, e.g. ``{"epochs": 20}``.
 
     Raises:
         ValueError: For a threshold outside 0..1, an unknown weighting or cleaning action, a
-            ``min_steps`` below 1, or ``clean_k`` / ``clean_majority`` out of range.
+            negative ``min_steps``, or ``clean_k`` / ``clean_majority`` out of range.
         TypeError: For ``model`` / ``fit`` keys that are not settings (listing the valid ones),
             or settings given twice (e.g. ``sample_weighting`` here and in ``fit``).
     """
@@ -138,22 +144,27 @@ class Recipe:
         if not 0.5 < float(self.clean_majority) <= 1:
             raise ValueError(f"clean_majority must be above 0.5 and at most 1, got {self.clean_majority!r}")
         if self.min_steps is not None and (isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int)
-                                           or self.min_steps < 1):
-            raise ValueError(f"min_steps must be a positive integer or None, got {self.min_steps!r}")
+                                           or self.min_steps < 0):
+            raise ValueError(f"min_steps must be an integer >= 0 or None, got {self.min_steps!r}")
         object.__setattr__(self, "model", dict(self.model))
         object.__setattr__(self, "fit", dict(self.fit))
         ModelConfig._checked_names(self.model)
         FitConfig._checked_names(self.fit)
-        for name in ("sample_weighting", "min_weight"):
+        for name in ("sample_weighting", "min_weight", "min_steps"):
             if name in self.fit and getattr(self, name) is not None:
                 raise TypeError(f"{name} given twice: as Recipe({name}=...) and in fit=")
         if "seed" in self.model or "seed" in self.fit or "text" in self.model or "pretrained" in self.model:
             raise TypeError("seed, text and pretrained belong to the RefineryCase, not to a Recipe")
 
     def fit_settings(self) -> dict[str, Any]:
-        """The `refinery_quaterion.config.FitConfig` settings this recipe sets (``fit`` plus the named ones)."""
+        """The `refinery_quaterion.config.FitConfig` settings this recipe sets (``fit`` plus the named ones).
+
+        ``min_steps`` is included only where `FitConfig` has that setting (else `run_case`
+        applies it by raising the epochs).
+        """
         settings = dict(self.fit)
-        for name in ("sample_weighting", "min_weight"):
+        names = ["sample_weighting", "min_weight"] + (["min_steps"] if _FIT_HAS_MIN_STEPS else [])
+        for name in names:
             if getattr(self, name) is not None:
                 settings[name] = getattr(self, name)
         return settings
@@ -164,7 +175,7 @@ class Recipe:
         if self.min_confidence is not None:
             parts.append(f"min_confidence={self.min_confidence:g}" if self.min_confidence != "auto"
                          else "min_confidence=auto")
-        parts += [f"{k}={v}" for k, v in self.fit_settings().items()]
+        parts += [f"{k}={v}" for k, v in self.fit_settings().items() if k != "min_steps"]
         if self.clean is not None:
             parts.append(f"clean={self.clean} (k={self.clean_k}, majority {self.clean_majority:g})")
         if self.min_steps is not None:
@@ -174,16 +185,16 @@ class Recipe:
 
 
 CASE_RECIPES: dict[str, Recipe] = {
-    "fixed 0.7": Recipe(min_confidence=0.7, sample_weighting="none"),
-    "auto threshold": Recipe(min_confidence="auto", sample_weighting="none"),
-    "confidence-weighted": Recipe(min_confidence="auto", sample_weighting="confidence"),
-    "cleaned": Recipe(min_confidence="auto", sample_weighting="none", clean="drop"),
+    "fixed 0.7": Recipe(min_confidence=0.7, sample_weighting="none", min_steps=0),
+    "auto threshold": Recipe(min_confidence="auto", sample_weighting="none", min_steps=0),
+    "confidence-weighted": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=0),
+    "cleaned": Recipe(min_confidence="auto", sample_weighting="none", clean="drop", min_steps=0),
     "default": Recipe(),
 }
 """The recipes the quality benchmark compares on each refinery case: the v0.1 default (a fixed
-0.7 threshold, every kept record weighing the same), the automatic threshold, the automatic
-threshold with confidence-weighted training, the automatic threshold with label cleaning, and
-the library's current defaults (``Recipe()``)."""
+0.7 threshold, every kept record weighing the same, the configured epochs), then one change at a
+time -- the automatic threshold; the automatic threshold with confidence-weighted training; the
+automatic threshold with label cleaning -- and the library's current defaults (``Recipe()``)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +243,7 @@ class RecipeRun:
         prepared: The records as prepared (``train``, ``val``, ``test``, the `LabelReport`
             in ``report``); ``train`` is the cleaned set when the recipe cleans.
         fit: The training summary.
-        epochs: Epochs trained (after ``min_steps``).
+        epochs: Epochs trained (after ``min_steps``; fewer with early stopping).
         path: Folder of the saved model (removed after `run_case` unless it was given ``out``).
     """
 
@@ -242,6 +253,14 @@ class RecipeRun:
     fit: FitResult
     epochs: int
     path: Path
+
+    @property
+    def records(self) -> pd.DataFrame:
+        """Every labeled record of the run: training, validation and test (the manual labels), fresh index."""
+        parts = [self.prepared.train, self.prepared.val]
+        if self.prepared.test is not None:
+            parts.append(self.prepared.test)
+        return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
     @property
     def report(self) -> LabelReport:
@@ -328,12 +347,21 @@ class CaseResult:
         return plot_threshold_curve(self.thresholds, path, title=title)
 
     def plot_precision(self, path: str | os.PathLike, *, models: Sequence[str] | None = None,
-                       title: str | None = None) -> Path:
-        """Precision@k of ``models`` (default: all rows) as a PNG (`refinery_quaterion.plots.plot_topk_curve`)."""
+                       ks: Iterable[int] | None = None, title: str | None = None) -> Path:
+        """Precision@k of ``models`` (default: all rows) as a PNG (`refinery_quaterion.plots.plot_topk_curve`).
+
+        Args:
+            path: Target ``.png`` file.
+            models: Rows of ``metrics`` to draw.
+            ks: The k values to draw (default: every ``P@k`` column); k above the size of a
+                class cannot reach 1, so small test sets read best with small k.
+            title: Figure title.
+        """
         from refinery_quaterion.plots import plot_topk_curve
 
         rows = self.metrics.loc[list(models)] if models is not None else self.metrics
-        ks = [c for c in rows.columns if re.fullmatch(r"P@\d+", str(c))]
+        wanted = None if ks is None else {f"P@{k}" for k in ks}
+        ks = [c for c in rows.columns if re.fullmatch(r"P@\d+", str(c)) and (wanted is None or c in wanted)]
         title = title or f"{self.case.label}: precision@k on {len(self.test)} manual labels"
         return plot_topk_curve(rows[ks], path, title=title)
 
@@ -373,8 +401,11 @@ def _slug(name: str) -> str:
 
 
 def _epochs(recipe: Recipe, fit_config: FitConfig, train_records: int) -> int:
-    """The configured epochs, raised so that training runs at least ``recipe.min_steps`` steps."""
-    if recipe.min_steps is None:
+    """The configured epochs, raised so that training runs at least ``recipe.min_steps`` steps.
+
+    Where `FitConfig` has its own ``min_steps``, ``fit`` applies it and this returns the epochs as configured.
+    """
+    if not recipe.min_steps or _FIT_HAS_MIN_STEPS:
         return fit_config.epochs
     batches = max(1, math.ceil(train_records / fit_config.batch_size))
     return max(fit_config.epochs, math.ceil(recipe.min_steps / batches))
@@ -470,11 +501,14 @@ def run_case(
                                   workdir / _slug(name), model_config=model_config, fit_config=fit_config,
                                   embedding_cache=cache, overwrite=True)
             tuned = load(outcome.path, embedding_cache=cache)
-            embeddings[name] = tuned.apply_head(embeddings[RAW])
-            runs[name] = RecipeRun(name=name, recipe=recipe, prepared=prepared, fit=outcome.fit, epochs=epochs,
-                                   path=outcome.path)
+            if model_config.trainable_encoder:  # its encoder changed: embed the test texts again
+                embeddings[name] = tuned.encode(test, progress=progress)
+            else:
+                embeddings[name] = tuned.apply_head(embeddings[RAW])
+            runs[name] = RecipeRun(name=name, recipe=recipe, prepared=prepared, fit=outcome.fit,
+                                   epochs=outcome.fit.epochs, path=outcome.path)
             extra[name] = {"threshold": prepared.report.min_confidence, "weak labels": len(prepared.train),
-                           "epochs": epochs, "train s": outcome.fit.train_time_s}
+                           "epochs": outcome.fit.epochs, "train s": outcome.fit.train_time_s}
     finally:
         if out is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -318,12 +318,3 @@ def test_files_follow_the_umask(umask: int, folder_mode: int, file_mode: int, sa
     assert any(p.name == "model.safetensors" for p in items)
     for item in items:
         assert stat.S_IMODE(item.stat().st_mode) == (folder_mode if item.is_dir() else file_mode), item
-
-
-def test_the_guide_shows_the_benchmark_output_unchanged() -> None:
-    results = ROOT / "benchmarks" / "results" / "export.md"
-    if not results.is_file():
-        pytest.skip("benchmarks/bench_export.py has not been run")
-    guide = GUIDE.read_text(encoding="utf-8")
-    block = guide.split("<!-- bench-export -->\n", 1)[1].split("<!-- /bench-export -->", 1)[0]
-    assert block == results.read_text(encoding="utf-8"), "re-run benchmarks/bench_export.py (it updates the guide)"

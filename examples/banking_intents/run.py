@@ -5,7 +5,7 @@
 2. combine_labels with the library defaults, the manual labels held out as the test set;
 3. train on the weak-supervision labels only (all-MiniLM-L6-v2 bundled, frozen, cached);
 4. evaluate raw vs fine-tuned on the 250 manual labels (leave-one-out retrieval) and print the table;
-5. search: index the labeled records in embedded Qdrant and print the nearest ones to a few queries.
+5. search: index the labeled records (weak and manual) in embedded Qdrant, print the nearest to a few queries.
 
 Usage: python examples/banking_intents/run.py [--out DIR] [--docs DIR] [QUERY ...]
        (--docs docs/images: also write the figures and the table of the docs walkthrough)
@@ -39,7 +39,7 @@ print(result.summary(["P@1", "P@5", "P@10", "P@25", "MRR", "mAP", "weak labels",
 
 model = load(result.runs["fine-tuned"].path, embedding_cache=True)
 with SimilarityIndex(model) as index:
-    index.add(result.test, progress=False)
+    index.add(result.runs["fine-tuned"].records, progress=False)
     for query in args.queries:
         print(f"\n{query}")
         for rank, hit in enumerate(index.search(query, k=5), 1):
@@ -47,7 +47,7 @@ with SimilarityIndex(model) as index:
 
 if args.docs:
     print(f"\nwrote {result.plot_thresholds(args.docs / 'banking_thresholds.png')}")
-    print(f"wrote {result.plot_precision(args.docs / 'banking_precision.png')}")
+    print(f"wrote {result.plot_precision(args.docs / 'banking_precision.png', ks=(1, 5, 10, 25))}")
     table = RESULTS / "quality_banking_example.md"
     table.write_text(result.to_markdown(["P@1", "P@5", "P@10", "P@25", "MRR", "mAP", "train s"]) + "\n")
     print(f"wrote {table}")

@@ -33,7 +33,7 @@ print(result.summary(["P@1", "P@5", "P@10", "P@25", "MRR", "mAP", "threshold", "
 
 model = load(result.runs["new default"].path, embedding_cache=True)
 with SimilarityIndex(model) as index:
-    index.add(result.test, progress=False)
+    index.add(result.runs["new default"].records, progress=False)
     for query in args.queries:
         print(f"\n{query}")
         for rank, hit in enumerate(index.search(query, k=5), 1):
