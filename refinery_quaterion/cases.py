@@ -84,9 +84,6 @@ RAW = "raw"
 
 CLEAN_ACTIONS = ("drop", "downweight")
 
-_FIT_HAS_MIN_STEPS = "min_steps" in FitConfig.field_names()
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How a case turns its export into training labels and a model.
@@ -105,12 +102,9 @@ class Recipe:
             the training records (raw-encoder embeddings) with that action; ``None``: no cleaning.
         clean_k: Neighbours per record for the cleaning.
         clean_majority: Share of the neighbours that must agree on another label.
-        min_steps: Train for at least this many optimizer steps: the epochs are raised to
-            ``ceil(min_steps / batches per epoch)`` when the training set is small (never
-            lowered), so a small project gets the optimisation budget a large one gets from its
-            epochs; ``0``: the configured epochs only; ``None``: the library default (that of
-            ``FitConfig.min_steps`` where `refinery_quaterion.config.FitConfig` has the setting,
-            else ``0``).
+        min_steps: `refinery_quaterion.config.FitConfig.min_steps`: with ``epochs="auto"``,
+            train at least this many optimizer steps (``0``: 10 epochs, as v0.1); ``None``:
+            the default.
         model: Other `refinery_quaterion.config.ModelConfig` settings, e.g. ``{"loss": "triplet"}``.
         fit: Other `refinery_quaterion.config.FitConfig` settings, e.g. ``{"epochs": 20}``.
 
@@ -157,14 +151,9 @@ class Recipe:
             raise TypeError("seed, text and pretrained belong to the RefineryCase, not to a Recipe")
 
     def fit_settings(self) -> dict[str, Any]:
-        """The `refinery_quaterion.config.FitConfig` settings this recipe sets (``fit`` plus the named ones).
-
-        ``min_steps`` is included only where `FitConfig` has that setting (else `run_case`
-        applies it by raising the epochs).
-        """
+        """The `refinery_quaterion.config.FitConfig` settings this recipe sets (``fit`` plus the named ones)."""
         settings = dict(self.fit)
-        names = ["sample_weighting", "min_weight"] + (["min_steps"] if _FIT_HAS_MIN_STEPS else [])
-        for name in names:
+        for name in ("sample_weighting", "min_weight", "min_steps"):
             if getattr(self, name) is not None:
                 settings[name] = getattr(self, name)
         return settings
@@ -400,17 +389,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-").lower() or "recipe"
 
 
-def _epochs(recipe: Recipe, fit_config: FitConfig, train_records: int) -> int:
-    """The configured epochs, raised so that training runs at least ``recipe.min_steps`` steps.
-
-    Where `FitConfig` has its own ``min_steps``, ``fit`` applies it and this returns the epochs as configured.
-    """
-    if not recipe.min_steps or _FIT_HAS_MIN_STEPS:
-        return fit_config.epochs
-    batches = max(1, math.ceil(train_records / fit_config.batch_size))
-    return max(fit_config.epochs, math.ceil(recipe.min_steps / batches))
-
-
 def run_case(
     case: RefineryCase,
     recipes: Mapping[str, Recipe] | None = None,
@@ -495,8 +473,6 @@ def run_case(
                                                  report=prepared.report)
             model_config = base_model.replace(**recipe.model)
             fit_config = FitConfig(seed=case.seed, progress=progress_mode).replace(**recipe.fit_settings())
-            epochs = _epochs(recipe, fit_config, len(prepared.train))
-            fit_config = fit_config.replace(epochs=epochs)
             outcome = train_model(prepared.train, prepared.val if len(prepared.val) else None,
                                   workdir / _slug(name), model_config=model_config, fit_config=fit_config,
                                   embedding_cache=cache, overwrite=True)

@@ -13,17 +13,26 @@ the registries of `refinery_quaterion.components`, which load their builders laz
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from refinery_quaterion._util import to_jsonable
-from refinery_quaterion.backends import check_backend
+from refinery_quaterion.backends import DEFAULT_BACKEND, check_backend
 from refinery_quaterion.components import HEADS, LOSSES, OPTIMIZERS
 from refinery_quaterion.text import TextSpec, TextTemplate
 
-__all__ = ["FitConfig", "ModelConfig", "POOLINGS", "PROGRESS_MODES", "SAMPLE_WEIGHTINGS"]
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_MIN_STEPS",
+    "FitConfig",
+    "ModelConfig",
+    "POOLINGS",
+    "PROGRESS_MODES",
+    "SAMPLE_WEIGHTINGS",
+]
 
 POOLINGS = ("mean", "cls")
 """Pooling modes of the encoder: ``"mean"`` (mean of the token vectors) or ``"cls"`` (first token)."""
@@ -34,10 +43,19 @@ the epochs, with loss and validation precision@k), ``"lines"`` one line per stag
 epoch (for logs and pipes), ``"off"`` nothing; ``"auto"`` is ``"bar"`` when stderr is a
 terminal, else ``"lines"``."""
 
-SAMPLE_WEIGHTINGS = ("none", "confidence")
-"""How record weights enter training: ``"none"`` (every kept record counts the same) or
+SAMPLE_WEIGHTINGS = ("auto", "none", "confidence")
+"""How record weights enter training: ``"none"`` (every kept record counts the same),
 ``"confidence"`` (each record's loss term is scaled by its weight: 1.0 for a manual label,
-the confidence for a weak one)."""
+the confidence for a weak one) or ``"auto"`` (``"confidence"`` when the training records carry
+weights other than 1.0 and the loss takes per-record weights, else ``"none"``)."""
+
+DEFAULT_EPOCHS = 10
+"""The epochs ``epochs="auto"`` trains at least (v0.1's fixed default)."""
+
+DEFAULT_MIN_STEPS = 600
+"""`FitConfig.min_steps` by default: chosen on the validation halves of the manual labels of
+the banking and clickbait cases (`benchmarks/bench_quality.py`); the AG News case (64 batches
+an epoch) reaches it within its 10 epochs, so its training is unchanged."""
 
 _C = TypeVar("_C", bound="_Config")
 
@@ -134,10 +152,12 @@ class ModelConfig(_Config):
         max_length: Maximum tokens per text (longer texts are truncated).
         normalize: L2-normalise the pooled encoder output.
         trainable_encoder: Fine-tune the transformer too (slow on CPU; no caches).
-        encoder_backend: What runs the frozen encoder pass (training's cache pass and
-            evaluation): a name of `refinery_quaterion.backends.BACKENDS` -- ``"torch"``,
-            ``"onnx"`` (ONNX Runtime, same vectors, faster) or ``"onnx-int8"`` (int8 weights,
-            fastest, close vectors); only ``"torch"`` with ``trainable_encoder``.
+        encoder_backend: What runs the frozen encoder pass (training's cache pass,
+            evaluation and ``encode``): ``"auto"`` (default: ``"onnx"`` for a frozen encoder
+            when ONNX Runtime is installed, else ``"torch"``) or a name of
+            `refinery_quaterion.backends.BACKENDS` -- ``"torch"``, ``"onnx"`` (ONNX Runtime,
+            the same vectors, faster) or ``"onnx-int8"`` (int8 weights, fastest, close
+            vectors); only ``"torch"`` or ``"auto"`` with ``trainable_encoder``.
         head: A name of `refinery_quaterion.components.HEADS`.
         head_options: Options of the head (declared, with defaults, in the registry); kept
             as those that differ from the defaults, so equal settings compare equal.
@@ -175,7 +195,7 @@ class ModelConfig(_Config):
     max_length: int = 128
     normalize: bool = True
     trainable_encoder: bool = False
-    encoder_backend: str = "torch"
+    encoder_backend: str = DEFAULT_BACKEND
     head: str = HEADS.default
     head_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     loss: str = LOSSES.default
@@ -274,7 +294,8 @@ class ModelConfig(_Config):
         """Rebuild from `to_dict` output, or from the ``model`` section of a format-1 folder.
 
         Format 1 (before `ModelConfig`) called ``memory_cache`` ``cache`` and wrote
-        ``encoder_lr: null`` for a frozen encoder; both are understood.
+        ``encoder_lr: null`` for a frozen encoder; both are understood. A file without
+        ``encoder_backend`` was written before backends existed: ``"torch"``.
 
         Raises:
             TypeError: If ``data`` is not a mapping or names an unknown setting.
@@ -287,6 +308,7 @@ class ModelConfig(_Config):
             settings["memory_cache"] = settings.pop("cache")
         if settings.get("encoder_lr", 0) is None:
             settings.pop("encoder_lr")
+        settings.setdefault("encoder_backend", "torch")
         return super().from_dict(settings)
 
 
@@ -295,7 +317,8 @@ class FitConfig(_Config):
     """How ``fit`` trains a model.
 
     Attributes:
-        epochs: Maximum number of epochs.
+        epochs: Maximum number of epochs, or ``"auto"`` (default): `DEFAULT_EPOCHS` (10),
+            raised for a small training set until training runs ``min_steps`` optimizer steps.
         batch_size: Records per training batch (more gives triplet mining more to choose from).
         seed: Seed for weights, shuffling and pair drawing (``pl.seed_everything``).
         early_stopping: Stop after this many epochs without improvement of ``monitor``
@@ -311,7 +334,10 @@ class FitConfig(_Config):
         progress: One of `PROGRESS_MODES`; ``True`` means ``"auto"`` and ``False`` ``"off"``.
         verbose: Also show Lightning's own log lines and warnings ("GPU available: ...",
             "Global seed set", ...), which are hidden otherwise (the CLI's ``-v``).
-        sample_weighting: One of `SAMPLE_WEIGHTINGS`. With ``"confidence"`` each training
+        sample_weighting: One of `SAMPLE_WEIGHTINGS`. ``"auto"`` (the default) weighs by
+            confidence exactly when there is something to weigh: the training records carry
+            weights other than 1.0 and the loss takes per-record weights; an export without
+            confidences trains as with ``"none"``. With ``"confidence"`` each training
             record's term of the loss is scaled by its weight (the dataset's ``weights``, e.g.
             the ``weight`` column `refinery_quaterion.labels.combine_labels` writes: 1.0 for
             manual labels, the confidence for weak ones), and the loss is the weighted mean of
@@ -320,12 +346,18 @@ class FitConfig(_Config):
             same way; validation precision@k is not.
         min_weight: Drop training records whose weight is below this (a floor on the
             confidence), whatever ``sample_weighting`` is; ``0.0`` keeps every record.
+        min_steps: With ``epochs="auto"``, train for at least this many optimizer steps: a
+            small training set gets ``ceil(min_steps / batches per epoch)`` epochs instead of
+            10, so a project of a few hundred records gets the optimisation budget a large one
+            gets from its epochs (chosen on validation data: `DEFAULT_MIN_STEPS`); ``0``: 10
+            epochs. An explicit ``epochs`` is trained as given. Early stopping still ends
+            training early.
 
     Raises:
         ValueError: For a value out of range.
     """
 
-    epochs: int = 10
+    epochs: int | Literal["auto"] = "auto"
     batch_size: int = 128
     seed: int = 42
     early_stopping: int | None = None
@@ -336,12 +368,13 @@ class FitConfig(_Config):
     num_workers: int = 0
     progress: str | bool = "auto"
     verbose: bool = False
-    sample_weighting: str = "none"
+    sample_weighting: str = "auto"
     min_weight: float = 0.0
+    min_steps: int = DEFAULT_MIN_STEPS
 
     def __post_init__(self) -> None:
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.epochs != "auto" and (not _is_int(self.epochs) or self.epochs < 1):
+            raise ValueError(f"epochs must be a positive integer or 'auto', got {self.epochs!r}")
         if not _is_int(self.batch_size) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
         if not _is_int(self.seed):
@@ -381,6 +414,18 @@ class FitConfig(_Config):
         if not _is_number(self.min_weight) or not 0 <= self.min_weight <= 1:
             raise ValueError(f"min_weight must be a number from 0 to 1 (a confidence floor), got {self.min_weight!r}")
         object.__setattr__(self, "min_weight", float(self.min_weight))
+        if not _is_int(self.min_steps) or self.min_steps < 0:
+            raise ValueError(f"min_steps must be an integer >= 0 (0 trains exactly `epochs`), got {self.min_steps!r}")
+
+    def epochs_for(self, batches_per_epoch: int) -> int:
+        """The epochs to train with ``batches_per_epoch`` batches an epoch.
+
+        ``epochs`` when it is a number; for ``"auto"``, `DEFAULT_EPOCHS` raised so that
+        training runs at least ``min_steps`` steps.
+        """
+        if self.epochs != "auto":
+            return int(self.epochs)
+        return max(DEFAULT_EPOCHS, math.ceil(self.min_steps / max(1, batches_per_epoch)))
 
     @classmethod
     def from_training_summary(cls, summary: Mapping[str, Any]) -> FitConfig:

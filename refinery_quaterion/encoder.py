@@ -36,9 +36,9 @@ from refinery_quaterion.backends import (
     DEFAULT_BACKEND,
     BatchRunner,
     cap_torch_threads,
-    check_backend,
     embed_sorted,
     pool_tokens,
+    resolve_backend,
     torch_threads,
 )
 from refinery_quaterion.cache import EmbeddingCache
@@ -231,8 +231,10 @@ class TransformerEncoder(Encoder):
         embedding_cache: Disk cache of the frozen output, or a folder for one; ignored while
             trainable. ``cache=`` is a deprecated alias.
         source: Name the model was loaded from (recorded in the saved settings).
-        backend: A name of `refinery_quaterion.backends.BACKENDS` that runs the transformer:
-            ``"torch"`` (default), ``"onnx"`` or ``"onnx-int8"`` (frozen encoders only).
+        backend: What runs the frozen transformer pass: ``"auto"`` (default: ``"onnx"`` for a
+            frozen encoder when ONNX Runtime is installed, else ``"torch"``) or a name of
+            `refinery_quaterion.backends.BACKENDS`: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``
+            (the ONNX ones for frozen encoders only).
 
     Attributes:
         transformer: The Hugging Face model (``AutoModel``); its ``last_hidden_state`` is pooled.
@@ -268,7 +270,7 @@ class TransformerEncoder(Encoder):
         super().__init__()
         check_pooling(pooling)
         check_max_length(max_length)
-        check_backend(backend, trainable=trainable)
+        resolved = resolve_backend(backend, trainable=trainable)
         if cache is not None:
             if embedding_cache is not None:
                 raise TypeError("pass only one of cache= (deprecated) and embedding_cache=")
@@ -292,7 +294,8 @@ class TransformerEncoder(Encoder):
         self.source = source or getattr(transformer.config, "_name_or_path", None) or ""
         self._trainable = bool(trainable)
         self._fingerprint: str | None = None
-        self._backend = backend
+        self._requested_backend = backend
+        self._backend = resolved
         self._runners: dict[str, BatchRunner] = {}
         if not self._trainable:
             self.freeze()
@@ -305,18 +308,23 @@ class TransformerEncoder(Encoder):
 
     @property
     def backend(self) -> str:
-        """Name of the backend that runs the frozen pass (see `refinery_quaterion.backends`)."""
+        """Name of the registered backend that runs the frozen pass (see `refinery_quaterion.backends`).
+
+        Setting it takes a registered name or ``"auto"`` (`refinery_quaterion.backends.resolve_backend`);
+        reading it gives the backend in use, e.g. ``"onnx"`` for ``"auto"``.
+        """
         return self._backend
 
     @backend.setter
     def backend(self, name: str) -> None:
-        self._backend = check_backend(name, trainable=self._trainable)
+        self._backend = resolve_backend(name, trainable=self._trainable)
+        self._requested_backend = name
         self._fingerprint = None
 
     @contextlib.contextmanager
     def using_backend(self, name: str) -> Iterator[TransformerEncoder]:
         """Run with backend ``name`` inside the ``with`` block, then restore the previous one."""
-        previous = self._backend
+        previous = self._requested_backend
         self.backend = name
         try:
             yield self
@@ -378,6 +386,7 @@ class TransformerEncoder(Encoder):
         for weights in self.transformer.parameters():
             weights.requires_grad = False
         self.transformer.eval()
+        self._backend = resolve_backend(self._requested_backend)
         self._fingerprint = None
         return self
 
@@ -579,7 +588,7 @@ class TransformerEncoder(Encoder):
             "normalize": self.normalize,
             "trainable": self._trainable,
             "batch_size": self.batch_size,
-            "backend": self._backend,
+            "backend": self._requested_backend,
         }
         out = Path(output_path)
         out.mkdir(parents=True, exist_ok=True)
@@ -603,7 +612,7 @@ class TransformerEncoder(Encoder):
         return cls(transformer, tokenizer, text=text, pooling=settings["pooling"],
                    max_length=settings["max_length"], normalize=settings.get("normalize", True),
                    trainable=settings.get("trainable", False), batch_size=settings.get("batch_size", 64),
-                   source=settings.get("source"), backend=settings.get("backend", DEFAULT_BACKEND))
+                   source=settings.get("source"), backend=settings.get("backend", "torch"))  # before backends: torch
 
     def extra_repr(self) -> str:
         """Settings shown in ``repr(encoder)``."""

@@ -21,7 +21,6 @@ from refinery_quaterion._tasklabels import as_export, blank_texts, check_thresho
 from refinery_quaterion.export import ExportError, RefineryExport
 from refinery_quaterion.text import TextSpec
 from refinery_quaterion.thresholds import (
-    DEFAULT_MIN_CONFIDENCE,
     AutoThreshold,
     ThresholdChoice,
     _choose,
@@ -193,7 +192,7 @@ class LabelReport:
 def combine_labels(
     export: RefineryExport | Any,
     task: str | None = None,
-    min_confidence: float | Literal["auto"] = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: float | Literal["auto"] = "auto",
     *,
     use_weak_supervision: bool = True,
     attributes: Sequence[str] | None = None,
@@ -217,10 +216,12 @@ def combine_labels(
         export: A `RefineryExport`, or anything
             `load_export` accepts.
         task: Classification task name; may be omitted when the export has one task.
-        min_confidence: Weak-supervision threshold (strict ``>``), between 0 and 1; or
-            ``"auto"`` to choose it from the manual labels
-            (`refinery_quaterion.thresholds.choose_threshold`); the report says which value
-            was chosen and why.
+        min_confidence: ``"auto"`` (default) chooses the threshold from the records that
+            carry both a manual and a weak-supervision label
+            (`refinery_quaterion.thresholds.choose_threshold`); with fewer than
+            ``auto.min_overlap`` such records it falls back to 0.7 (`DEFAULT_MIN_CONFIDENCE`,
+            v0.1's fixed default). The report says which value was used and why. Or a fixed
+            threshold (strict ``>``) between 0 and 1.
         use_weak_supervision: ``False`` keeps manual labels only.
         attributes: Record attributes to keep (default: all).
         text: The text template (format string or callable) used to detect blank texts; its

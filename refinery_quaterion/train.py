@@ -29,6 +29,7 @@ from typing import Any
 from refinery_quaterion import _compat  # noqa: F401  (quaterion shims: before quaterion is imported)
 
 # isort: split
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping
@@ -233,13 +234,15 @@ def fit(
         raise ValueError(
             "early_stopping cannot be added to your own trainer; add an EarlyStopping callback to it"
         )
-    weighted = config.sample_weighting == "confidence"
-    if weighted and not LOSSES[model.model_config.loss].takes_weights:
+    takes_weights = LOSSES[model.model_config.loss].takes_weights
+    if config.sample_weighting == "confidence" and not takes_weights:
         raise ValueError(f"sample_weighting='confidence' needs a loss that takes per-record weights "
                          f"({', '.join(LOSSES.weighted())}); loss {model.model_config.loss!r} does not. Use "
                          "sample_weighting='none' (min_weight still drops low-confidence records)")
 
     train = training_records(train_dataset, "train_dataset", min_weight=config.min_weight)
+    weighting = _resolve_weighting(config.sample_weighting, train.weights, takes_weights=takes_weights)
+    weighted = weighting == "confidence"
     val = training_records(val_dataset, "val_dataset") if val_dataset is not None else None
     label_map = getattr(train_dataset, "label_map", None)
     model.label_map = label_map if isinstance(label_map, LabelMap) else None
@@ -258,12 +261,13 @@ def fit(
 
     monitor_name, mode = _resolve_monitor(model, config.monitor, has_val=val_dataset is not None)
     keep_best = (config.early_stopping is not None) if config.restore_best is None else config.restore_best
-    max_epochs = config.epochs if trainer is None else int(trainer.max_epochs or -1)
+    pairwise = isinstance(model.loss, PairwiseLoss)
+    # epochs="auto" is resolved once the batches an epoch are known (FitConfig.epochs_for)
+    max_epochs = config.epochs_for(1) if trainer is None else int(trainer.max_epochs or -1)
     tracker = FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None,
                          interrupt=lambda epochs, stage: TrainingInterrupted(epochs, max_epochs, stage))
     reporter = ProgressReporter(resolve_progress(config.progress) if trainer is None else "off",
-                                epochs=config.epochs, history=tracker.history, metric=model.val_metric_name)
-    pairwise = isinstance(model.loss, PairwiseLoss)
+                                epochs=max_epochs, history=tracker.history, metric=model.val_metric_name)
 
     _configure_torch_threads()
     try:
@@ -272,10 +276,11 @@ def fit(
             train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
             scratch = None
             if trainer is None:
+                max_epochs = reporter.epochs = config.epochs_for(len(train_loader))
                 if output_dir is None:
                     scratch = Path(tempfile.mkdtemp(prefix="refinery-quaterion-fit-"))
                 trainer = _trainer(config, [tracker, reporter], monitor_name, mode, output_dir=output_dir,
-                                   scratch=scratch, n_batches=len(train_loader))
+                                   scratch=scratch, n_batches=len(train_loader), epochs=max_epochs)
             else:
                 trainer.callbacks.append(tracker)
             early = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
@@ -314,7 +319,8 @@ def fit(
         "restored_best": restored, "train_records": len(train),
         "val_records": len(val) if val is not None else 0, "pairs": pairwise,
         "best_score": result.best_score, "last_train_loss": result.last_train_loss,
-        "sample_weighting": config.sample_weighting, "dropped_below_min_weight": train.dropped,
+        "sample_weighting": weighting, "dropped_below_min_weight": train.dropped,
+        "max_epochs": max_epochs,
         "mean_train_weight": round(float(train.weights.mean()), 6),
     }
     if output_dir is not None:
@@ -342,8 +348,16 @@ def _loaders(train: Any, val: Any, config: FitConfig, *, pairwise: bool, weighte
     return train_loader, val_loader
 
 
+def _resolve_weighting(requested: str, weights: np.ndarray, *, takes_weights: bool) -> str:
+    """``"auto"`` as ``"confidence"`` when the loss takes weights and some weight is not 1.0, else ``"none"``."""
+    if requested != "auto":
+        return requested
+    return "confidence" if takes_weights and bool(np.any(weights != 1.0)) else "none"
+
+
 def _trainer(config: FitConfig, callbacks: list[Callback], monitor: str | None, mode: str, *,
-             output_dir: str | os.PathLike | None, scratch: Path | None, n_batches: int) -> pl.Trainer:
+             output_dir: str | os.PathLike | None, scratch: Path | None, n_batches: int,
+             epochs: int) -> pl.Trainer:
     """The bounded Lightning trainer ``fit`` uses when not given one."""
     if config.early_stopping is not None:
         callbacks = [*callbacks, EarlyStopping(monitor=monitor, mode=mode, patience=config.early_stopping)]
@@ -354,7 +368,7 @@ def _trainer(config: FitConfig, callbacks: list[Callback], monitor: str | None, 
     else:
         root, logger = scratch or Path(tempfile.gettempdir()), False
     return pl.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices, logger=logger,
+        max_epochs=epochs, accelerator=config.accelerator, devices=config.devices, logger=logger,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
         num_sanity_val_steps=0, deterministic="warn", log_every_n_steps=min(50, max(1, n_batches)),
         default_root_dir=str(root), callbacks=callbacks,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +24,7 @@ NOISE_WORDS = [
     "time", "day", "big", "old", "open", "long", "high",
 ]
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_CACHE_KEY = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,6 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # What the tests cache by default (embeddings, the ONNX graphs of the "auto" backend) goes to a
+    # folder of this run, never to the user's ~/.cache; subprocesses inherit it.
+    config.stash[_CACHE_KEY] = os.environ["REFINERY_QUATERION_CACHE"] = tempfile.mkdtemp(
+        prefix="refinery-quaterion-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's cache folder."""
+    if _CACHE_KEY in config.stash:
+        shutil.rmtree(config.stash[_CACHE_KEY], ignore_errors=True)
 
 
 def make_texts(n: int = 200, seed: int = 0) -> pd.DataFrame:

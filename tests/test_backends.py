@@ -80,7 +80,7 @@ def test_the_cache_keeps_backends_apart(tiny_model_dir: Path, tmp_path: Path, co
     encoders = {name: encoder_on(tiny_model_dir, name, cache) for name in ("torch", "onnx", "onnx-int8")}
     fingerprints = {name: encoder.fingerprint() for name, encoder in encoders.items()}
     assert len(set(fingerprints.values())) == 3
-    plain = TransformerEncoder.from_pretrained(tiny_model_dir, text="{text}")
+    plain = TransformerEncoder.from_pretrained(tiny_model_dir, text="{text}", backend="torch")
     assert fingerprints["torch"] == plain.fingerprint()  # torch adds nothing: older caches stay valid
     first = {name: encoder.encode(texts()) for name, encoder in encoders.items()}
     assert sorted(EmbeddingCache(cache).fingerprints()) == sorted(fingerprints.values())
@@ -135,7 +135,7 @@ def test_a_trainable_encoder_refuses_other_backends(tiny_model_dir: Path) -> Non
 
 
 def test_unknown_backends_are_refused_naming_the_valid_ones(tiny_model_dir: Path) -> None:
-    message = re.escape("encoder_backend must be one of ['torch', 'onnx', 'onnx-int8'], got 'tflite'")
+    message = re.escape("encoder_backend must be one of ['auto', 'torch', 'onnx', 'onnx-int8'], got 'tflite'")
     with pytest.raises(ValueError, match=message):
         ModelConfig(encoder_backend="tflite")
     with pytest.raises(ValueError, match=message):
@@ -194,3 +194,15 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+@needs_onnx
+def test_auto_is_onnx_for_a_frozen_encoder_and_torch_otherwise(tiny_model_dir: Path, monkeypatch) -> None:
+    from refinery_quaterion import backends
+
+    assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "onnx"
+    assert TransformerEncoder.from_pretrained(tiny_model_dir, trainable=True).backend == "torch"
+    assert DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True).encoder.backend == "torch"
+    monkeypatch.setattr(backends, "onnx_available", lambda: False)  # where onnxruntime is not installed
+    assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "torch"
+    assert backends.resolve_backend("onnx-int8") == "onnx-int8"

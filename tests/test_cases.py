@@ -11,12 +11,10 @@ import pytest
 from conftest import make_texts
 
 from refinery_quaterion.cases import (
-    _FIT_HAS_MIN_STEPS,
     CASE_RECIPES,
     CaseResult,
     Recipe,
     RefineryCase,
-    _epochs,
     choose_recipe,
     run_case,
 )
@@ -53,7 +51,7 @@ def case_result(tiny_model_dir, tmp_path_factory) -> CaseResult:
                         pretrained=str(tiny_model_dir))
     recipes = {
         "fixed 0.7": Recipe(min_confidence=0.7, sample_weighting="none", min_steps=0, fit={"epochs": 2}),
-        "weighted": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=4, fit={"epochs": 2}),
+        "weighted": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=12),
         "cleaned": Recipe(min_confidence="auto", clean="drop", clean_k=5, fit={"epochs": 2}),
     }
     out = tmp_path_factory.mktemp("case")
@@ -69,9 +67,9 @@ def test_run_case_evaluates_every_recipe_on_the_manual_labels(case_result: CaseR
         assert column in metrics.columns, column
     assert metrics.loc["raw", "train s"] == 0
     assert metrics.loc["fixed 0.7", "threshold"] == pytest.approx(0.7)
-    # min_steps=4 with one batch per epoch: 4 epochs instead of the configured 2
+    # epochs="auto" with min_steps=12 and one batch per epoch: 12 epochs instead of 10; explicit epochs stay
     assert metrics.loc["fixed 0.7", "epochs"] == 2
-    assert metrics.loc["weighted", "epochs"] == 4 == case_result.runs["weighted"].epochs
+    assert metrics.loc["weighted", "epochs"] == 12 == case_result.runs["weighted"].epochs
     # no manual record is trained on; the fixed threshold keeps fewer weak labels than "auto"
     for run in case_result.runs.values():
         assert set(run.prepared.train["label_source"]) == {"weak_supervision"}
@@ -127,7 +125,7 @@ def test_recipe_settings_and_validation() -> None:
     assert Recipe().describe() == "library defaults"
     recipe = Recipe(min_confidence="auto", sample_weighting="confidence", clean="drop", min_steps=500,
                     model={"loss": "softmax"}, fit={"epochs": 3})
-    assert recipe.fit_settings() == {"epochs": 3, "sample_weighting": "confidence"}
+    assert recipe.fit_settings() == {"epochs": 3, "sample_weighting": "confidence", "min_steps": 500}
     assert recipe.describe() == ("min_confidence=auto, epochs=3, sample_weighting=confidence, "
                                  "clean=drop (k=10, majority 0.7), min_steps=500, loss=softmax")
     assert Recipe(min_confidence="0.5").min_confidence == 0.5
@@ -148,13 +146,12 @@ def test_recipe_settings_and_validation() -> None:
     assert set(CASE_RECIPES) == {"fixed 0.7", "auto threshold", "confidence-weighted", "cleaned", "default"}
 
 
-@pytest.mark.skipif(_FIT_HAS_MIN_STEPS, reason="FitConfig.min_steps: fit raises the epochs itself")
-def test_min_steps_raises_the_epochs_of_small_training_sets_only() -> None:
-    config = FitConfig(epochs=10, batch_size=128)
-    assert _epochs(Recipe(), config, 1365) == 10
-    assert _epochs(Recipe(min_steps=0), config, 1365) == 10
-    assert _epochs(Recipe(min_steps=600), config, 1365) == 55  # 11 batches per epoch
-    assert _epochs(Recipe(min_steps=600), config, 8140) == 10  # 64 batches: 10 epochs are 640 steps
+def test_min_steps_raises_the_auto_epochs_of_small_training_sets_only() -> None:
+    assert FitConfig().epochs_for(11) == 55  # banking: 1,365 records, 11 batches an epoch
+    assert FitConfig().epochs_for(64) == 10  # AG News: 8,140 records; 10 epochs are 640 steps
+    assert FitConfig(min_steps=0).epochs_for(11) == 10  # v0.1
+    assert FitConfig(epochs=3).epochs_for(1) == 3  # an explicit number of epochs is trained as given
+    assert Recipe(min_steps=0).fit_settings() == {"min_steps": 0}
 
 
 def test_case_label() -> None:

@@ -230,7 +230,7 @@ def test_cli_choices_match_the_library_registries() -> None:
     from refinery_quaterion.cli._export import FORMATS
     from refinery_quaterion.exporters import EXPORT_FORMATS
 
-    assert set(BACKENDS) == set(LIBRARY_BACKENDS) and set(FORMATS) == set(EXPORT_FORMATS)
+    assert set(BACKENDS) == {"auto", *LIBRARY_BACKENDS} and set(FORMATS) == set(EXPORT_FORMATS)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ def test_defaults_and_derived_settings() -> None:
     assert not trainable.use_memory_cache
     assert not ModelConfig(memory_cache=False).use_memory_cache
     assert not ModelConfig(loss="triplet").needs_num_groups and not ModelConfig(num_groups=4).needs_num_groups
-    assert FitConfig() == FitConfig(epochs=10, batch_size=128, seed=42)
+    assert FitConfig() == FitConfig(epochs="auto", batch_size=128, seed=42, sample_weighting="auto", min_steps=600)
+    assert ModelConfig().encoder_backend == "auto"
 
 
 def test_to_dict_is_json_and_round_trips() -> None:
@@ -85,14 +86,14 @@ def test_bad_model_settings(settings: dict, error: type, message: str) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"epochs": 0}, "epochs must be a positive integer or 'auto', got 0"),
         ({"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),
         ({"early_stopping": 0}, "early_stopping must be a positive number of epochs or None, got 0"),
         ({"monitor": ""}, "monitor must be 'auto', 'loss', 'precision' or a logged metric name"),
         ({"devices": 0}, "devices must be a positive count"),
         ({"num_workers": -1}, "num_workers must be an integer >= 0"),
         ({"seed": "x"}, "seed must be an integer"),
-        ({"sample_weighting": "soft"}, r"sample_weighting must be one of \['none', 'confidence'\], got 'soft'"),
+        ({"sample_weighting": "soft"}, r"sample_weighting must be one of \['auto', 'none', 'confidence'\], got 'soft'"),
         ({"min_weight": 1.5}, "min_weight must be a number from 0 to 1 .a confidence floor., got 1.5"),
         ({"min_weight": float("nan")}, "min_weight must be a number from 0 to 1"),
         ({"progress": "loud"}, r"progress must be one of \['auto', 'bar', 'lines', 'off'\]"),

@@ -81,7 +81,7 @@ def test_ctrl_c_while_encoding_stops_at_once_and_the_cache_keeps_complete_chunks
     train, val = synthetic_split
     monkeypatch.setattr("refinery_quaterion.encoder._CHUNK", 8)  # one cache chunk per 8 texts
     cache = EmbeddingCache(tmp_path / "cache")
-    model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=cache)
+    model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=cache, encoder_backend="torch")
     calls = interrupt_at_cache_write(monkeypatch, 5)
     with pytest.raises(TrainingInterrupted, match="while encoding the records") as caught:
         fit(model, train, val, epochs=3, batch_size=64, progress=False)
@@ -94,11 +94,12 @@ def test_ctrl_c_while_encoding_stops_at_once_and_the_cache_keeps_complete_chunks
     assert not [p for p in (tmp_path / "cache" / fingerprint).iterdir() if p.name.startswith(".")]
     # the stored vectors are the ones a fresh encoder computes, and the rest is encoded on the next run
     monkeypatch.undo()
-    fresh = TransformerEncoder.from_pretrained(tiny_model_dir)
+    fresh = TransformerEncoder.from_pretrained(tiny_model_dir, backend="torch")
     found, stored = EmbeddingCache(tmp_path / "cache").get_many(train.texts, fingerprint=fingerprint)
     assert found.sum() == 32
     np.testing.assert_allclose(stored[found], fresh.encode(np.asarray(train.texts)[found].tolist()), atol=1e-5)
-    model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=EmbeddingCache(tmp_path / "cache"))
+    model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=EmbeddingCache(tmp_path / "cache"),
+                                      encoder_backend="torch")  # the counter counts the torch transformer's rows
     counter = count_forward(model.encoder.transformer)
     result = fit(model, train, val, epochs=1, batch_size=64, progress=False)
     assert result.epochs == 1 and counter.rows == len(set(train.texts) | set(val.texts)) - 32

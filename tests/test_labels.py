@@ -209,6 +209,7 @@ def test_auto_threshold_falls_back_with_few_overlaps() -> None:
     assert choice.fell_back and choice.value == 0.7 == report.min_confidence
     assert "only 2 records have both" in choice.reason and "30 needed" in choice.reason
     assert len(combined) == 5  # exactly the fixed 0.7 result
+    assert combine_labels(sdk_frame(), "Topic")[1].threshold_choice == choice  # "auto" is the default
     assert combine_labels(sdk_frame(), min_confidence="auto", auto=AutoThreshold(min_overlap=2, fallback=0.5))[
         1].threshold_choice.fell_back is False
 

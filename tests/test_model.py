@@ -132,12 +132,13 @@ def test_a_lambda_template_cannot_be_saved(tmp_path: Path, tiny_model_dir: Path)
 
 def test_cache_serves_known_texts_without_the_transformer(tmp_path: Path, tiny_model_dir: Path,
                                                           count_forward) -> None:
-    first = TransformerEncoder.from_pretrained(tiny_model_dir, cache=tmp_path / "cache")
+    first = TransformerEncoder.from_pretrained(tiny_model_dir, cache=tmp_path / "cache", backend="torch")
     calls = count_forward(first.transformer)
     vectors = first.encode(TEXTS)
     assert calls.rows == len(set(TEXTS))  # duplicates encoded once
 
-    second = TransformerEncoder.from_pretrained(tiny_model_dir, cache=EmbeddingCache(tmp_path / "cache"))
+    second = TransformerEncoder.from_pretrained(tiny_model_dir, cache=EmbeddingCache(tmp_path / "cache"),
+                                                backend="torch")
     calls = count_forward(second.transformer)
     np.testing.assert_array_equal(second.encode(TEXTS), vectors)
     assert calls.calls == 0

@@ -66,7 +66,7 @@ def test_trainable_encoder_improves_precision(tiny_model_dir: Path, synthetic_sp
 
 def test_frozen_encoder_without_any_cache_trains(tiny_model_dir: Path, synthetic_split, count_forward) -> None:
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, cache=False, lr=0.05)
+    model = DistilBertSimilarityModel(tiny_model_dir, cache=False, lr=0.05, encoder_backend="torch")
     assert model.configure_caches() is None
     calls = count_forward(model.encoder.transformer)
     result = fit(model, train, val, epochs=2, batch_size=64, progress=False)
@@ -183,7 +183,7 @@ def test_a_format_1_folder_still_loads(trained, synthetic_split, tmp_path: Path)
     (folder / "training_config.json").write_text(json.dumps(format_1))
     loaded = load(folder)
     assert loaded.model_config == ModelConfig(pretrained=str(model.pretrained), text="{text}", lr=0.2, num_groups=4,
-                                              memory_cache=True)
+                                              memory_cache=True, encoder_backend="torch")  # before backends
     assert loaded.fit_config == FitConfig(epochs=30, batch_size=64, seed=42)
     assert loaded.training_summary["epochs"] == 30 and loaded.label_map == train.label_map
     np.testing.assert_allclose(loaded.encode(val.texts), model.encode(val.texts), atol=1e-5)
@@ -258,3 +258,14 @@ def test_fit_argument_errors(tiny_model_dir: Path, synthetic_split) -> None:
     softmax = DistilBertSimilarityModel(tiny_model_dir, loss="softmax", num_groups=2)
     with pytest.raises(ValueError, match="outside 0..1 for num_groups=2"):
         fit(softmax, train, epochs=1, progress=False)
+
+
+def test_auto_epochs_reach_min_steps_on_small_training_sets(tiny_model_dir: Path, synthetic_split) -> None:
+    train, _ = synthetic_split  # 150 records: 3 batches of 64 an epoch
+    results = {}
+    for settings in ({"min_steps": 45}, {"min_steps": 12}, {"min_steps": 45, "epochs": 2}):
+        model = DistilBertSimilarityModel(tiny_model_dir)
+        results[str(settings)] = fit(model, train, batch_size=64, progress=False, **settings).epochs
+        assert model.training_summary["max_epochs"] == results[str(settings)]
+    # 45 steps need 15 epochs; 12 steps are reached within the 10 epochs of "auto"; explicit epochs stay
+    assert list(results.values()) == [15, 10, 2]

@@ -91,6 +91,29 @@ def test_a_loss_without_weights_is_refused_and_the_floor_drops_records(tiny_mode
     assert LOSSES.weighted() == ["softmax", "arcface", "multiple_negatives_ranking"]
 
 
+def test_auto_weighting_weighs_by_confidence_only_when_there_is_something_to_weigh(
+    tiny_model_dir: Path, synthetic_split
+) -> None:
+    train, _ = synthetic_split
+    base = frame_of(train, 1.0)
+    with_zero = pd.concat([base, conflicting(train, 60, 0.0)], ignore_index=True)
+    # the default ("auto") weighs these records by confidence: the zero-weight ones change nothing
+    assert max_difference(head_after(tiny_model_dir, base, train.label_map),
+                          head_after(tiny_model_dir, with_zero, train.label_map)) < 1e-5
+    # every weight 1.0 (an export without confidences): exactly the unweighted training
+    assert max_difference(head_after(tiny_model_dir, base, train.label_map),
+                          head_after(tiny_model_dir, base, train.label_map, sample_weighting="none")) == 0
+
+    weights = np.where(np.arange(len(train)) % 3 == 0, 0.4, 0.9)
+    varied = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), text="{text}")
+    resolved = {}
+    for loss in ("arcface", "triplet"):  # triplet takes no weights: "auto" trains it unweighted, without an error
+        model = DistilBertSimilarityModel(tiny_model_dir, loss=loss)
+        fit(model, varied, epochs=1, batch_size=64, progress=False)
+        resolved[loss] = (model.fit_config.sample_weighting, model.training_summary["sample_weighting"])
+    assert resolved == {"arcface": ("auto", "confidence"), "triplet": ("auto", "none")}
+
+
 def test_a_weighted_pair_loss_trains(tiny_model_dir: Path, synthetic_split) -> None:
     train, val = synthetic_split
     dataset = RefineryExportDataset(frame_of(train, 0.5), text="{text}")

@@ -18,8 +18,9 @@ PROG = "refinery-quaterion"
 DEFAULT_TEXT = "{text}"
 """Text template of ``prepare`` when ``--text`` is not given."""
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-"""Values of ``--backend``: how the encoder runs (see `refinery_quaterion.config.ModelConfig`)."""
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+"""Values of ``--backend``: how the encoder runs (see `refinery_quaterion.config.ModelConfig`);
+``"auto"`` is ONNX Runtime (fp32) for a frozen encoder when it is installed, else torch."""
 
 
 class CliError(Exception):
@@ -142,8 +143,9 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, backend: bool = True) -
     parser.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
     if backend:
         parser.add_argument("--backend", choices=BACKENDS, default=None,
-                            help="how the encoder runs: torch, onnx or onnx-int8 (default: the model's setting, "
-                            "torch for a new model)")
+                            help="how the frozen encoder runs: auto (onnx when ONNX Runtime is installed, else "
+                            "torch), torch, onnx (same vectors, faster) or onnx-int8 (fastest, close vectors) "
+                            "(default: the model's setting; auto for a new model)")
 
 
 # --------------------------------------------------------------------------------------

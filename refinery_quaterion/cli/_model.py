@@ -48,7 +48,10 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="Hugging Face id or local folder to start from; 'minilm' = bundled all-MiniLM-L6-v2 "
                    "(default; --model is an older name of this option)")
     p.add_argument("--text", default=None, help="text template (default: the one given to `prepare`)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the library default)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: auto: 10, more for a small "
+                   "training set, so that training runs at least --min-steps batches)")
+    p.add_argument("--min-steps", type=int, default=None, metavar="N",
+                   help=f"without --epochs, train at least N batches (default: {_fit_default('min_steps')})")
     p.add_argument("--batch-size", type=int, default=128, help="records per batch (default: %(default)s)")
     p.add_argument("--head", default=HEADS.default, choices=list(HEADS), metavar="HEAD",
                    help=f"head on top of the encoder. {HEADS.help_text()}")
@@ -58,7 +61,8 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--trainable-encoder", action="store_true", help="fine-tune the transformer too (slow on CPU)")
     p.add_argument("--sample-weighting", choices=SAMPLE_WEIGHTINGS, default=None,
                    help="'confidence': each record's loss term is scaled by its weight (1.0 for a manual label, the "
-                   "confidence for a weak one; the weight column `prepare` writes); 'none': all count the same "
+                   "confidence for a weak one; the weight column `prepare` writes); 'none': all count the same; "
+                   "'auto': 'confidence' when some weight is not 1.0 and the loss takes weights "
                    f"(default: {_fit_default('sample_weighting')})")
     p.add_argument("--min-weight", type=float, default=None, metavar="W",
                    help=f"drop training records whose weight is below W (default: {_fit_default('min_weight')})")
@@ -93,7 +97,8 @@ def fit_output_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
     """`FitConfig` fields of the options that were given."""
-    given = {"epochs": args.epochs, "sample_weighting": args.sample_weighting, "min_weight": args.min_weight}
+    given = {"epochs": args.epochs, "min_steps": args.min_steps, "sample_weighting": args.sample_weighting,
+             "min_weight": args.min_weight}
     return {**{k: v for k, v in given.items() if v is not None}, **fit_output_options(args)}
 
 
