@@ -27,20 +27,15 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "thresholds": ("AutoThreshold", "ThresholdChoice", "choose_threshold", "threshold_report"),
     "labels": ("DROP_REASONS", "LabelReport", "combine_labels"),
     "text": ("TextTemplate",),
-    "splits": (
-        "DuplicateReport",
-        "DuplicateTextWarning",
-        "HoldoutSplit",
-        "duplicate_report",
-        "split_by_source",
-        "train_val_split",
-    ),
+    "splits": ("DuplicateReport", "DuplicateTextWarning", "HoldoutSplit", "duplicate_report", "split_by_source",
+               "train_val_split"),
     "cleaning": ("CleaningReport", "clean_labels"),
     "dataset": ("LabelMap", "RefineryExportDataset"),
     "cache": ("EmbeddingCache", "default_cache_dir"),
     "components": ("HEADS", "LOSSES", "OPTIMIZERS"),
     "config": ("FitConfig", "ModelConfig"),
-    "encoder": ("MINILM_ALIAS", "ModelNotFoundError", "TransformerEncoder", "resolve_pretrained"),
+    "pretrained": ("MINILM_ALIAS", "ModelNotFoundError", "resolve_pretrained"),
+    "encoder": ("TransformerEncoder",),
     "model": ("DistilBertSimilarityModel",),
     "inference": ("EmbeddingModel", "ModelFileError"),
     "train": ("FitResult", "TrainingInterrupted", "fit", "load", "save"),
@@ -70,15 +65,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "plot_topk_curve",
     ),
     "search": ("SearchHit", "SimilarityIndex", "StaleIndexError", "model_fingerprint"),
-    "workflow": (
-        "EvaluationOutcome",
-        "PreparedRecords",
-        "TrainOutcome",
-        "evaluate_model",
-        "load_prepared",
-        "prepare_records",
-        "train_model",
-    ),
+    "workflow": ("EvaluationOutcome", "PreparedRecords", "TrainOutcome", "evaluate_model", "load_prepared",
+                 "prepare_records", "train_model"),
 }
 
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -105,7 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from refinery_quaterion.components import HEADS, LOSSES, OPTIMIZERS
     from refinery_quaterion.config import FitConfig, ModelConfig
     from refinery_quaterion.dataset import LabelMap, RefineryExportDataset
-    from refinery_quaterion.encoder import MINILM_ALIAS, ModelNotFoundError, TransformerEncoder, resolve_pretrained
+    from refinery_quaterion.encoder import TransformerEncoder
     from refinery_quaterion.evaluate import (
         DEFAULT_KS,
         EvaluationReport,
@@ -135,6 +123,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         plot_threshold_curve,
         plot_topk_curve,
     )
+    from refinery_quaterion.pretrained import MINILM_ALIAS, ModelNotFoundError, resolve_pretrained
     from refinery_quaterion.readers import DataFile, ExportError, load_records, read_data_file
     from refinery_quaterion.search import SearchHit, SimilarityIndex, StaleIndexError, model_fingerprint
     from refinery_quaterion.splits import (

@@ -50,26 +50,23 @@ def _weights(batch: list[Any]) -> torch.Tensor:
     return torch.tensor([getattr(s, "weight", 1.0) for s in batch], dtype=torch.float32)
 
 
-class WeightedGroupDataLoader(GroupSimilarityDataLoader):
-    """quaterion's group loader whose batch labels also hold ``weights``."""
+class _WithWeights:
+    """Mixin for a quaterion data loader: the batch labels also hold ``weights`` (one per sample)."""
 
     @classmethod
-    def collate_labels(cls, batch: list[SimilarityGroupSample]) -> dict[str, torch.Tensor]:
-        """``groups`` and ``weights`` of a batch."""
-        labels = super().collate_labels(batch)
+    def collate_labels(cls, batch: list[Any]) -> dict[str, torch.Tensor]:
+        """The loader's own labels of a batch, plus ``weights``."""
+        labels = super().collate_labels(batch)  # type: ignore[misc]
         labels["weights"] = _weights(batch)
         return labels
 
 
-class WeightedPairsDataLoader(PairsSimilarityDataLoader):
-    """quaterion's pairs loader whose batch labels also hold ``weights`` (one per pair)."""
+class WeightedGroupDataLoader(_WithWeights, GroupSimilarityDataLoader):
+    """quaterion's group loader whose batch labels (``groups``) also hold ``weights``."""
 
-    @classmethod
-    def collate_labels(cls, batch: list[SimilarityPairSample]) -> dict[str, torch.Tensor]:
-        """``pairs``, ``labels``, ``subgroups`` and ``weights`` of a batch."""
-        labels = super().collate_labels(batch)
-        labels["weights"] = _weights(batch)
-        return labels
+
+class WeightedPairsDataLoader(_WithWeights, PairsSimilarityDataLoader):
+    """quaterion's pairs loader whose batch labels (``pairs``, ``labels``, ``subgroups``) also hold ``weights``."""
 
 
 def loader_class(*, pairs: bool, weighted: bool) -> type:

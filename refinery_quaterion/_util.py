@@ -97,3 +97,18 @@ def plain(value: Any) -> Any:
         ``value.item()`` for a numpy scalar, else ``value``.
     """
     return value.item() if isinstance(value, np.generic) else value
+
+
+def fields_dict(obj: Any, *names: str, **renamed: str) -> dict[str, Any]:
+    """The JSON form of a report: attributes of ``obj`` by name, each through `to_jsonable`.
+
+    Args:
+        obj: The report (any object with the attributes).
+        *names: Attributes written under their own name, in order.
+        **renamed: ``key="attribute"``: an attribute written under another key, after ``names``.
+
+    Returns:
+        ``{name: to_jsonable(getattr(obj, name)), ...}``.
+    """
+    pairs = [(name, name) for name in names] + list(renamed.items())
+    return {key: to_jsonable(getattr(obj, attribute)) for key, attribute in pairs}

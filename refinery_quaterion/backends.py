@@ -11,11 +11,12 @@ registered in `BACKENDS`:
   faster again, slightly different vectors.
 
 The default is ``"auto"`` (`DEFAULT_BACKEND`), which `resolve_backend` turns into ``"onnx"`` for
-a frozen encoder when onnx and onnxruntime are installed (they are core dependencies), and into
-``"torch"`` for a trainable encoder or where they are missing. ``"onnx"`` is the default because
-it keeps every figure: the same vectors, so the same search quality, and a cold AG News case
-1.3x faster on 2 CPU cores (`benchmarks/bench_export.py`); ``"onnx-int8"`` is faster still but
-moves P@1000 on AG News by -0.001, so it is one setting away rather than the default.
+a frozen encoder on a CPU-only machine (onnx and onnxruntime are core dependencies), and into
+``"torch"`` for a trainable encoder, on a machine with a CUDA GPU, or where onnxruntime is
+missing. ``"onnx"`` is the default because it keeps every figure -- the same vectors, so the
+same search quality -- and encodes faster on CPU; ``"onnx-int8"`` is faster still but moves the
+AG News metrics a little, so it is one setting away rather than the default (both measured by
+``benchmarks/bench_export.py``, tables in the guide "Use your model elsewhere").
 
 The ONNX graph is built once per encoder fingerprint and backend and kept (written
 atomically, umask respected) in the ``.models`` folder of the encoder's embedding cache, or of
@@ -46,6 +47,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,7 @@ __all__ = [
     "check_backend",
     "embed_sorted",
     "length_sorted_batches",
+    "cuda_visible",
     "models_dir",
     "onnx_available",
     "pool_tokens",
@@ -83,8 +86,8 @@ BatchRunner = Callable[[np.ndarray, np.ndarray], Any]
 float32 numpy array."""
 
 AUTO_BACKEND = "auto"
-"""Not a backend but a choice: ``"onnx"`` for a frozen encoder when ONNX Runtime is installed, else
-``"torch"`` (see `resolve_backend`)."""
+"""Not a backend but a choice: ``"onnx"`` for a frozen encoder on a machine without a CUDA GPU when
+ONNX Runtime is installed, else ``"torch"`` (see `resolve_backend`)."""
 
 DEFAULT_BACKEND = AUTO_BACKEND
 """What a `TransformerEncoder` and `refinery_quaterion.config.ModelConfig` use by default."""
@@ -193,11 +196,22 @@ def onnx_available() -> bool:
     return all(find_spec(package) is not None for package in ("onnx", "onnxruntime"))
 
 
+def cuda_visible() -> bool:
+    """Whether torch (when it is already imported) sees a CUDA GPU; never imports torch itself."""
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_available())
+    except Exception:  # a broken CUDA setup: as if there were no GPU
+        return False
+
+
 def resolve_backend(name: str, *, trainable: bool = False) -> str:
     """The registered backend that ``name`` means for a (``trainable``) encoder.
 
-    ``"auto"`` becomes ``"onnx"`` for a frozen encoder when `onnx_available`, else ``"torch"``;
-    any other name is returned as it is (after `check_backend`).
+    ``"auto"`` becomes ``"onnx"`` for a frozen encoder on a machine without a CUDA GPU when
+    `onnx_available`; else ``"torch"`` (a trainable encoder; a GPU, where torch encodes faster
+    than ONNX Runtime on the CPU; onnx or onnxruntime missing). Any other name is returned as it
+    is (after `check_backend`).
 
     Raises:
         ValueError: As `check_backend`.
@@ -205,7 +219,7 @@ def resolve_backend(name: str, *, trainable: bool = False) -> str:
     name = check_backend(name, trainable=trainable)
     if name != AUTO_BACKEND:
         return name
-    return "onnx" if not trainable and onnx_available() else "torch"
+    return "onnx" if not trainable and not cuda_visible() and onnx_available() else "torch"
 
 
 # --------------------------------------------------------------------------------------

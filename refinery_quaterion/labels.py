@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._tasklabels import as_export, blank_texts, check_threshold, task_labels
+from refinery_quaterion._util import fields_dict
 from refinery_quaterion.export import ExportError, RefineryExport
 from refinery_quaterion.text import TextSpec
 from refinery_quaterion.thresholds import (
@@ -143,16 +144,9 @@ class LabelReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {
-            "task": self.task,
-            "min_confidence": self.min_confidence,
-            "total": self.total,
-            "kept": self.kept,
-            "kept_manual": self.kept_manual,
-            "kept_weak_supervision": self.kept_weak,
-            "dropped": dict(self.dropped),
-            "kept_by_class": {k: dict(v) for k, v in self.kept_by_class.items()},
-            "dropped_weak_supervision_by_class": dict(self.dropped_weak_by_class),
-            "dropped_by_class": {k: dict(v) for k, v in self.dropped_by_class.items()},
+            **fields_dict(self, "task", "min_confidence", "total", "kept", "kept_manual", "dropped", "kept_by_class",
+                          "dropped_by_class", kept_weak_supervision="kept_weak",
+                          dropped_weak_supervision_by_class="dropped_weak_by_class"),
             "threshold_choice": None if self.threshold_choice is None else self.threshold_choice.to_dict(),
             "notes": list(self.notes),
             "cleaning": None if self.cleaning is None else self.cleaning.to_dict(),

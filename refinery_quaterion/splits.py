@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from refinery_quaterion._util import to_jsonable
+from refinery_quaterion._util import fields_dict, to_jsonable
 from refinery_quaterion.text import TextSpec, TextTemplate
 
 __all__ = [
@@ -69,14 +69,8 @@ class DuplicateReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        return {
-            "records": self.records,
-            "texts": self.texts,
-            "duplicated_records": self.duplicated_records,
-            "duplicate_texts": self.duplicate_texts,
-            "conflicting_texts": self.conflicting_texts,
-            "conflicts": [to_jsonable(c) for c in self.conflicts],
-        }
+        return fields_dict(self, "records", "texts", "duplicated_records", "duplicate_texts", "conflicting_texts",
+                           "conflicts")
 
     def __str__(self) -> str:
         lines = [f"{self.duplicated_records} of {self.records} records share their text with another record "

@@ -47,9 +47,10 @@ from refinery_quaterion.cache import EmbeddingCache
 from refinery_quaterion.components import LOSSES
 from refinery_quaterion.config import FitConfig
 from refinery_quaterion.dataset import LabelMap
-from refinery_quaterion.encoder import _configure_torch_threads, quiet_transformers
+from refinery_quaterion.encoder import _configure_torch_threads
 from refinery_quaterion.inference import EmbeddingModel, ModelFileError
 from refinery_quaterion.model import DistilBertSimilarityModel
+from refinery_quaterion.pretrained import quiet_transformers
 from refinery_quaterion.text import TextTemplate
 
 __all__ = ["FitResult", "ModelFileError", "TrainingInterrupted", "fit", "load", "save"]
@@ -262,8 +263,9 @@ def fit(
     monitor_name, mode = _resolve_monitor(model, config.monitor, has_val=val_dataset is not None)
     keep_best = (config.early_stopping is not None) if config.restore_best is None else config.restore_best
     pairwise = isinstance(model.loss, PairwiseLoss)
-    # epochs="auto" is resolved once the batches an epoch are known (FitConfig.epochs_for)
-    max_epochs = config.epochs_for(1) if trainer is None else int(trainer.max_epochs or -1)
+    # epochs="auto" depends on the batches an epoch (FitConfig.epochs_for): estimated here, exact once the loader exists
+    estimate = config.epochs_for(math.ceil(len(train) / config.batch_size))
+    max_epochs = estimate if trainer is None else int(trainer.max_epochs or -1)
     tracker = FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None,
                          interrupt=lambda epochs, stage: TrainingInterrupted(epochs, max_epochs, stage))
     reporter = ProgressReporter(resolve_progress(config.progress) if trainer is None else "off",

@@ -35,11 +35,11 @@ from refinery_quaterion._io import atomic_dir
 from refinery_quaterion.cache import EmbeddingCache
 from refinery_quaterion.config import FitConfig, ModelConfig
 from refinery_quaterion.dataset import LabelMap, RefineryExportDataset, load_records
-from refinery_quaterion.encoder import MINILM_ALIAS
 from refinery_quaterion.evaluate import DEFAULT_KS, EvaluationReport, compare, evaluation_report, format_table
 from refinery_quaterion.inference import EmbeddingModel
 from refinery_quaterion.labels import LabelReport, combine_labels
 from refinery_quaterion.model import DistilBertSimilarityModel
+from refinery_quaterion.pretrained import MINILM_ALIAS
 from refinery_quaterion.splits import HoldoutSplit, split_by_source, train_val_split
 from refinery_quaterion.text import TextSpec, TextTemplate
 from refinery_quaterion.train import FitResult, fit, load, save

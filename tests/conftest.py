@@ -58,6 +58,20 @@ def make_texts(n: int = 200, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def exchange_supported(folder: Path) -> bool:
+    """Whether the file system under ``folder`` can swap two folders atomically (`_io._exchange`)."""
+    from refinery_quaterion import _io
+
+    a, b = folder / "probe-a", folder / "probe-b"
+    a.mkdir()
+    b.mkdir()
+    try:
+        return _io._exchange(a, b)
+    finally:
+        a.rmdir()
+        b.rmdir()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer DistilBERT (dim 32) + WordPiece tokenizer saved to a folder."""

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import exchange_supported
 
 from refinery_quaterion import _io
 
@@ -105,17 +106,6 @@ def run_child(target: Path, version: str, mode: str, n: int, log: Path, *, excha
         env["RQ_TEST_NO_EXCHANGE"] = "1"
     return subprocess.run([sys.executable, "-S", "-c", CHILD, str(IO_FILE), str(target), version, mode, str(n),
                            str(log)], capture_output=True, text=True, env=env, timeout=60)
-
-
-def exchange_supported(folder: Path) -> bool:
-    a, b = folder / "probe-a", folder / "probe-b"
-    a.mkdir()
-    b.mkdir()
-    try:
-        return _io._exchange(a, b)
-    finally:
-        a.rmdir()
-        b.rmdir()
 
 
 def kill_points(labels: list[str], keys: tuple[str, ...], total: int, seed: int) -> list[tuple[str, int]]:

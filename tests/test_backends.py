@@ -203,6 +203,11 @@ def test_auto_is_onnx_for_a_frozen_encoder_and_torch_otherwise(tiny_model_dir: P
     assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "onnx"
     assert TransformerEncoder.from_pretrained(tiny_model_dir, trainable=True).backend == "torch"
     assert DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True).encoder.backend == "torch"
+    import torch
+
+    with monkeypatch.context() as patch:  # a CUDA GPU: torch encodes there, faster than ONNX Runtime on the CPU
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        assert backends.cuda_visible() and TransformerEncoder.from_pretrained(tiny_model_dir).backend == "torch"
     monkeypatch.setattr(backends, "onnx_available", lambda: False)  # where onnxruntime is not installed
     assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "torch"
     assert backends.resolve_backend("onnx-int8") == "onnx-int8"

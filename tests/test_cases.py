@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -108,6 +109,34 @@ def test_models_are_kept_in_out(case_result: CaseResult) -> None:
     for run in case_result.runs.values():
         assert (run.path / "training_config.json").is_file()
         assert len(run.records) == len(run.prepared.train) + len(run.prepared.val) + len(case_result.test)
+
+
+def test_nearest_text_lists_the_nearest_records_of_each_query(case_result: CaseResult) -> None:
+    pytest.importorskip("qdrant_client")
+    run = case_result.runs["weighted"]
+    records = run.records.drop_duplicates("text")
+    first, second = records["text"].iloc[0], records["text"].iloc[5]
+    text = run.nearest_text([first, second], k=3)
+    lines = text.split("\n")
+    # per query: an empty line, the query, then k hits "  rank. score [label] text", best first
+    assert len(lines) == 2 * (2 + 3)
+    assert (lines[0], lines[1], lines[5], lines[6]) == ("", first, "", second)
+    hit = re.compile(r"  (\d)\. (-?\d\.\d{3}) \[(\w+)\] (.+)")
+    for query, block in ((first, lines[2:5]), (second, lines[7:10])):
+        matches = [hit.fullmatch(line) for line in block]
+        assert all(matches), block
+        assert [int(m[1]) for m in matches] == [1, 2, 3]
+        scores = [float(m[2]) for m in matches]
+        assert scores == sorted(scores, reverse=True)
+        # the query is a record's text: that record comes first, with its label, at cosine 1
+        label = records.loc[records["text"] == query, "label"].iloc[0]
+        assert (matches[0][2], matches[0][3], matches[0][4]) == ("1.000", label, query)
+        for m in matches:
+            assert m[4] in set(run.records["text"])
+            assert m[3] in set(run.records.loc[run.records["text"] == m[4], "label"])
+    assert run.nearest_text([], k=3) == ""
+    with pytest.raises(ValueError, match="empty query"):
+        run.nearest_text([""])
 
 
 def test_choose_recipe_uses_the_validation_column(case_result: CaseResult) -> None:

@@ -136,11 +136,12 @@ class _TrainingInterrupted(KeyboardInterrupt):
         self.epochs = epochs
 
 
-def test_ctrl_c_during_training_exits_130_and_saves_nothing(files, capsys, monkeypatch) -> None:
+def _train_interrupted_by(error: BaseException, files, capsys, monkeypatch) -> tuple[str, Path]:
+    """Run ``train`` with a `fit` that raises ``error``; assert exit code 130, return (stderr, out folder)."""
     import refinery_quaterion.workflow as workflow
 
     def interrupted_fit(*args, **kwargs):
-        raise _TrainingInterrupted(3)
+        raise error
 
     monkeypatch.setattr(workflow, "fit", interrupted_fit)
     monkeypatch.setattr(workflow, "DistilBertSimilarityModel", lambda *args, **kwargs: object())
@@ -148,25 +149,19 @@ def test_ctrl_c_during_training_exits_130_and_saves_nothing(files, capsys, monke
     with pytest.raises(SystemExit) as exit_info:
         main(["train", str(files["prepared"]), "--out", str(out), "--no-cache"])
     assert exit_info.value.code == 130
-    err = capsys.readouterr().err.strip()
+    return capsys.readouterr().err.strip(), out
+
+
+def test_ctrl_c_during_training_exits_130_and_saves_nothing(files, capsys, monkeypatch) -> None:
+    err, out = _train_interrupted_by(_TrainingInterrupted(3), files, capsys, monkeypatch)
     assert err == f"refinery-quaterion train: interrupted after 3 epochs; nothing was saved to {out}"
     assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
 
 
 def test_training_interrupted_of_fit_names_the_epochs(files, capsys, monkeypatch) -> None:
-    import refinery_quaterion.workflow as workflow
     from refinery_quaterion.train import TrainingInterrupted
 
-    def interrupted_fit(*args, **kwargs):
-        raise TrainingInterrupted(2, 10, "training")
-
-    monkeypatch.setattr(workflow, "fit", interrupted_fit)
-    monkeypatch.setattr(workflow, "DistilBertSimilarityModel", lambda *args, **kwargs: object())
-    out = files["tmp"] / "model"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", str(files["prepared"]), "--out", str(out), "--no-cache"])
-    assert exit_info.value.code == 130
-    err = capsys.readouterr().err.strip()
+    err, out = _train_interrupted_by(TrainingInterrupted(2, 10, "training"), files, capsys, monkeypatch)
     assert err == f"refinery-quaterion train: interrupted after 2 of 10 epochs; nothing was saved to {out}"
     assert not out.exists()
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import exchange_supported
 
 from refinery_quaterion import _io
 from refinery_quaterion._io import atomic_dir, atomic_path, atomic_write_text, current_umask, respect_umask
@@ -22,17 +23,6 @@ def mode(path: Path) -> int:
 
 def listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-def exchange_supported(folder: Path) -> bool:
-    a, b = folder / "probe-a", folder / "probe-b"
-    a.mkdir()
-    b.mkdir()
-    try:
-        return _io._exchange(a, b)
-    finally:
-        a.rmdir()
-        b.rmdir()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ Usage: python examples/banking_intents/run.py [--out DIR] [--docs DIR] [QUERY ..
 import argparse
 from pathlib import Path
 
-from refinery_quaterion import SimilarityIndex, load
 from refinery_quaterion.cases import Recipe, RefineryCase, run_case
 
 HERE = Path(__file__).parent
@@ -37,13 +36,7 @@ print(result.runs["fine-tuned"].report)
 print(f"\n{result.runs['fine-tuned'].fit}\n")
 print(result.summary(["P@1", "P@5", "P@10", "P@25", "MRR", "mAP", "weak labels", "train s"]))
 
-model = load(result.runs["fine-tuned"].path, embedding_cache=True)
-with SimilarityIndex(model) as index:
-    index.add(result.runs["fine-tuned"].records, progress=False)
-    for query in args.queries:
-        print(f"\n{query}")
-        for rank, hit in enumerate(index.search(query, k=5), 1):
-            print(f"  {rank}. {hit.score:.3f} [{hit.label}] {model.template(hit.record)}")
+print(result.runs["fine-tuned"].nearest_text(args.queries))
 
 if args.docs:
     print(f"\nwrote {result.plot_thresholds(args.docs / 'banking_thresholds.png')}")

@@ -11,7 +11,6 @@ Usage: python examples/clickbait/run.py [--out DIR] [QUERY ...]
 import argparse
 from pathlib import Path
 
-from refinery_quaterion import SimilarityIndex, load
 from refinery_quaterion.cases import CASE_RECIPES, Recipe, RefineryCase, run_case
 
 HERE = Path(__file__).parent
@@ -31,10 +30,4 @@ for name, run in result.runs.items():
     print(f"--- {name}: {run.recipe.describe()}\n{run.report}\n{run.fit}\n")
 print(result.summary(["P@1", "P@5", "P@10", "P@25", "MRR", "mAP", "threshold", "weak labels", "epochs", "train s"]))
 
-model = load(result.runs["new default"].path, embedding_cache=True)
-with SimilarityIndex(model) as index:
-    index.add(result.runs["new default"].records, progress=False)
-    for query in args.queries:
-        print(f"\n{query}")
-        for rank, hit in enumerate(index.search(query, k=5), 1):
-            print(f"  {rank}. {hit.score:.3f} [{hit.label}] {model.template(hit.record)}")
+print(result.runs["new default"].nearest_text(args.queries))

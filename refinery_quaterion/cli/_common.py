@@ -20,7 +20,7 @@ DEFAULT_TEXT = "{text}"
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 """Values of ``--backend``: how the encoder runs (see `refinery_quaterion.config.ModelConfig`);
-``"auto"`` is ONNX Runtime (fp32) for a frozen encoder when it is installed, else torch."""
+``"auto"`` is ONNX Runtime (fp32) for a frozen encoder without a CUDA GPU, else torch."""
 
 
 class CliError(Exception):
@@ -143,9 +143,33 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, backend: bool = True) -
     parser.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
     if backend:
         parser.add_argument("--backend", choices=BACKENDS, default=None,
-                            help="how the frozen encoder runs: auto (onnx when ONNX Runtime is installed, else "
+                            help="how the frozen encoder runs: auto (onnx on a machine without a CUDA GPU, else "
                             "torch), torch, onnx (same vectors, faster) or onnx-int8 (fastest, close vectors) "
                             "(default: the model's setting; auto for a new model)")
+
+
+def add_model_command(sub: Any, name: str, parents: list[argparse.ArgumentParser], *, help: str, description: str,
+                      data: str | None = None) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` whose first argument is ``MODEL_DIR``, a folder written by ``train``.
+
+    Args:
+        sub: The subparsers of the main parser.
+        name: The subcommand.
+        parents: Parsers whose options the subcommand shares (the output options).
+        help: Its line in the main parser's list of commands.
+        description: Its ``--help`` text.
+        data: Help of a second positional argument ``DATA``, a records file (the formats it may
+            have are appended); ``None``: no ``DATA``.
+
+    Returns:
+        The subcommand's parser, to add its own arguments to.
+    """
+    parser = sub.add_parser(name, parents=parents, help=help, description=description)
+    parser.add_argument("model", type=Path, metavar="MODEL_DIR", help="folder written by `train`")
+    if data is not None:
+        parser.add_argument("data", type=Path, metavar="DATA",
+                            help=f"{data} (.json/.jsonl/.csv, optionally compressed)")
+    return parser
 
 
 # --------------------------------------------------------------------------------------

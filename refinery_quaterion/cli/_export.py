@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from refinery_quaterion.cli._common import CliError, model_folder, refuse_existing
+from refinery_quaterion.cli._common import CliError, add_model_command, model_folder, refuse_existing
 
 FORMATS = ("sentence-transformers", "onnx")
 """Formats ``export --format`` offers (the keys of `refinery_quaterion.exporters.EXPORT_FORMATS`)."""
@@ -14,11 +14,10 @@ FORMATS = ("sentence-transformers", "onnx")
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``export`` to the subparsers ``sub``."""
-    p = sub.add_parser("export", parents=parents, help="export a model for use without this library",
-                       description="Write MODEL_DIR as a folder that sentence-transformers loads, or as ONNX "
-                       "(model.onnx + tokenizer.json, served with onnxruntime alone), with a model card. The "
-                       "exported vectors are checked against the library's on probe texts.")
-    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="folder written by `train`")
+    p = add_model_command(sub, "export", parents, help="export a model for use without this library",
+                          description="Write MODEL_DIR as a folder that sentence-transformers loads, or as ONNX "
+                          "(model.onnx + tokenizer.json, served with onnxruntime alone), with a model card. The "
+                          "exported vectors are checked against the library's on probe texts.")
     p.add_argument("out", type=Path, metavar="OUT", help="output folder")
     p.add_argument("--format", choices=FORMATS, default="sentence-transformers",
                    help="sentence-transformers or onnx (needs the onnx extra) (default: %(default)s)")

@@ -10,6 +10,7 @@ from typing import Any
 
 from refinery_quaterion.cli._common import (
     CliError,
+    add_model_command,
     add_runtime_args,
     load_model,
     model_folder,
@@ -23,13 +24,11 @@ from refinery_quaterion.cli._errors import is_qdrant_error
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``search`` and ``index`` to the subparsers ``sub``."""
-    p = sub.add_parser("search", parents=parents, help="nearest records to a query (embedded Qdrant)",
-                       description="Index DATA with the model in embedded Qdrant (in memory, or --index-path "
-                       "to keep it) and print the k nearest records to each query. DATA is always read: a kept "
-                       "index is rebuilt when the model or DATA changed since it was built, else reused.")
-    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="folder written by `train`")
-    p.add_argument("data", type=Path, metavar="DATA", help="records to search (.json/.jsonl/.csv, optionally "
-                   "compressed)")
+    p = add_model_command(sub, "search", parents, data="records to search",
+                          help="nearest records to a query (embedded Qdrant)",
+                          description="Index DATA with the model in embedded Qdrant (in memory, or --index-path to "
+                          "keep it) and print the k nearest records to each query. DATA is always read: a kept "
+                          "index is rebuilt when the model or DATA changed since it was built, else reused.")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="query text(s)")
     p.add_argument("-k", type=int, default=5, help="results per query (default: %(default)s)")
     p.add_argument("--label", default=None, help="only return records with this label")
@@ -38,13 +37,11 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_runtime_args(p)
     p.set_defaults(func=_cmd_search, on_interrupt=lambda a: "an interrupted index is rebuilt by the next run")
 
-    p = sub.add_parser("index", parents=parents, help="upload records to a Qdrant server or folder",
-                       description="Embed DATA with the model and upload it to a Qdrant server/cluster (--url) "
-                       "or an embedded index folder (--path). Re-uploading the same records replaces them. An "
-                       "index built with another model is refused unless --rebuild is given.")
-    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="folder written by `train`")
-    p.add_argument("data", type=Path, metavar="DATA", help="records to index (.json/.jsonl/.csv, optionally "
-                   "compressed)")
+    p = add_model_command(sub, "index", parents, data="records to index",
+                          help="upload records to a Qdrant server or folder",
+                          description="Embed DATA with the model and upload it to a Qdrant server/cluster (--url) "
+                          "or an embedded index folder (--path). Re-uploading the same records replaces them. An "
+                          "index built with another model is refused unless --rebuild is given.")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", default=None, help="Qdrant server URL, e.g. http://localhost:6333")
     target.add_argument("--path", type=Path, default=None, help="embedded Qdrant folder (new, empty, or an index)")

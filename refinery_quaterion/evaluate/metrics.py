@@ -326,25 +326,12 @@ def retrieval_metrics(
 
 
 @overload
-def precision_at_k(
-    embeddings: EmbeddingsLike,
-    labels: Any,
-    ks: int | Iterable[int] | None = ...,
-    *,
-    block_size: int | None = ...,
-    return_per_query: Literal[False] = ...,
-) -> dict[int, float]: ...
-
-
+def precision_at_k(embeddings: EmbeddingsLike, labels: Any, ks: int | Iterable[int] | None = ..., *,
+                   block_size: int | None = ..., return_per_query: Literal[False] = ...) -> dict[int, float]: ...
 @overload
-def precision_at_k(
-    embeddings: EmbeddingsLike,
-    labels: Any,
-    ks: int | Iterable[int] | None = ...,
-    *,
-    block_size: int | None = ...,
-    return_per_query: Literal[True],
-) -> tuple[dict[int, float], dict[int, np.ndarray]]: ...
+def precision_at_k(embeddings: EmbeddingsLike, labels: Any, ks: int | Iterable[int] | None = ..., *,
+                   block_size: int | None = ..., return_per_query: Literal[True],
+                   ) -> tuple[dict[int, float], dict[int, np.ndarray]]: ...
 
 
 def precision_at_k(

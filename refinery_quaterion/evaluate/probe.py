@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from refinery_quaterion._util import to_jsonable
+from refinery_quaterion._util import fields_dict, to_jsonable
 from refinery_quaterion.evaluate._inputs import EmbeddingsLike, as_matrix, label_codes, label_list, normalize_rows
 from refinery_quaterion.evaluate.tables import format_table
 
@@ -41,12 +41,7 @@ class LinearProbeReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (per-class values under ``per_class``)."""
         return {
-            "accuracy": self.accuracy,
-            "macro_f1": self.macro_f1,
-            "weighted_f1": self.weighted_f1,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "classes": list(self.classes),
+            **fields_dict(self, "accuracy", "macro_f1", "weighted_f1", "n_train", "n_test", "classes"),
             "per_class": {
                 str(label): {col: to_jsonable(val) for col, val in row.items()}
                 for label, row in self.per_class.to_dict(orient="index").items()

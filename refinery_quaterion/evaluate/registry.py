@@ -258,23 +258,17 @@ def _r_precision(block: RankedBlock, k: int | None) -> np.ndarray:
     return block.full_stats[2]
 
 
-register_metric(
-    "P@k", _precision, k_values="ks",
-    description="precision@k: share of the k nearest neighbours with the query's label",
+# (name, function, k_values, description): registered in this order, which is the column order
+_BUILT_IN: tuple[tuple[str, MetricFunction, Literal["ks", "map_ks"] | None, str], ...] = (
+    ("P@k", _precision, "ks", "precision@k: share of the k nearest neighbours with the query's label"),
+    ("MRR", _reciprocal_rank, None,
+     "mean reciprocal rank: mean of 1 / rank of the first neighbour with the query's label"),
+    ("mAP@k", _average_precision_at, "map_ks",
+     "mean average precision at k: precision at each relevant rank <= k, summed, over min(k, r)"),
+    ("mAP", _average_precision, None,
+     "mean average precision over the whole ranking: precision at each relevant rank, over r"),
+    ("R-precision", _r_precision, None,
+     "precision at rank r, where r is the number of other items with the query's label"),
 )
-register_metric(
-    "MRR", _reciprocal_rank,
-    description="mean reciprocal rank: mean of 1 / rank of the first neighbour with the query's label",
-)
-register_metric(
-    "mAP@k", _average_precision_at, k_values="map_ks",
-    description="mean average precision at k: precision at each relevant rank <= k, summed, over min(k, r)",
-)
-register_metric(
-    "mAP", _average_precision,
-    description="mean average precision over the whole ranking: precision at each relevant rank, over r",
-)
-register_metric(
-    "R-precision", _r_precision,
-    description="precision at rank r, where r is the number of other items with the query's label",
-)
+for _name, _compute, _k_values, _description in _BUILT_IN:
+    register_metric(_name, _compute, k_values=_k_values, description=_description)

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from refinery_quaterion.encoder import quiet_transformers
 from refinery_quaterion.exporters._files import write_json
 from refinery_quaterion.exporters._hf import export_config, min_cosine, probe_texts, save_transformer
 from refinery_quaterion.exporters.formats import ExportSettings, register_format
 from refinery_quaterion.exporters.heads import ACTIVATIONS, IDENTITY, DenseLayer, head_layers
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
+from refinery_quaterion.pretrained import quiet_transformers
 
 __all__ = ["write_sentence_transformers"]
 

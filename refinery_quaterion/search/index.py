@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from refinery_quaterion.search._client import (
+    check_options,
+    check_positive_int,
+    connect,
+    encode_checked,
+    query_batches,
+    upsert,
+)
 from refinery_quaterion.search.collection import (
-    DISTANCES,
     METADATA_FORMAT,
     StaleIndexError,
     check_vectors,
@@ -21,7 +26,6 @@ from refinery_quaterion.search.collection import (
     import_qdrant,
     is_local,
     model_staleness,
-    open_local,
     short_fingerprint,
     stored_metadata,
     warn_on_changed_settings,
@@ -45,8 +49,6 @@ IfStale = Literal["error", "rebuild"]
 """What opening an index does when it was built with another model or from other records:
 ``"error"`` raises `refinery_quaterion.search.collection.StaleIndexError` naming both
 fingerprints, ``"rebuild"`` drops the stale points and re-embeds."""
-
-_IF_STALE = ("error", "rebuild")
 
 
 class SimilarityIndex:
@@ -122,22 +124,8 @@ class SimilarityIndex:
         if_stale: IfStale = "error",
     ) -> None:
         check_encoder(encoder)
-        _check_name("collection", collection)
-        _check_name("label_field", label_field)
-        if id_field is not None:
-            _check_name("id_field", id_field)
-        if not isinstance(distance, str) or distance.lower() not in DISTANCES:
-            raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
-        if if_stale not in _IF_STALE:
-            raise ValueError(f"if_stale must be one of {list(_IF_STALE)}, got {if_stale!r}")
-        given = [
-            name for name, value in (("path", path), ("url", url), ("client", client)) if value is not None
-        ]
-        if len(given) > 1:
-            raise ValueError(f"pass only one of path=, url= or client=, got {' and '.join(given)}")
-        if api_key is not None and url is None:
-            raise ValueError("api_key= is only used with url= (a Qdrant server)")
-
+        check_options(collection=collection, label_field=label_field, id_field=id_field, distance=distance,
+                      if_stale=if_stale, path=path, url=url, api_key=api_key, client=client)
         qdrant_client = import_qdrant()
         self.encoder = encoder
         self.collection = collection
@@ -150,16 +138,7 @@ class SimilarityIndex:
         self._closed = False
         self._size_warned = False
         self._owns_client = client is None
-        if client is not None:
-            self.location = "client"
-            self._client = client
-        elif url is not None:
-            self.location = url
-            self._client = qdrant_client.QdrantClient(url=url, api_key=api_key)
-        else:
-            location = ":memory:" if path is None else os.fspath(path)
-            self.location = location
-            self._client = open_local(qdrant_client, location)
+        self.location, self._client = connect(qdrant_client, path=path, url=url, api_key=api_key, client=client)
         try:
             self.model_fingerprint = model_fingerprint(encoder)
             self.is_local = is_local(self._client)
@@ -171,16 +150,9 @@ class SimilarityIndex:
             raise
 
     @classmethod
-    def from_path(
-        cls,
-        encoder: SupportsEncode,
-        path: str | os.PathLike[str],
-        *,
-        collection: str = "refinery",
-        data: Iterable[Mapping[str, Any]] | pd.DataFrame | None = None,
-        if_stale: IfStale = "error",
-        **kwargs: Any,
-    ) -> SimilarityIndex:
+    def from_path(cls, encoder: SupportsEncode, path: str | os.PathLike[str], *, collection: str = "refinery",
+                  data: Iterable[Mapping[str, Any]] | pd.DataFrame | None = None, if_stale: IfStale = "error",
+                  **kwargs: Any) -> SimilarityIndex:
         """Reopen an index persisted to ``path`` (local mode), checking that it is up to date.
 
         Unlike the constructor, this never creates a missing index: the folder and the
@@ -306,13 +278,8 @@ class SimilarityIndex:
 
     # ------------------------------------------------------------------ writing
 
-    def build(
-        self,
-        records: Iterable[Mapping[str, Any]] | pd.DataFrame,
-        *,
-        batch_size: int = 256,
-        progress: bool = True,
-    ) -> int:
+    def build(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int = 256,
+               progress: bool = True) -> int:
         """Make the index hold exactly ``records``, embedding them only when needed.
 
         The records' data fingerprint (ids, texts and payloads, see `add`) is stored with the
@@ -323,7 +290,7 @@ class SimilarityIndex:
         Args:
             records: Records as mappings, or a DataFrame (one record per row).
             batch_size: Records embedded and uploaded per request.
-            progress: Show a progress bar.
+            progress: Show progress: a bar in a terminal, else one line when done.
 
         Returns:
             The number of points written: 0 when the index was up to date.
@@ -334,7 +301,7 @@ class SimilarityIndex:
             RuntimeError: If the index is closed.
         """
         self._require_open()
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         return self._sync(records, if_stale="rebuild", batch_size=batch_size, progress=progress)
 
     def _sync(self, records: Any, *, if_stale: IfStale, batch_size: int, progress: bool) -> int:
@@ -360,13 +327,8 @@ class SimilarityIndex:
         if self.is_local:
             self._warn_if_large(self.count())
 
-    def add(
-        self,
-        records: Iterable[Mapping[str, Any]] | pd.DataFrame,
-        *,
-        batch_size: int = 256,
-        progress: bool = True,
-    ) -> int:
+    def add(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int = 256,
+             progress: bool = True) -> int:
         """Embed ``records`` and upsert them into the collection.
 
         Each record becomes one point: its vector is the encoding of the record's text
@@ -380,7 +342,7 @@ class SimilarityIndex:
         Args:
             records: Records as mappings, or a DataFrame (one record per row).
             batch_size: Records embedded and uploaded per request.
-            progress: Show a progress bar.
+            progress: Show progress: a bar in a terminal, else one line when done.
 
         Returns:
             The number of points written (distinct ids).
@@ -392,7 +354,7 @@ class SimilarityIndex:
             RuntimeError: If the index is closed.
         """
         self._require_open()
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         points = self._points(records)
         if not points:
             return 0
@@ -418,33 +380,12 @@ class SimilarityIndex:
         return points
 
     def _upsert(self, points: Points, *, batch_size: int, progress: bool) -> None:
-        from qdrant_client.http import models as qm
-
-        items = list(points.items())
-        with tqdm(total=len(items), desc="Indexing", unit="rec", disable=not progress) as bar:
-            for batch in _chunks(items, batch_size):
-                ids = [pid for pid, _ in batch]
-                texts = [text for _, (text, _) in batch]
-                vectors = self._encode(texts, batch_size=batch_size)
-                self._client.upsert(
-                    self.collection,
-                    points=qm.Batch(
-                        ids=ids, vectors=vectors.tolist(), payloads=[payload for _, (_, payload) in batch]
-                    ),
-                    wait=True,
-                )
-                bar.update(len(batch))
+        upsert(self._client, self.collection, points, self.encoder, batch_size=batch_size, progress=progress)
 
     # ------------------------------------------------------------------ reading
 
-    def search(
-        self,
-        query: str | Mapping[str, Any],
-        k: int = 10,
-        filter_label: str | Sequence[str] | None = None,
-        *,
-        score_threshold: float | None = None,
-    ) -> list[SearchHit]:
+    def search(self, query: str | Mapping[str, Any], k: int = 10, filter_label: str | Sequence[str] | None = None,
+               *, score_threshold: float | None = None) -> list[SearchHit]:
         """The ``k`` records most similar to ``query``.
 
         Args:
@@ -462,10 +403,10 @@ class SimilarityIndex:
             RuntimeError: If the index is closed.
         """
         self._require_open()
-        _check_positive_int("k", k)
+        check_positive_int("k", k)
         text = query_text(query, self.encoder.template)
         query_filter = self._label_filter(filter_label)
-        vector = self._encode([text])[0]
+        vector = encode_checked(self.encoder, [text])[0]
         response = self._client.query_points(
             self.collection,
             query=vector.tolist(),
@@ -476,15 +417,9 @@ class SimilarityIndex:
         )
         return [self._hit(point) for point in response.points]
 
-    def search_many(
-        self,
-        queries: Sequence[str | Mapping[str, Any]],
-        k: int = 10,
-        filter_label: str | Sequence[str] | None = None,
-        *,
-        score_threshold: float | None = None,
-        batch_size: int = 64,
-    ) -> list[list[SearchHit]]:
+    def search_many(self, queries: Sequence[str | Mapping[str, Any]], k: int = 10,
+                    filter_label: str | Sequence[str] | None = None, *, score_threshold: float | None = None,
+                    batch_size: int = 64) -> list[list[SearchHit]]:
         """Run `search` for many queries, batched (one request per ``batch_size`` queries).
 
         Args:
@@ -503,8 +438,8 @@ class SimilarityIndex:
             RuntimeError: If the index is closed.
         """
         self._require_open()
-        _check_positive_int("k", k)
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("k", k)
+        check_positive_int("batch_size", batch_size)
         if isinstance(queries, str | Mapping):
             raise TypeError("search_many() takes a sequence of queries; use search() for a single query")
         texts = []
@@ -515,24 +450,9 @@ class SimilarityIndex:
                 raise type(err)(f"query {i}: {err}") from None
         query_filter = self._label_filter(filter_label)
 
-        from qdrant_client.http import models as qm
-
-        results: list[list[SearchHit]] = []
-        for chunk in _chunks(texts, batch_size):
-            vectors = self._encode(chunk, batch_size=batch_size)
-            requests = [
-                qm.QueryRequest(
-                    query=vector.tolist(),
-                    filter=query_filter,
-                    limit=int(k),
-                    with_payload=True,
-                    score_threshold=score_threshold,
-                )
-                for vector in vectors
-            ]
-            responses = self._client.query_batch_points(self.collection, requests=requests)
-            results.extend([self._hit(point) for point in response.points] for response in responses)
-        return results
+        found = query_batches(self._client, self.collection, self.encoder, texts, k=k, query_filter=query_filter,
+                              score_threshold=score_threshold, batch_size=batch_size)
+        return [[self._hit(point) for point in points] for points in found]
 
     def count(self, filter_label: str | Sequence[str] | None = None) -> int:
         """Number of points in the index, optionally only those with the given label(s).
@@ -572,20 +492,6 @@ class SimilarityIndex:
                     f"unknown label {label!r}: no record in the index has it and the model was trained on "
                     f"{known}"
                 )
-
-    def _encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        vectors = np.asarray(
-            self.encoder.encode(texts, batch_size=min(batch_size, 64), progress=False), dtype=np.float32
-        )
-        dim = int(self.encoder.dim)
-        if vectors.shape != (len(texts), dim):
-            raise ValueError(
-                f"encoder returned an array of shape {vectors.shape} for {len(texts)} text(s); "
-                f"expected ({len(texts)}, {dim})"
-            )
-        if not np.isfinite(vectors).all():
-            raise ValueError("encoder returned NaN or infinite values; check the model")
-        return vectors
 
     def _hit(self, point: Any) -> SearchHit:
         return to_hit(point, id_field=self.id_field, label_field=self.label_field)
@@ -634,20 +540,3 @@ class SimilarityIndex:
     def _require_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"the index {self.location} is closed; open it again to use it")
-
-
-
-
-def _check_name(what: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
-
-
-def _check_positive_int(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{what} must be a positive integer (>= 1), got {value!r}")
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
