@@ -8,8 +8,9 @@ Usage::
     python benchmarks/bench_metrics_memory.py [--n 50000] [--dim 384] [--labels 4]
         [--block-size N] [--out benchmarks/results/metrics_memory.json]
 
-Prints a table and writes the JSON results; exits with status 1 when a case exceeds the
-memory limit.
+Prints a table and writes the JSON results and ``metrics_memory.md`` (the table of
+docs/benchmarks.md, copied there by ``benchmarks/update_docs.py``); exits with status 1 when a
+case exceeds the memory limit. ``--render`` only re-writes the Markdown from the JSON.
 """
 
 from __future__ import annotations
@@ -65,6 +66,29 @@ def _run_case(case: str, n: int, dim: int, n_labels: int, block_size: int | None
     }
 
 
+_LABELS = {
+    "baseline": "baseline (imports + data)",
+    "precision_at_k": "`precision_at_k`, ks 1…100",
+    "retrieval_metrics": "`retrieval_metrics` (all metrics, full ranking)",
+}
+
+
+def render(payload: dict) -> str:
+    """The Markdown table of a results payload: seconds and peak RSS per case."""
+    lines = [
+        f"{payload['n']:,} random {payload['dim']}-dimensional embeddings, {payload['labels']} labels, every item a "
+        f"query; {payload['machine']['cpus']} CPU cores (shared: times vary); peak limit "
+        f"{payload['limit_bytes'] / 2**30:.0f} GiB, {'met' if payload['within_limit'] else '**exceeded**'}.",
+        "",
+        f"| case | seconds ({payload['machine']['cpus']} CPU cores) | peak RSS (MiB) |",
+        "|---|---:|---:|",
+    ]
+    for row in payload["results"]:
+        seconds = "–" if row["case"] == "baseline" else f"{row['seconds']:.0f}"
+        lines.append(f"| {_LABELS.get(row['case'], row['case'])} | {seconds} | {row['peak_rss_bytes'] / 2**20:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every case in its own process, print the table, write the JSON; 1 if over the limit."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,8 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=4)
     parser.add_argument("--block-size", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "metrics_memory.json")
+    parser.add_argument("--render", action="store_true", help="only re-write the Markdown from the JSON results")
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from refinery_quaterion._io import atomic_write_text
+
+    if args.render:
+        atomic_write_text(args.out.with_suffix(".md"), render(json.loads(args.out.read_text(encoding="utf-8"))))
+        print(f"wrote {args.out.with_suffix('.md')}")
+        return 0
     if args.case:
         print(json.dumps(_run_case(args.case, args.n, args.dim, args.labels, args.block_size)))
         return 0
@@ -112,11 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    sys.path.insert(0, str(ROOT))
-    from refinery_quaterion._io import atomic_write_text
-
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    atomic_write_text(args.out.with_suffix(".md"), render(payload))
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     if over:
         print(f"peak RSS over {LIMIT_BYTES / 2**30:.0f} GiB in: {over}", file=sys.stderr)
         return 1
