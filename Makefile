@@ -57,7 +57,8 @@ docs: install
 	. $(BIN)/activate && mkdocs build --strict --site-dir $(DOCS_SITE)
 
 bench: install
-	. $(BIN)/activate && python benchmarks/bench_speed.py && python benchmarks/bench_quality.py
+	. $(BIN)/activate && python benchmarks/bench_speed.py && python benchmarks/bench_quality.py \
+		&& python benchmarks/bench_small_data.py && python benchmarks/update_docs.py
 
 clean:
 	rm -rf $(VENV) site build *.egg-info .pytest_cache
