@@ -108,6 +108,9 @@ def test_torch_spec_and_two_steps_are_the_same_everywhere() -> None:
 
 def test_mmh3_gives_quaterion_the_same_hashes_as_mmh3_3() -> None:
     """quaterion's IndexingDataset keys records by ``mmh3.hash64``; values computed with mmh3 3.1.0."""
+    import refinery_quaterion  # noqa: F401  (its import hook applies the quaterion shims; this test may run alone)
+
+    # isort: split
     from quaterion.dataset.indexing_dataset import _hashit
 
     expected = {
