@@ -51,9 +51,6 @@ class LineBar:
         """Count ``n`` more items."""
         self.n += int(n)
 
-    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
-        """Accepted for tqdm compatibility; the line shows counts and time only."""
-
     def close(self) -> None:
         """Print the stage's line once (nothing when nothing was processed)."""
         if self._closed:

@@ -33,6 +33,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from tqdm.auto import tqdm
 
+from refinery_quaterion._bars import is_terminal
+
 __all__ = ["FitTracker", "ProgressReporter", "quiet_training", "resolve_progress"]
 
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric")
@@ -42,11 +44,7 @@ def resolve_progress(progress: str, stream: TextIO | None = None) -> str:
     """``"bar"``, ``"lines"`` or ``"off"`` for a `FitConfig.progress` value (``"auto"``: a bar in a terminal)."""
     if progress != "auto":
         return progress
-    stream = stream if stream is not None else sys.stderr
-    try:
-        return "bar" if stream.isatty() else "lines"
-    except (AttributeError, ValueError):  # a closed or unusual stream
-        return "lines"
+    return "bar" if is_terminal(stream) else "lines"
 
 
 @contextlib.contextmanager

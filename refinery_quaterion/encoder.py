@@ -37,6 +37,7 @@ from refinery_quaterion.backends import (
     DEFAULT_BACKEND,
     BatchRunner,
     cap_torch_threads,
+    check_backend,
     embed_sorted,
     pool_tokens,
     resolve_backend,
@@ -184,7 +185,7 @@ class TransformerEncoder(Encoder):
         super().__init__()
         check_pooling(pooling)
         check_max_length(max_length)
-        resolved = resolve_backend(backend, trainable=trainable)
+        check_backend(backend, trainable=trainable)
         if cache is not None:
             if embedding_cache is not None:
                 raise TypeError("pass only one of cache= (deprecated) and embedding_cache=")
@@ -208,8 +209,7 @@ class TransformerEncoder(Encoder):
         self.source = source or getattr(transformer.config, "_name_or_path", None) or ""
         self._trainable = bool(trainable)
         self._fingerprint: str | None = None
-        self._requested_backend = backend
-        self._backend = resolved
+        self.backend = backend  # resolves "auto" (the setter)
         self._runners: dict[str, BatchRunner] = {}
         if not self._trainable:
             self.freeze()
@@ -300,8 +300,7 @@ class TransformerEncoder(Encoder):
         for weights in self.transformer.parameters():
             weights.requires_grad = False
         self.transformer.eval()
-        self._backend = resolve_backend(self._requested_backend)
-        self._fingerprint = None
+        self.backend = self._requested_backend  # "auto" may now mean another backend
         return self
 
     def train(self, mode: bool = True) -> TransformerEncoder:

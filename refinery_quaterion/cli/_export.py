@@ -20,7 +20,7 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                           "exported vectors are checked against the library's on probe texts.")
     p.add_argument("out", type=Path, metavar="OUT", help="output folder")
     p.add_argument("--format", choices=FORMATS, default="sentence-transformers",
-                   help="sentence-transformers or onnx (needs the onnx extra) (default: %(default)s)")
+                   help="sentence-transformers or onnx (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="with --format onnx: also write a dynamically quantised "
                    "model_int8.onnx")
     p.add_argument("--evaluation", type=Path, default=None, metavar="REPORT",

@@ -8,6 +8,7 @@ from typing import Any
 
 from refinery_quaterion.cli._common import (
     LazyText,
+    add_model_command,
     add_runtime_args,
     cache,
     ints,
@@ -71,10 +72,10 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_runtime_args(p)
     p.set_defaults(func=_cmd_train, on_interrupt=lambda a: f"nothing was saved to {a.out}")
 
-    p = sub.add_parser("evaluate", parents=parents, help="raw vs fine-tuned retrieval metrics on labeled records",
-                       description="Precision@k over all queries, MRR, mAP and R-precision of the raw encoder "
-                       "and the fine-tuned model on labeled records; optional linear probe; writes a report folder.")
-    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="folder written by `train`")
+    p = add_model_command(sub, "evaluate", parents, help="raw vs fine-tuned retrieval metrics on labeled records",
+                          description="Precision@k over all queries, MRR, mAP and R-precision of the raw encoder "
+                          "and the fine-tuned model on labeled records; optional linear probe; writes a report "
+                          "folder.")
     p.add_argument("test", type=Path, metavar="TEST", help="labeled records (.json/.jsonl/.csv, optionally "
                    "compressed), e.g. PREPARED/test.json from `prepare --holdout manual`")
     p.add_argument("--report", type=Path, default=None, help="write metrics.json/.md/.csv and plots to this folder")
