@@ -415,7 +415,8 @@ class FitConfig(_Config):
             raise ValueError(f"min_weight must be a number from 0 to 1 (a confidence floor), got {self.min_weight!r}")
         object.__setattr__(self, "min_weight", float(self.min_weight))
         if not _is_int(self.min_steps) or self.min_steps < 0:
-            raise ValueError(f"min_steps must be an integer >= 0 (0 trains exactly `epochs`), got {self.min_steps!r}")
+            raise ValueError(f"min_steps must be an integer >= 0 (0: 10 epochs when epochs='auto'), "
+                             f"got {self.min_steps!r}")
 
     def epochs_for(self, batches_per_epoch: int) -> int:
         """The epochs to train with ``batches_per_epoch`` batches an epoch.

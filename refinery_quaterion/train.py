@@ -263,10 +263,10 @@ def fit(
     monitor_name, mode = _resolve_monitor(model, config.monitor, has_val=val_dataset is not None)
     keep_best = (config.early_stopping is not None) if config.restore_best is None else config.restore_best
     pairwise = isinstance(model.loss, PairwiseLoss)
-    # seeded by config.seed themselves (not by the global state seed_everything sets below)
-    train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
-    # epochs="auto" depends on the batches an epoch (FitConfig.epochs_for)
-    max_epochs = config.epochs_for(len(train_loader)) if trainer is None else int(trainer.max_epochs or -1)
+    # epochs="auto" depends on the batches an epoch (FitConfig.epochs_for): estimated here, exact once the loader
+    # exists; the loaders are built inside the try below, so a Ctrl-C meanwhile is a TrainingInterrupted at "setup"
+    estimate = config.epochs_for(math.ceil(len(train) / config.batch_size))
+    max_epochs = estimate if trainer is None else int(trainer.max_epochs or -1)
     tracker = FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None,
                          interrupt=lambda epochs, stage: TrainingInterrupted(epochs, max_epochs, stage))
     reporter = ProgressReporter(resolve_progress(config.progress) if trainer is None else "off",
@@ -276,8 +276,10 @@ def fit(
     try:
         with quiet_training(config.verbose):
             pl.seed_everything(seed=config.seed, workers=True)
+            train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
             scratch = None
             if trainer is None:
+                max_epochs = reporter.epochs = config.epochs_for(len(train_loader))
                 if output_dir is None:
                     scratch = Path(tempfile.mkdtemp(prefix="refinery-quaterion-fit-"))
                 trainer = _trainer(config, [tracker, reporter], monitor_name, mode, output_dir=output_dir,

@@ -62,6 +62,8 @@ CASES = [
     ("train-no-prepare-json", ["train", "{bare}", "--out", "{tmp}/model"], "no prepare.json; pass --text"),
     ("train-out-exists", ["train", "{prepared}", "--out", "{existing}"],
      "{existing} already exists (--out); pass --overwrite"),
+    ("train-negative-min-steps", ["train", "{prepared}", "--out", "{tmp}/model", "--min-steps", "-1"],
+     "min_steps must be an integer >= 0 (0: 10 epochs when epochs='auto'), got -1"),
     ("evaluate-missing-model", ["evaluate", "{tmp}/nomodel", "{records}"], "MODEL_DIR {tmp}/nomodel: no such folder"),
     ("evaluate-model-is-a-file", ["evaluate", "{export}", "{records}"], "MODEL_DIR {export} is a file"),
     ("evaluate-test-is-a-folder", ["evaluate", "{existing}", "{prepared}"],

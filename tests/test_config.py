@@ -87,6 +87,9 @@ def test_bad_model_settings(settings: dict, error: type, message: str) -> None:
     ("settings", "message"),
     [
         ({"epochs": 0}, "epochs must be a positive integer or 'auto', got 0"),
+        ({"epochs": "10"}, "epochs must be a positive integer or 'auto', got '10'"),
+        ({"min_steps": -1}, "min_steps must be an integer >= 0 .0: 10 epochs when epochs='auto'., got -1"),
+        ({"min_steps": 1.5}, "min_steps must be an integer >= 0"),
         ({"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),
         ({"early_stopping": 0}, "early_stopping must be a positive number of epochs or None, got 0"),
         ({"monitor": ""}, "monitor must be 'auto', 'loss', 'precision' or a logged metric name"),
