@@ -22,8 +22,8 @@ EXAMPLES = ROOT / "examples"
 
 
 def refinery_cases() -> dict[str, Any]:
-    """The real refinery projects shipped in ``examples/``, as `refinery_quaterion.cases.RefineryCase` s."""
-    from refinery_quaterion.cases import RefineryCase
+    """The real refinery projects shipped in ``examples/``, as `refinery_quaterion.lab.cases.RefineryCase` s."""
+    from refinery_quaterion.lab.cases import RefineryCase
 
     return {
         "banking": RefineryCase(EXAMPLES / "banking_intents" / "data" / "snapshot_data.json.zip", task="intent",

@@ -44,10 +44,10 @@ from _common import RESULTS, TEXT, ag_news, machine, peak_rss_mib, write_results
 
 from refinery_quaterion import ModelConfig, TextTemplate, compare, evaluate_model, load, train_model
 from refinery_quaterion._io import atomic_write_text
-from refinery_quaterion.backends import usable_cpus
-from refinery_quaterion.encoder import TransformerEncoder
 from refinery_quaterion.exporters import OnnxEmbedder, export_model
-from refinery_quaterion.pretrained import quiet_transformers
+from refinery_quaterion.model.encoder import TransformerEncoder
+from refinery_quaterion.model.pretrained import quiet_transformers
+from refinery_quaterion.model.runtime import usable_cpus
 
 BASE = ModelConfig(pretrained="minilm", text=TEXT)
 TOLERANCE = 0.005  # P@10 and P@1000 of a backend must be within this of torch

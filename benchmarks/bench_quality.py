@@ -4,7 +4,7 @@ Sections (``--case``, repeatable; default: all three):
 
 * ``banking``, ``clickbait`` -- a refinery project snapshot from ``examples/``. Training uses the
   weak-supervision labels of the records without a manual label; the manually labeled records
-  are the queries (leave-one-out retrieval, `refinery_quaterion.cases.run_case`). Rows: raw
+  are the queries (leave-one-out retrieval, `refinery_quaterion.lab.cases.run_case`). Rows: raw
   MiniLM, the v0.1 default (fixed threshold 0.7), the automatic threshold, confidence-weighted
   training, label cleaning and the library's defaults (since round 2: the automatic threshold,
   confidence weighting and at least 600 training steps, the recipe that won the choice); further
@@ -39,7 +39,7 @@ import pandas as pd
 from _common import RESULTS, ROOT, TEXT, ag_news, machine, refinery_cases, write_results
 
 from refinery_quaterion._io import atomic_write_text
-from refinery_quaterion.cases import CASE_RECIPES, Recipe, markdown_table, run_case
+from refinery_quaterion.lab.cases import CASE_RECIPES, Recipe, markdown_table, run_case
 
 SECTIONS = ("banking", "clickbait", "ag_news")
 

@@ -1,12 +1,12 @@
 """Small training sets: does ``min_steps`` (the default ``epochs="auto"``) still help, or overfit?
 
-The default trains at least 600 optimizer steps (`refinery_quaterion.config.DEFAULT_MIN_STEPS`),
+The default trains at least 600 optimizer steps (`refinery_quaterion.model.config.DEFAULT_MIN_STEPS`),
 chosen on the two refinery cases with 1,365 and 2,917 weak labels (55 and 27 epochs). A project
 with a few dozen labeled records gets one batch an epoch and so 600 epochs. This benchmark
 trains on random subsets of each case's weak labels (60, 150, 400 records and all of them, the
 library's defaults otherwise) with ``min_steps=600`` and with ``min_steps=0`` (v0.1's 10
 epochs), and scores each head on the *validation* half of the manual labels -- the same half
-`refinery_quaterion.cases.run_case` uses for choosing -- together with the raw encoder.
+`refinery_quaterion.lab.cases.run_case` uses for choosing -- together with the raw encoder.
 
 Usage: python benchmarks/bench_small_data.py   (a few minutes on 2 CPU cores with a warm cache)
 Writes results/small_data.json and .md (copied into docs/benchmarks.md by update_docs.py).
@@ -23,9 +23,9 @@ import pandas as pd
 from _common import machine, refinery_cases, write_results
 
 from refinery_quaterion import FitConfig, ModelConfig, compare, load, train_model
-from refinery_quaterion.cases import markdown_table
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.splits import train_val_split
+from refinery_quaterion.data.splits import train_val_split
+from refinery_quaterion.lab.cases import markdown_table
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 from refinery_quaterion.workflow import prepare_records
 
 SIZES: tuple[int | None, ...] = (60, 150, 400, None)  # None: every weak label

@@ -20,7 +20,7 @@ import pandas as pd
 from _common import TEXT, ag_news, machine, peak_rss_mib, write_results
 
 from refinery_quaterion import TextTemplate, evaluate_model, resolve_pretrained, train_model
-from refinery_quaterion.encoder import TransformerEncoder
+from refinery_quaterion.model.encoder import TransformerEncoder
 
 
 def encode_speed(texts: list[str]) -> dict[str, float]:

@@ -14,31 +14,31 @@ Data flows export → labels → dataset → model/train → evaluate/search:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from refinery_quaterion import _compat  # noqa: F401  (first: the quaterion import hook; imports nothing heavy)
-
-__version__ = "0.1.0"
+from refinery_quaterion._lazy import lazy_exports
+from refinery_quaterion._version import __version__
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "readers": ("DataFile", "ExportError", "load_records", "read_data_file"),
-    "export": ("ClassificationTask", "RefineryExport", "SupportsRecordExport", "load_export"),
-    "thresholds": ("AutoThreshold", "ThresholdChoice", "choose_threshold", "threshold_report"),
-    "labels": ("DROP_REASONS", "LabelReport", "combine_labels"),
-    "text": ("TextTemplate",),
-    "splits": ("DuplicateReport", "DuplicateTextWarning", "HoldoutSplit", "duplicate_report", "split_by_source",
+    "data.readers": ("DataFile", "ExportError", "load_records", "read_data_file"),
+    "data.refinery": ("ClassificationTask", "RefineryExport", "SupportsRecordExport", "load_export"),
+    "data.thresholds": ("AutoThreshold", "ThresholdChoice", "choose_threshold", "threshold_report"),
+    "data.labels": ("DROP_REASONS", "LabelReport", "combine_labels"),
+    "data.text": ("TextTemplate",),
+    "data.splits": ("DuplicateReport", "DuplicateTextWarning", "HoldoutSplit", "duplicate_report", "split_by_source",
                "train_val_split"),
-    "cleaning": ("CleaningReport", "clean_labels"),
-    "dataset": ("LabelMap", "RefineryExportDataset"),
-    "cache": ("EmbeddingCache", "default_cache_dir"),
-    "components": ("HEADS", "LOSSES", "OPTIMIZERS"),
-    "config": ("FitConfig", "ModelConfig"),
-    "pretrained": ("MINILM_ALIAS", "ModelNotFoundError", "resolve_pretrained"),
-    "encoder": ("TransformerEncoder",),
-    "model": ("DistilBertSimilarityModel",),
-    "inference": ("EmbeddingModel", "ModelFileError"),
-    "train": ("FitResult", "TrainingInterrupted", "fit", "load", "save"),
+    "data.cleaning": ("CleaningReport", "clean_labels"),
+    "data.dataset": ("LabelMap", "RefineryExportDataset"),
+    "model.cache": ("EmbeddingCache", "default_cache_dir"),
+    "model.components": ("HEADS", "LOSSES", "OPTIMIZERS"),
+    "model.config": ("FitConfig", "ModelConfig"),
+    "model.pretrained": ("MINILM_ALIAS", "ModelNotFoundError", "resolve_pretrained"),
+    "model.encoder": ("TransformerEncoder",),
+    "model.trainable": ("DistilBertSimilarityModel",),
+    "model.inference": ("EmbeddingModel", "ModelFileError"),
+    "training.fit": ("FitResult", "TrainingInterrupted", "fit"),
+    "training.model_files": ("load", "save"),
     "exporters": ("EXPORT_FORMATS", "ExportResult", "ModelExportError", "OnnxEmbedder", "export_model"),
     "evaluate": (
         "DEFAULT_KS",
@@ -58,7 +58,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "save_table",
         "to_markdown",
     ),
-    "plots": (
+    "evaluate.plots": (
         "plot_confusion_matrix",
         "plot_precision_distribution",
         "plot_threshold_curve",
@@ -69,31 +69,26 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                  "prepare_records", "train_model"),
 }
 
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = ["__version__", *sorted(_MODULE_OF)]
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'refinery_quaterion' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"refinery_quaterion.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MODULE_OF))
+_names, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__all__ = ["__version__", *_names]
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from refinery_quaterion.cache import EmbeddingCache, default_cache_dir
-    from refinery_quaterion.cleaning import CleaningReport, clean_labels
-    from refinery_quaterion.components import HEADS, LOSSES, OPTIMIZERS
-    from refinery_quaterion.config import FitConfig, ModelConfig
-    from refinery_quaterion.dataset import LabelMap, RefineryExportDataset
-    from refinery_quaterion.encoder import TransformerEncoder
+    from refinery_quaterion.data.cleaning import CleaningReport, clean_labels
+    from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset
+    from refinery_quaterion.data.labels import DROP_REASONS, LabelReport, combine_labels
+    from refinery_quaterion.data.readers import DataFile, ExportError, load_records, read_data_file
+    from refinery_quaterion.data.refinery import ClassificationTask, RefineryExport, SupportsRecordExport, load_export
+    from refinery_quaterion.data.splits import (
+        DuplicateReport,
+        DuplicateTextWarning,
+        HoldoutSplit,
+        duplicate_report,
+        split_by_source,
+        train_val_split,
+    )
+    from refinery_quaterion.data.text import TextTemplate
+    from refinery_quaterion.data.thresholds import AutoThreshold, ThresholdChoice, choose_threshold, threshold_report
     from refinery_quaterion.evaluate import (
         DEFAULT_KS,
         EvaluationReport,
@@ -112,31 +107,23 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         save_table,
         to_markdown,
     )
-    from refinery_quaterion.export import ClassificationTask, RefineryExport, SupportsRecordExport, load_export
-    from refinery_quaterion.exporters import EXPORT_FORMATS, ExportResult, ModelExportError, OnnxEmbedder, export_model
-    from refinery_quaterion.inference import EmbeddingModel, ModelFileError
-    from refinery_quaterion.labels import DROP_REASONS, LabelReport, combine_labels
-    from refinery_quaterion.model import DistilBertSimilarityModel
-    from refinery_quaterion.plots import (
+    from refinery_quaterion.evaluate.plots import (
         plot_confusion_matrix,
         plot_precision_distribution,
         plot_threshold_curve,
         plot_topk_curve,
     )
-    from refinery_quaterion.pretrained import MINILM_ALIAS, ModelNotFoundError, resolve_pretrained
-    from refinery_quaterion.readers import DataFile, ExportError, load_records, read_data_file
+    from refinery_quaterion.exporters import EXPORT_FORMATS, ExportResult, ModelExportError, OnnxEmbedder, export_model
+    from refinery_quaterion.model.cache import EmbeddingCache, default_cache_dir
+    from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
+    from refinery_quaterion.model.config import FitConfig, ModelConfig
+    from refinery_quaterion.model.encoder import TransformerEncoder
+    from refinery_quaterion.model.inference import EmbeddingModel, ModelFileError
+    from refinery_quaterion.model.pretrained import MINILM_ALIAS, ModelNotFoundError, resolve_pretrained
+    from refinery_quaterion.model.trainable import DistilBertSimilarityModel
     from refinery_quaterion.search import SearchHit, SimilarityIndex, StaleIndexError, model_fingerprint
-    from refinery_quaterion.splits import (
-        DuplicateReport,
-        DuplicateTextWarning,
-        HoldoutSplit,
-        duplicate_report,
-        split_by_source,
-        train_val_split,
-    )
-    from refinery_quaterion.text import TextTemplate
-    from refinery_quaterion.thresholds import AutoThreshold, ThresholdChoice, choose_threshold, threshold_report
-    from refinery_quaterion.train import FitResult, TrainingInterrupted, fit, load, save
+    from refinery_quaterion.training.fit import FitResult, TrainingInterrupted, fit
+    from refinery_quaterion.training.model_files import load, save
     from refinery_quaterion.workflow import (
         EvaluationOutcome,
         PreparedRecords,

@@ -1,10 +1,10 @@
 """One progress display per stage: a bar in a terminal, one plain line when stderr is piped.
 
-`stage_bar` is what `refinery_quaterion.encoder.TransformerEncoder.encode` ("Encoding") and
+`stage_bar` is what `refinery_quaterion.model.encoder.TransformerEncoder.encode` ("Encoding") and
 `refinery_quaterion.search.SimilarityIndex` ("Indexing") use. A tqdm bar written to a pipe or a
 log file leaves a line per refresh (a cold AG News run logged 5 KB of them); off a terminal the
 stage instead prints one line when it ends, e.g. ``Encoding: 20,000 texts in 171.2 s``.
-(`refinery_quaterion._progress.ProgressReporter` does the same for the stages of ``fit``.)
+(`refinery_quaterion.training.progress.ProgressReporter` does the same for the stages of ``fit``.)
 """
 
 from __future__ import annotations

@@ -32,17 +32,18 @@ from typing import Any, Literal
 import pandas as pd
 
 from refinery_quaterion._io import atomic_dir
-from refinery_quaterion.cache import EmbeddingCache
-from refinery_quaterion.config import FitConfig, ModelConfig
-from refinery_quaterion.dataset import LabelMap, RefineryExportDataset, load_records
+from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset, load_records
+from refinery_quaterion.data.labels import LabelReport, combine_labels
+from refinery_quaterion.data.splits import HoldoutSplit, split_by_source, train_val_split
+from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.evaluate import DEFAULT_KS, EvaluationReport, compare, evaluation_report, format_table
-from refinery_quaterion.inference import EmbeddingModel
-from refinery_quaterion.labels import LabelReport, combine_labels
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.pretrained import MINILM_ALIAS
-from refinery_quaterion.splits import HoldoutSplit, split_by_source, train_val_split
-from refinery_quaterion.text import TextSpec, TextTemplate
-from refinery_quaterion.train import FitResult, fit, load, save
+from refinery_quaterion.model.cache import EmbeddingCache
+from refinery_quaterion.model.config import FitConfig, ModelConfig
+from refinery_quaterion.model.inference import EmbeddingModel
+from refinery_quaterion.model.pretrained import MINILM_ALIAS
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import FitResult, fit
+from refinery_quaterion.training.model_files import load, save
 
 __all__ = [
     "HOLDOUTS",
@@ -158,7 +159,7 @@ def prepare_records(
         raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
     source = export
     if isinstance(export, str | os.PathLike):
-        from refinery_quaterion.export import load_export
+        from refinery_quaterion.data.refinery import load_export
 
         export = load_export(export, password=password)
     template = TextTemplate(text) if not isinstance(text, TextTemplate) else text

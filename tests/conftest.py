@@ -101,7 +101,7 @@ def synthetic_frame() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def synthetic_split(synthetic_frame: pd.DataFrame):
     """``(train, val)`` `RefineryExportDataset` s (75/25, stratified) of the synthetic texts."""
-    from refinery_quaterion.dataset import RefineryExportDataset, train_val_split
+    from refinery_quaterion.data.dataset import RefineryExportDataset, train_val_split
 
     train_frame, val_frame = train_val_split(synthetic_frame, val_size=0.25, seed=42)
     train = RefineryExportDataset(train_frame, text="{text}")

@@ -209,8 +209,8 @@ def test_sigkill_during_a_real_save_leaves_a_loadable_old_or_new_model(tiny_mode
                                                                        tmp_path: Path) -> None:
     import torch
 
-    from refinery_quaterion.model import DistilBertSimilarityModel
-    from refinery_quaterion.train import load, save
+    from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+    from refinery_quaterion.training.model_files import load, save
 
     label_map = synthetic_split[0].label_map
     models = {version: DistilBertSimilarityModel(tiny_model_dir, num_groups=label_map) for version in ("old", "new")}

@@ -16,10 +16,11 @@ import pytest
 from conftest import make_texts
 
 from refinery_quaterion import DistilBertSimilarityModel, ModelConfig, fit, load, save
-from refinery_quaterion.backends import BACKENDS, MODELS_FOLDER, check_backend, length_sorted_batches, register_backend
-from refinery_quaterion.cache import EmbeddingCache
-from refinery_quaterion.encoder import TransformerEncoder
 from refinery_quaterion.exporters import export_model, onnx_model
+from refinery_quaterion.model.backends import BACKENDS, MODELS_FOLDER, check_backend, register_backend
+from refinery_quaterion.model.cache import EmbeddingCache
+from refinery_quaterion.model.encoder import TransformerEncoder
+from refinery_quaterion.model.runtime import length_sorted_batches
 
 needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                                 reason="needs the onnx extra (onnxruntime)")
@@ -198,7 +199,7 @@ def _umask() -> int:
 
 @needs_onnx
 def test_auto_is_onnx_for_a_frozen_encoder_and_torch_otherwise(tiny_model_dir: Path, monkeypatch) -> None:
-    from refinery_quaterion import backends
+    from refinery_quaterion.model import backends
 
     assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "onnx"
     assert TransformerEncoder.from_pretrained(tiny_model_dir, trainable=True).backend == "torch"

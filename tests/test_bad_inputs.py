@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from refinery_fixtures import sdk_frame, snapshot, ui_frame, write_snapshot, write_ui, zip_file
 
-from refinery_quaterion.cleaning import clean_labels
-from refinery_quaterion.dataset import LabelMap, RefineryExportDataset, load_records, train_val_split
-from refinery_quaterion.export import ExportError, load_export
-from refinery_quaterion.labels import combine_labels, threshold_report
-from refinery_quaterion.splits import split_by_source
-from refinery_quaterion.text import TextTemplate
-from refinery_quaterion.thresholds import AutoThreshold
+from refinery_quaterion.data.cleaning import clean_labels
+from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset, load_records, train_val_split
+from refinery_quaterion.data.labels import combine_labels, threshold_report
+from refinery_quaterion.data.refinery import ExportError, load_export
+from refinery_quaterion.data.splits import split_by_source
+from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.data.thresholds import AutoThreshold
 
 
 def _write(tmp: Path, name: str, content: str | bytes) -> Path:

@@ -1,4 +1,4 @@
-"""refinery_quaterion.cases: a refinery project evaluated with its manual labels as the held-out truth."""
+"""refinery_quaterion.lab.cases: a refinery project evaluated with its manual labels as the held-out truth."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import make_texts
 
-from refinery_quaterion.cases import (
+from refinery_quaterion.lab.cases import (
     CASE_RECIPES,
     CaseResult,
     Recipe,
@@ -19,7 +19,7 @@ from refinery_quaterion.cases import (
     choose_recipe,
     run_case,
 )
-from refinery_quaterion.config import FitConfig
+from refinery_quaterion.model.config import FitConfig
 
 
 def _export_frame(n: int = 160, manual: int = 48, seed: int = 0) -> pd.DataFrame:
@@ -198,6 +198,6 @@ def test_run_case_refuses_bad_recipes(tiny_model_dir) -> None:
 
 
 def test_importing_cases_imports_no_torch() -> None:
-    code = "import sys, refinery_quaterion.cases; print('torch' in sys.modules, 'quaterion' in sys.modules)"
+    code = "import sys, refinery_quaterion.lab.cases; print('torch' in sys.modules, 'quaterion' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refinery_quaterion.cleaning import clean_labels
-from refinery_quaterion.labels import combine_labels
+from refinery_quaterion.data.cleaning import clean_labels
+from refinery_quaterion.data.labels import combine_labels
 
 # Three tight clusters of 20 records; in cluster A, records 10-12 carry the weak label "B"
 # (wrong) and record 0 the manual label "B" (wrong too, but manual labels are never touched).

@@ -56,7 +56,7 @@ def test_help_imports_no_training_stack(command: str) -> None:
 
 
 def test_train_help_lists_every_head_and_loss_of_the_registry(capsys) -> None:
-    from refinery_quaterion.components import HEADS, LOSSES
+    from refinery_quaterion.model.components import HEADS, LOSSES
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -225,10 +225,10 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
 
 
 def test_cli_choices_match_the_library_registries() -> None:
-    from refinery_quaterion.backends import BACKENDS as LIBRARY_BACKENDS
     from refinery_quaterion.cli._common import BACKENDS
     from refinery_quaterion.cli._export import FORMATS
     from refinery_quaterion.exporters import EXPORT_FORMATS
+    from refinery_quaterion.model.backends import BACKENDS as LIBRARY_BACKENDS
 
     assert set(BACKENDS) == {"auto", *LIBRARY_BACKENDS} and set(FORMATS) == set(EXPORT_FORMATS)
 

@@ -161,7 +161,7 @@ def test_ctrl_c_during_training_exits_130_and_saves_nothing(files, capsys, monke
 
 
 def test_training_interrupted_of_fit_names_the_epochs(files, capsys, monkeypatch) -> None:
-    from refinery_quaterion.train import TrainingInterrupted
+    from refinery_quaterion.training.fit import TrainingInterrupted
 
     err, out = _train_interrupted_by(TrainingInterrupted(2, 10, "training"), files, capsys, monkeypatch)
     assert err == f"refinery-quaterion train: interrupted after 2 of 10 epochs; nothing was saved to {out}"
@@ -170,7 +170,7 @@ def test_training_interrupted_of_fit_names_the_epochs(files, capsys, monkeypatch
 
 def test_output_options_reach_the_fit_config() -> None:
     from refinery_quaterion.cli._model import fit_output_options
-    from refinery_quaterion.config import FitConfig
+    from refinery_quaterion.model.config import FitConfig
 
     parser = build_parser()
     quiet = FitConfig(**fit_output_options(parser.parse_args(["-q", "train", "p", "--out", "m"])))

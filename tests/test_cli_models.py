@@ -14,7 +14,7 @@ from refinery_quaterion.cli import main
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, synthetic_frame) -> dict[str, Path]:
     """A prepared folder, test records, and two models trained on them (A by the CLI, B by the API)."""
-    from refinery_quaterion.config import FitConfig, ModelConfig
+    from refinery_quaterion.model.config import FitConfig, ModelConfig
     from refinery_quaterion.workflow import train_model
 
     root = tmp_path_factory.mktemp("cli-models")
@@ -129,7 +129,7 @@ def test_index_refuses_a_folder_that_is_not_an_index(world, capsys) -> None:
 
 def test_index_folder_open_elsewhere_is_one_line(world, capsys) -> None:
     from refinery_quaterion.search import SimilarityIndex
-    from refinery_quaterion.train import load
+    from refinery_quaterion.training.model_files import load
 
     folder = world["root"] / "locked-index"
     with SimilarityIndex(load(world["a"]), path=folder):

@@ -52,7 +52,7 @@ def test_every_subcommand_option_and_default_is_on_the_page() -> None:
 def test_defaults_named_in_the_help_fill_the_default_column() -> None:
     import inspect
 
-    from refinery_quaterion.labels import combine_labels
+    from refinery_quaterion.data.labels import combine_labels
 
     markdown = reference_markdown()
     prepare = _section(markdown, "prepare")

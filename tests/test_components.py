@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from refinery_quaterion.components import HEADS, LOSSES, OPTIMIZERS, Component, Registry
+from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS, Component, Registry
 
 REGISTRIES = {"head": HEADS, "loss": LOSSES, "optimizer": OPTIMIZERS}
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -31,11 +31,11 @@ QUATERION_CLASS = {
     "stacked": "quaterion_models.heads:StackedProjectionHead",
     "triplet": "quaterion.loss:TripletLoss",
     "online_contrastive": "quaterion.loss:OnlineContrastiveLoss",
-    "softmax": "refinery_quaterion._losses:WeightedSoftmaxLoss",
-    "arcface": "refinery_quaterion._losses:WeightedArcFaceLoss",
+    "softmax": "refinery_quaterion.model._losses:WeightedSoftmaxLoss",
+    "arcface": "refinery_quaterion.model._losses:WeightedArcFaceLoss",
     "circle": "quaterion.loss:CircleLoss",
     "fast_ap": "quaterion.loss:FastAPLoss",
-    "multiple_negatives_ranking": "refinery_quaterion._losses:GroupAwareMNRLoss",
+    "multiple_negatives_ranking": "refinery_quaterion.model._losses:GroupAwareMNRLoss",
 }
 
 
@@ -154,7 +154,7 @@ def test_every_name_is_in_the_training_guide() -> None:
 
 def test_importing_the_registry_and_config_imports_no_torch() -> None:
     code = ("import sys, types\n"
-            "import refinery_quaterion.components, refinery_quaterion.config\n"
+            "import refinery_quaterion.model.components, refinery_quaterion.model.config\n"
             "print(','.join(m for m in ('torch', 'quaterion', 'quaterion_models', 'transformers') if m in sys.modules))")
     # the package __init__ may apply the quaterion shims; only these two modules are under test here
     stub = "import sys, types; sys.modules['refinery_quaterion._compat'] = types.ModuleType('_compat')\n"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from refinery_quaterion.config import FitConfig, ModelConfig
+from refinery_quaterion.model.config import FitConfig, ModelConfig
 
 
 def test_defaults_and_derived_settings() -> None:

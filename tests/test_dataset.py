@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from refinery_fixtures import sdk_frame
 
-from refinery_quaterion.dataset import LabelMap, RefineryExportDataset, split_by_source, train_val_split
-from refinery_quaterion.export import load_export
-from refinery_quaterion.labels import combine_labels
-from refinery_quaterion.splits import DuplicateTextWarning, duplicate_report
-from refinery_quaterion.text import TextTemplate
+from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset, split_by_source, train_val_split
+from refinery_quaterion.data.labels import combine_labels
+from refinery_quaterion.data.refinery import load_export
+from refinery_quaterion.data.splits import DuplicateTextWarning, duplicate_report
+from refinery_quaterion.data.text import TextTemplate
 
 AG_NEWS = Path(__file__).resolve().parents[1] / "examples" / "ag_news" / "data"
 

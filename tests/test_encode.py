@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from refinery_quaterion.inference import EmbeddingModel
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import fit, load, save
+from refinery_quaterion.model.inference import EmbeddingModel
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import fit
+from refinery_quaterion.training.model_files import load, save
 
 
 @pytest.fixture(scope="module")

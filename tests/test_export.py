@@ -23,8 +23,8 @@ from refinery_fixtures import (
     zip_file,
 )
 
-from refinery_quaterion.export import ExportError, RefineryExport, load_export
-from refinery_quaterion.labels import combine_labels
+from refinery_quaterion.data.labels import combine_labels
+from refinery_quaterion.data.refinery import ExportError, RefineryExport, load_export
 
 
 def _check_topic_table(export: RefineryExport) -> None:

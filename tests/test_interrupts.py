@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refinery_quaterion.cache import EmbeddingCache
-from refinery_quaterion.encoder import TransformerEncoder
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import TrainingInterrupted, fit, save
+from refinery_quaterion.model.cache import EmbeddingCache
+from refinery_quaterion.model.encoder import TransformerEncoder
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import TrainingInterrupted, fit
+from refinery_quaterion.training.model_files import save
 
 
 def interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
@@ -79,7 +80,7 @@ def test_ctrl_c_in_train_model_saves_nothing(tiny_model_dir: Path, synthetic_fra
 def test_ctrl_c_while_encoding_stops_at_once_and_the_cache_keeps_complete_chunks(
         tiny_model_dir: Path, synthetic_split, tmp_path: Path, monkeypatch, count_forward) -> None:
     train, val = synthetic_split
-    monkeypatch.setattr("refinery_quaterion.encoder._CHUNK", 8)  # one cache chunk per 8 texts
+    monkeypatch.setattr("refinery_quaterion.model.encoder._CHUNK", 8)  # one cache chunk per 8 texts
     cache = EmbeddingCache(tmp_path / "cache")
     model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=cache, encoder_backend="torch")
     calls = interrupt_at_cache_write(monkeypatch, 5)
@@ -145,7 +146,7 @@ def test_a_chunk_is_one_file_readable_by_others_and_a_damaged_one_is_skipped(tmp
 
 
 def test_chunks_of_the_two_file_layout_are_read_and_compacted(tmp_path: Path) -> None:
-    from refinery_quaterion.cache import text_key
+    from refinery_quaterion.model.cache import text_key
 
     folder = tmp_path / "c" / "fp"
     folder.mkdir(parents=True)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from refinery_fixtures import EXPECTED_DROPPED, EXPECTED_KEPT, sdk_frame
 
-from refinery_quaterion.export import load_export
-from refinery_quaterion.labels import combine_labels, threshold_report
-from refinery_quaterion.thresholds import AutoThreshold, choose_threshold
+from refinery_quaterion.data.labels import combine_labels, threshold_report
+from refinery_quaterion.data.refinery import load_export
+from refinery_quaterion.data.thresholds import AutoThreshold, choose_threshold
 
 BANKING = Path(__file__).resolve().parents[1] / "examples" / "banking_intents" / "data" / "snapshot_data.json.zip"
 

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from refinery_quaterion.cache import EmbeddingCache
-from refinery_quaterion.components import HEADS, LOSSES
-from refinery_quaterion.dataset import RefineryExportDataset
-from refinery_quaterion.encoder import ModelNotFoundError, TransformerEncoder, resolve_pretrained
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import fit
+from refinery_quaterion.data.dataset import RefineryExportDataset
+from refinery_quaterion.model.cache import EmbeddingCache
+from refinery_quaterion.model.components import HEADS, LOSSES
+from refinery_quaterion.model.encoder import TransformerEncoder
+from refinery_quaterion.model.pretrained import ModelNotFoundError, resolve_pretrained
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import fit
 
 TEXTS = [
     "goal.",
@@ -73,7 +74,7 @@ def test_encode_keeps_input_order_with_length_sorted_batches(encoder: Transforme
 
 def test_chunks_keep_order_and_are_cached_one_by_one(tmp_path: Path, tiny_model_dir: Path,
                                                      encoder: TransformerEncoder, monkeypatch) -> None:
-    monkeypatch.setattr("refinery_quaterion.encoder._CHUNK", 3)
+    monkeypatch.setattr("refinery_quaterion.model.encoder._CHUNK", 3)
     cached = TransformerEncoder.from_pretrained(tiny_model_dir, cache=tmp_path)
     np.testing.assert_allclose(cached.encode(TEXTS, batch_size=2), encoder.encode(TEXTS), atol=1e-5)
     assert len(list((tmp_path / cached.fingerprint()).glob("*.chunk.npy"))) == 3  # 7 distinct texts
@@ -257,3 +258,20 @@ def test_cache_defaults_follow_the_encoder(tiny_model_dir: Path) -> None:
     trainable = DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True)
     assert trainable.configure_caches() is None
     assert DistilBertSimilarityModel(tiny_model_dir, cache=False).configure_caches() is None
+
+
+def test_validation_precision_equals_the_evaluate_engine() -> None:
+    """The model's own validation P@k (the model stage cannot import evaluate) ranks as evaluate does."""
+    from refinery_quaterion.evaluate import precision_at_k
+    from refinery_quaterion.model.trainable import _validation_precision
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors[10] = vectors[11]  # exact ties
+    vectors[20] = 0.0  # an all-zero row
+    labels = rng.integers(0, 7, size=300)
+    labels[299] = 99  # a label that occurs once: left out
+    for k in (1, 5, 40):
+        expected = precision_at_k(vectors, labels, k)[k]
+        assert _validation_precision(torch.from_numpy(vectors), torch.from_numpy(labels), k) == pytest.approx(expected,
+                                                                                                          abs=1e-12)

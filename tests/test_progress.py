@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from refinery_quaterion.config import FitConfig
+from refinery_quaterion.model.config import FitConfig
 
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from conftest import make_texts
-from refinery_quaterion.dataset import RefineryExportDataset, train_val_split
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import fit, save
+from refinery_quaterion.data.dataset import RefineryExportDataset, train_val_split
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import fit
+from refinery_quaterion.training.model_files import save
 
 train_frame, val_frame = train_val_split(make_texts(120), val_size=0.25, seed=1)
 train = RefineryExportDataset(train_frame, text="{{text}}")
@@ -73,8 +74,8 @@ def test_progress_settings() -> None:
 
 
 def test_the_bar_mode_shows_one_bar_per_stage(tiny_model_dir: Path, synthetic_split, capsys) -> None:
-    from refinery_quaterion.model import DistilBertSimilarityModel
-    from refinery_quaterion.train import fit
+    from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+    from refinery_quaterion.training.fit import fit
 
     train, val = synthetic_split
     fit(DistilBertSimilarityModel(tiny_model_dir), train, val, epochs=2, batch_size=64, progress="bar")

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from refinery_quaterion._util import to_jsonable
-from refinery_quaterion.dataset import load_records
-from refinery_quaterion.export import load_export
-from refinery_quaterion.readers import read_data_file
+from refinery_quaterion.data.dataset import load_records
+from refinery_quaterion.data.readers import read_data_file
+from refinery_quaterion.data.refinery import load_export
 
 RECORDS = [
     {"text": "first", "date": "2021-03-04", "created_at": "2021-03-04T10:00:00", "code": "007", "n": 1,

@@ -17,7 +17,8 @@ import pytest
 pytest.importorskip("qdrant_client")
 
 import refinery_quaterion.search.index as search_module  # noqa: E402
-from refinery_quaterion.dataset import LabelMap  # noqa: E402
+from refinery_quaterion.data.dataset import LabelMap  # noqa: E402
+from refinery_quaterion.data.text import TextTemplate  # noqa: E402
 from refinery_quaterion.search import (  # noqa: E402
     SimilarityIndex,
     StaleIndexError,
@@ -25,7 +26,6 @@ from refinery_quaterion.search import (  # noqa: E402
     model_fingerprint,
     point_id_for,
 )
-from refinery_quaterion.text import TextTemplate  # noqa: E402
 
 RECORDS = [
     {

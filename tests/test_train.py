@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refinery_quaterion.config import FitConfig, ModelConfig
-from refinery_quaterion.dataset import RefineryExportDataset
-from refinery_quaterion.inference import EmbeddingModel
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import FitResult, ModelFileError, fit, load, save
+from refinery_quaterion.data.dataset import RefineryExportDataset
+from refinery_quaterion.model.config import FitConfig, ModelConfig
+from refinery_quaterion.model.inference import EmbeddingModel
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import FitResult, fit
+from refinery_quaterion.training.model_files import ModelFileError, load, save
 
 
 def precision_at_10(embeddings: np.ndarray, labels) -> float:
@@ -91,7 +92,7 @@ def test_save_then_load_in_a_new_process_gives_identical_embeddings(trained, syn
     expected = model.encode(val.records)
     script = textwrap.dedent(f"""
         import json, numpy as np
-        from refinery_quaterion.train import load
+        from refinery_quaterion.training.model_files import load
         model = load({str(target)!r})
         records = json.load(open({str(tmp_path / "records.json")!r}))
         np.save({str(tmp_path / "out.npy")!r}, model.encode(records, progress=False))

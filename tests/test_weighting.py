@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from refinery_quaterion._losses import GroupAwareMNRLoss, WeightedArcFaceLoss, WeightedSoftmaxLoss, weighted_mean
-from refinery_quaterion.components import LOSSES
-from refinery_quaterion.dataset import RefineryExportDataset
-from refinery_quaterion.model import DistilBertSimilarityModel
-from refinery_quaterion.train import fit
+from refinery_quaterion.data.dataset import RefineryExportDataset
+from refinery_quaterion.model._losses import GroupAwareMNRLoss, WeightedArcFaceLoss, WeightedSoftmaxLoss, weighted_mean
+from refinery_quaterion.model.components import LOSSES
+from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training.fit import fit
 
 
 def frame_of(dataset: RefineryExportDataset, weight: float) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from refinery_fixtures import sdk_frame
 
-from refinery_quaterion.config import FitConfig, ModelConfig
+from refinery_quaterion.model.config import FitConfig, ModelConfig
 from refinery_quaterion.workflow import (
     EvaluationOutcome,
     PreparedRecords,

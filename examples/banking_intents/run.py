@@ -14,7 +14,7 @@ Usage: python examples/banking_intents/run.py [--out DIR] [--docs DIR] [QUERY ..
 import argparse
 from pathlib import Path
 
-from refinery_quaterion.cases import Recipe, RefineryCase, run_case
+from refinery_quaterion.lab.cases import Recipe, RefineryCase, run_case
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parents[1] / "benchmarks" / "results"

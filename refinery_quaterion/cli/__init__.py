@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from refinery_quaterion import __version__
+    from refinery_quaterion._version import __version__
 
     return __version__
 

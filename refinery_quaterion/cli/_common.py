@@ -19,7 +19,7 @@ DEFAULT_TEXT = "{text}"
 """Text template of ``prepare`` when ``--text`` is not given."""
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-"""Values of ``--backend``: how the encoder runs (see `refinery_quaterion.config.ModelConfig`);
+"""Values of ``--backend``: how the encoder runs (see `refinery_quaterion.model.config.ModelConfig`);
 ``"auto"`` is ONNX Runtime (fp32) for a frozen encoder without a CUDA GPU, else torch."""
 
 
@@ -256,7 +256,7 @@ def load_model(args: argparse.Namespace) -> Any:
     import pickle
     import zlib
 
-    from refinery_quaterion.train import load
+    from refinery_quaterion.training.model_files import load
 
     folder = model_folder(args.model)
     try:

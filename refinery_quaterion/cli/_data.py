@@ -24,7 +24,7 @@ DEFAULT_THRESHOLDS = "0,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95"
 def _default_min_confidence() -> str:
     import inspect
 
-    from refinery_quaterion.labels import combine_labels
+    from refinery_quaterion.data.labels import combine_labels
 
     return str(inspect.signature(combine_labels).parameters["min_confidence"].default)
 
@@ -93,9 +93,9 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_thresholds(args: argparse.Namespace) -> None:
+    from refinery_quaterion.data.refinery import load_export
+    from refinery_quaterion.data.thresholds import threshold_report
     from refinery_quaterion.evaluate import format_table
-    from refinery_quaterion.export import load_export
-    from refinery_quaterion.thresholds import threshold_report
 
     values = floats(args.thresholds, "--thresholds")
     if not values:
@@ -116,6 +116,6 @@ def _cmd_thresholds(args: argparse.Namespace) -> None:
         print(f"chosen threshold: {fixed:g} (given with --min-confidence); the automatic choice would be "
               f"{choice.get('value'):g} ({choice.get('reason')})")
     if args.plot:
-        from refinery_quaterion.plots import plot_threshold_curve
+        from refinery_quaterion.evaluate.plots import plot_threshold_curve
 
         print(f"plot: {plot_threshold_curve(table, args.plot)}")

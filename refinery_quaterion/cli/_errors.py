@@ -76,7 +76,7 @@ def user_message(err: BaseException) -> str | None:
 def interrupt_message(err: KeyboardInterrupt, note: str | None) -> str:
     """``interrupted [after N of M epochs][ while encoding the records][; note]`` for an interrupt.
 
-    `refinery_quaterion.train.TrainingInterrupted` carries ``epochs``, ``max_epochs`` and
+    `refinery_quaterion.training.fit.TrainingInterrupted` carries ``epochs``, ``max_epochs`` and
     ``stage``; any other ``KeyboardInterrupt`` gives plain ``interrupted``.
     """
     message = "interrupted"

@@ -30,15 +30,15 @@ def _default_ks() -> str:
 def _fit_default(name: str) -> str:
     import dataclasses
 
-    from refinery_quaterion.config import FitConfig
+    from refinery_quaterion.model.config import FitConfig
 
     return str(next(field.default for field in dataclasses.fields(FitConfig) if field.name == name))
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``train`` and ``evaluate`` to the subparsers ``sub``."""
-    from refinery_quaterion.components import HEADS, LOSSES
-    from refinery_quaterion.config import SAMPLE_WEIGHTINGS
+    from refinery_quaterion.model.components import HEADS, LOSSES
+    from refinery_quaterion.model.config import SAMPLE_WEIGHTINGS
 
     p = sub.add_parser("train", parents=parents, help="fine-tune a model on a prepared folder",
                        description="Fine-tune a similarity model on DIR/train.json (validated on DIR/val.json) "
@@ -112,7 +112,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from refinery_quaterion.config import FitConfig, ModelConfig
+    from refinery_quaterion.model.config import FitConfig, ModelConfig
     from refinery_quaterion.workflow import load_prepared, train_model
 
     refuse_existing(args.out, args.overwrite)

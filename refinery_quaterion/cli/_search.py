@@ -81,7 +81,7 @@ def _open_index(model: Any, location: str, **options: Any) -> Any:
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
-    from refinery_quaterion.dataset import load_records
+    from refinery_quaterion.data.dataset import load_records
 
     if args.k < 1:
         raise CliError(f"-k must be >= 1, got {args.k}")
@@ -108,7 +108,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
-    from refinery_quaterion.dataset import load_records
+    from refinery_quaterion.data.dataset import load_records
 
     model_folder(args.model)
     records = load_records(records_file(args.data, "DATA"))

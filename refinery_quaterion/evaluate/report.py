@@ -111,7 +111,7 @@ def evaluation_report(
             name that is not a model, ``distribution_k`` not in ``ks``, a bad extra plot
             name.
     """
-    from refinery_quaterion import plots
+    from refinery_quaterion.evaluate import plots
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:

@@ -33,13 +33,12 @@ from refinery_quaterion.exporters.formats import (
     register_format,
 )
 from refinery_quaterion.exporters.heads import HEAD_CONVERTERS, DenseLayer, register_head_converter
-from refinery_quaterion.exporters.onnx_model import EmbeddingGraph, OnnxEmbedder
+from refinery_quaterion.exporters.onnx_model import OnnxEmbedder
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError, read_model
 
 __all__ = [
     "DenseLayer",
     "EXPORT_FORMATS",
-    "EmbeddingGraph",
     "ModelExportError",
     "ExportFormat",
     "ExportResult",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
-from refinery_quaterion.pretrained import quiet_transformers
+from refinery_quaterion.model.pretrained import quiet_transformers
 
 PROBE_TEXTS = [
     "Stocks rally on strong earnings",

@@ -11,7 +11,7 @@ no layer at all. `head_layers` checks the result against the head itself on rand
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "DenseLayer",
     "HEAD_CONVERTERS",
     "activation_module",
+    "dense_module",
     "fold_affine",
     "head_layers",
     "register_head_converter",
@@ -244,3 +245,21 @@ def _register_quaterion_heads() -> None:
 
 
 _register_quaterion_heads()
+
+
+def dense_module(layers: Sequence[DenseLayer]) -> torch.nn.Module:
+    """The layers as one torch module (``Linear`` and activation modules in sequence), weights copied.
+
+    Args:
+        layers: The head as `DenseLayer` s (from `head_layers`).
+    """
+    modules: list[torch.nn.Module] = []
+    for layer in layers:
+        linear = torch.nn.Linear(layer.in_features, layer.out_features)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(layer.weight))
+            linear.bias.copy_(torch.from_numpy(layer.bias))
+        modules.append(linear)
+        if layer.activation:
+            modules.append(activation_module(layer.activation))
+    return torch.nn.Sequential(*modules)

@@ -88,7 +88,7 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
                   "index = group id): " + ", ".join(f"`{label}`" for label in source.labels) + ".", ""]
     lines += _training_lines(source.config)
     if evaluation is not None:
-        from refinery_quaterion import to_markdown
+        from refinery_quaterion.evaluate.tables import to_markdown
 
         lines += ["## Evaluation", "", to_markdown(evaluation), ""]
     lines += ["## Usage", "", *(_st_usage(source) if st else _onnx_usage(files)), ""]

@@ -15,18 +15,13 @@ text, so serving needs only ``onnxruntime``, ``tokenizers`` and ``numpy``.
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from refinery_quaterion.backends import ONNX_EXTRA, length_sorted_batches, pool_tokens, usable_cpus
 from refinery_quaterion.exporters._files import write_json
 from refinery_quaterion.exporters._hf import (
     export_config,
@@ -37,138 +32,21 @@ from refinery_quaterion.exporters._hf import (
     serving_tokenizer_json,
 )
 from refinery_quaterion.exporters.formats import ExportSettings, register_format
-from refinery_quaterion.exporters.heads import DenseLayer, activation_module, head_layers
+from refinery_quaterion.exporters.heads import dense_module, head_layers
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
+from refinery_quaterion.model.onnx_graph import INPUTS, OUTPUT, EmbeddingGraph, export_graph
+from refinery_quaterion.model.runtime import (
+    ONNX_EXTRA,
+    inference_session,
+    length_sorted_batches,
+    quantize_int8,
+    require_onnx,
+)
 
-__all__ = ["EmbeddingGraph", "OnnxEmbedder", "export_graph", "inference_session", "quantize_int8", "require_onnx",
-           "write_onnx"]
+__all__ = ["OnnxEmbedder", "write_onnx"]
 
 EXTRA = ONNX_EXTRA
-INPUTS = ("input_ids", "attention_mask")
-OUTPUT = "sentence_embedding"
 MIN_COSINE = 0.9999
-
-
-def require_onnx(*modules: str) -> list[Any]:
-    """Import ``onnx`` / ``onnxruntime`` (as asked), or fail with the extra to install.
-
-    Raises:
-        ImportError: Naming ``refinery-quaterion[onnx]``.
-    """
-    import importlib
-
-    imported = []
-    for name in modules or ("onnx", "onnxruntime"):
-        try:
-            imported.append(importlib.import_module(name))
-        except ImportError as err:
-            raise ImportError(f"ONNX export and the ONNX encoder backends need {name}, which is not installed: "
-                              f"pip install '{EXTRA}'") from err
-    return imported
-
-
-class EmbeddingGraph(torch.nn.Module):
-    """Transformer + pooling + normalisation + dense layers as one module (what ``model.onnx`` holds).
-
-    Without ``layers`` and with ``final_normalize=False`` it computes the raw encoder vectors
-    (what an ONNX encoder backend needs).
-
-    Args:
-        transformer: The Hugging Face encoder.
-        pooling: ``"mean"`` or ``"cls"``.
-        normalize: L2-normalise the pooled vector (the encoder's own normalisation).
-        layers: The head as `DenseLayer` s.
-        final_normalize: L2-normalise the output.
-    """
-
-    def __init__(self, transformer: Any, pooling: str, normalize: bool, layers: Sequence[DenseLayer] = (),
-                 final_normalize: bool = True):
-        super().__init__()
-        self.transformer = transformer
-        self.pooling = pooling
-        self.normalize = normalize
-        self.final_normalize = final_normalize
-        modules: list[torch.nn.Module] = []
-        for layer in layers:
-            linear = torch.nn.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(layer.weight))
-                linear.bias.copy_(torch.from_numpy(layer.bias))
-            modules.append(linear)
-            if layer.activation:
-                modules.append(activation_module(layer.activation))
-        device = next(transformer.parameters(), torch.empty(0)).device
-        self.head = torch.nn.Sequential(*modules).to(device)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Embeddings of a padded batch of token ids, ``(batch, dim)`` float32."""
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        out = self.head(pool_tokens(hidden, attention_mask, self.pooling, self.normalize).float())
-        return F.normalize(out, p=2, dim=1) if self.final_normalize else out
-
-
-def export_graph(graph: torch.nn.Module, path: Path, input_ids: np.ndarray, attention_mask: np.ndarray,
-                 *, opset: int = 17) -> None:
-    """Write ``graph`` as ONNX with dynamic batch and sequence axes.
-
-    Args:
-        graph: An `EmbeddingGraph` (or any module ``(input_ids, attention_mask) -> (batch, d)``).
-        path: Target ``.onnx`` file.
-        input_ids: Sample batch to trace with; it should contain padding, so that the masking
-            path is traced.
-        attention_mask: Its mask.
-        opset: ONNX opset version.
-    """
-    modes = [(module, module.training) for module in graph.modules()]  # restored exactly afterwards
-    graph.eval()
-    device = next(graph.parameters(), torch.empty(0)).device
-    sample = (torch.from_numpy(np.asarray(input_ids, dtype=np.int64)).to(device),
-              torch.from_numpy(np.asarray(attention_mask, dtype=np.int64)).to(device))
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(graph, sample, str(path), dynamo=False, opset_version=opset, input_names=list(INPUTS),
-                              output_names=[OUTPUT], dynamic_axes={**axes, OUTPUT: {0: "batch"}},
-                              do_constant_folding=True)
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def inference_session(path: str | os.PathLike, *, threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the CPU for the model file ``path``.
-
-    Args:
-        path: An ``.onnx`` file.
-        threads: Intra-op threads (default: the CPUs this process may use, `usable_cpus`).
-
-    Raises:
-        ImportError: If onnxruntime is not installed (names the extra).
-    """
-    (ort,) = require_onnx("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or usable_cpus()
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def quantize_int8(model: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of ``model`` into ``target`` (per-channel weights).
-
-    Raises:
-        ImportError: If onnxruntime is not installed (names the extra).
-    """
-    require_onnx("onnx", "onnxruntime")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # quantize_dynamic warns to run quant_pre_process, which fails here
-    try:
-        quantize_dynamic(str(model), str(target), per_channel=True, weight_type=QuantType.QInt8)
-    finally:
-        logger.setLevel(level)
 
 
 @register_format("onnx", description="model.onnx (+ model_int8.onnx) and tokenizer.json for ONNX Runtime",
@@ -196,7 +74,7 @@ def write_onnx(source: ExportSource, folder: Path, settings: ExportSettings) -> 
     save_transformer(source, folder, weights=False)
     tokenizer = Tokenizer.from_str(serving_tokenizer_json(source))
     sample = tokenizer.encode_batch(PROBE_SAMPLE)
-    graph = EmbeddingGraph(source.transformer, source.pooling, source.normalize, layers)
+    graph = EmbeddingGraph(source.transformer, source.pooling, source.normalize, dense_module(layers))
     export_graph(graph, folder / "model.onnx", np.array([e.ids for e in sample]),
                  np.array([e.attention_mask for e in sample]), opset=settings.opset)
     files = ["model.onnx"]

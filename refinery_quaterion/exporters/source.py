@@ -99,7 +99,7 @@ def read_model(model_or_path: Any, *, label_map: Any = None) -> ExportSource:
         ModelExportError: If the model lacks a part the export needs (the message names it).
     """
     if isinstance(model_or_path, str | os.PathLike):
-        from refinery_quaterion import load
+        from refinery_quaterion.training.model_files import load
 
         model = load(model_or_path)
     else:

@@ -22,7 +22,7 @@ from refinery_quaterion.exporters._hf import export_config, min_cosine, probe_te
 from refinery_quaterion.exporters.formats import ExportSettings, register_format
 from refinery_quaterion.exporters.heads import ACTIVATIONS, IDENTITY, DenseLayer, head_layers
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
-from refinery_quaterion.pretrained import quiet_transformers
+from refinery_quaterion.model.pretrained import quiet_transformers
 
 __all__ = ["write_sentence_transformers"]
 

@@ -27,7 +27,7 @@ Qdrant is an optional dependency: install it with ``pip install "refinery-quater
 The package has one module per concept: `refinery_quaterion.search.index` (the index),
 `refinery_quaterion.search.points` (records as points, their ids and fingerprint),
 `refinery_quaterion.search.queries` (query texts, label filters, hits),
-`refinery_quaterion.search.encoder` (what the index needs from a model, its fingerprint) and
+`refinery_quaterion.search.protocol` (what the index needs from a model, its fingerprint) and
 `refinery_quaterion.search.collection` (the Qdrant collection and its metadata).
 
 Example:
@@ -40,9 +40,9 @@ Example:
 from __future__ import annotations
 
 from refinery_quaterion.search.collection import StaleIndexError
-from refinery_quaterion.search.encoder import SupportsEncode, model_fingerprint
 from refinery_quaterion.search.index import LOCAL_MODE_MAX_POINTS, IfStale, SimilarityIndex
 from refinery_quaterion.search.points import PointId, point_id_for
+from refinery_quaterion.search.protocol import SupportsEncode, model_fingerprint
 from refinery_quaterion.search.queries import SearchHit
 
 __all__ = [

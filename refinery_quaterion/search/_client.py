@@ -14,8 +14,8 @@ import numpy as np
 
 from refinery_quaterion._bars import stage_bar
 from refinery_quaterion.search.collection import DISTANCES, open_local
-from refinery_quaterion.search.encoder import SupportsEncode
 from refinery_quaterion.search.points import Points
+from refinery_quaterion.search.protocol import SupportsEncode
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient

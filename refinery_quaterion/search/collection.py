@@ -2,7 +2,7 @@
 
 The collection's metadata (under the key ``refinery_quaterion``) records how the index was
 built: the vector size, the template, the label and id fields, and the fingerprints of the
-model (`refinery_quaterion.search.encoder.model_fingerprint`) and of the records
+model (`refinery_quaterion.search.protocol.model_fingerprint`) and of the records
 (`refinery_quaterion.search.points.data_fingerprint`) it holds. `StaleIndexError` is raised
 when they do not match what an index is opened with.
 """

@@ -31,8 +31,8 @@ from refinery_quaterion.search.collection import (
     warn_on_changed_settings,
     write_metadata,
 )
-from refinery_quaterion.search.encoder import SupportsEncode, check_encoder, model_fingerprint
 from refinery_quaterion.search.points import Points, data_fingerprint, records_to_points
+from refinery_quaterion.search.protocol import SupportsEncode, check_encoder, model_fingerprint
 from refinery_quaterion.search.queries import SearchHit, filter_labels, label_filter, query_text, to_hit
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class SimilarityIndex:
     The collection is created with the encoder's dimension if it does not exist; an existing
     collection is reused (that is how an on-disk index is reopened), after checking that its
     vector size and distance match and that it was built with the same model: the collection
-    stores the model's fingerprint (`refinery_quaterion.search.encoder.model_fingerprint`),
+    stores the model's fingerprint (`refinery_quaterion.search.protocol.model_fingerprint`),
     and a different one means its vectors are stale (see ``if_stale``). To make the index hold
     exactly some records, re-embedding only when they or the model changed, use `build`.
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._util import is_missing, to_jsonable
-from refinery_quaterion.text import TextTemplate
+from refinery_quaterion.data.text import TextTemplate
 
 __all__ = ["PointId", "point_id_for"]
 

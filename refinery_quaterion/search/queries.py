@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.search.points import PointId, is_blank, short
-from refinery_quaterion.text import TextTemplate
 
 if TYPE_CHECKING:
     from qdrant_client.http import models as qmodels

@@ -1,0 +1,31 @@
+"""Stage 1, data: refinery exports in, labeled records out.
+
+* `refinery_quaterion.data.readers`: files (JSON, JSON Lines, CSV, XLSX, Parquet, zip) to rows;
+* `refinery_quaterion.data.refinery`: a refinery export or snapshot as `RefineryExport`;
+* `refinery_quaterion.data.thresholds`: the weak-label confidence threshold from the manual labels;
+* `refinery_quaterion.data.labels`: one label per record (`combine_labels`) and its `LabelReport`;
+* `refinery_quaterion.data.cleaning`: suspected label errors (`clean_labels`);
+* `refinery_quaterion.data.text`: what text a record is embedded as (`TextTemplate`);
+* `refinery_quaterion.data.splits`: train/validation/test splits and leak checks;
+* `refinery_quaterion.data.dataset`: `RefineryExportDataset` and `LabelMap` for training.
+
+Nothing here imports torch until a dataset is built.
+"""
+
+from __future__ import annotations
+
+from refinery_quaterion._lazy import lazy_exports
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "readers": ("DataFile", "ExportError", "load_records", "read_data_file"),
+    "refinery": ("ClassificationTask", "RefineryExport", "SupportsRecordExport", "load_export"),
+    "thresholds": ("AutoThreshold", "ThresholdChoice", "choose_threshold", "threshold_report"),
+    "labels": ("DROP_REASONS", "LabelReport", "combine_labels"),
+    "cleaning": ("CleaningReport", "clean_labels"),
+    "text": ("TextSpec", "TextTemplate"),
+    "splits": ("DuplicateReport", "DuplicateTextWarning", "HoldoutSplit", "duplicate_report", "split_by_source",
+               "train_val_split"),
+    "dataset": ("LabelMap", "RefineryExportDataset"),
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,0 +1,374 @@
+"""Reading data files: compression, zips and the JSON / JSON Lines / CSV / XLSX formats.
+
+One reader serves both `refinery_quaterion.data.refinery.load_export` (refinery data in any form)
+and `load_records` (the labeled record tables that ``prepare`` writes and the examples ship):
+
+* a file may be compressed: ``.gz``, ``.bz2``, ``.xz``, or ``.zst`` (needs the `zstandard`
+  package);
+* a ``.zip`` (the UI download, a project snapshot) holds one data file, itself optionally
+  compressed; ``__MACOSX/`` entries are ignored; ZipCrypto and (with `pyzipper`) AES
+  passwords are supported;
+* JSON is parsed with the standard library, so every value keeps the type it was written
+  with: ``"2021-03-04"`` stays that string (no date conversion), ``"007"`` stays a string,
+  and a column of integers with gaps stays integers (pandas' nullable ``Int64``);
+* a CSV file's delimiter (comma, semicolon, tab or ``|``) is taken from its header line.
+
+Every problem raises `ExportError` naming the file (and zip member, line, or column).
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import lzma
+import os
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "COMPRESSIONS",
+    "DATA_SUFFIXES",
+    "DataFile",
+    "ExportError",
+    "load_records",
+    "read_data_file",
+    "records_frame",
+]
+
+DATA_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".csv", ".tsv", ".xlsx")
+"""File types holding data (after any compression suffix is removed)."""
+
+COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstandard"}
+"""Compression suffixes understood, and the format each one means."""
+
+_CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+class ExportError(ValueError):
+    """Raised when data cannot be read; the message names the file, column or row."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """The decompressed bytes of one data file, with the name to use in messages.
+
+    Attributes:
+        name: The file for messages: ``"path"``, or ``"path!member"`` for a zip member.
+        suffix: The data format: one of `DATA_SUFFIXES`.
+        data: The file's bytes, decompressed.
+    """
+
+    name: str
+    suffix: str
+    data: bytes
+
+    def json(self) -> Any:
+        """The parsed JSON (a ``.jsonl`` file gives the list of its lines' objects).
+
+        The SDK's double-encoded JSON (a JSON string holding the JSON) is unwrapped.
+
+        Raises:
+            ExportError: For text that is not UTF-8 or not JSON, naming the line and column.
+        """
+        try:
+            text = self.data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ExportError(f"{self.name}: not UTF-8 text ({err})") from err
+        if self.suffix == ".jsonl":
+            rows = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ExportError(f"{self.name}: invalid JSON on line {number}, column {err.colno}: "
+                                      f"{err.msg}") from err
+            return rows
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as err:
+            where = f"line {err.lineno}, column {err.colno}"
+            raise ExportError(f"{self.name}: invalid JSON at {where}: {err.msg}") from err
+        if isinstance(payload, str):  # the SDK's download_to= writes a JSON string holding the JSON
+            try:
+                payload = json.loads(payload)
+            except json.JSONDecodeError as err:
+                raise ExportError(f"{self.name}: holds a JSON string that is not JSON itself ({err.msg})") from err
+        return payload
+
+    def frame(self) -> pd.DataFrame:
+        """The file as a table: CSV / TSV / XLSX, or JSON holding a list of records.
+
+        Raises:
+            ExportError: If the file is not a table, naming the file and what was expected.
+        """
+        if self.suffix in (".json", ".jsonl"):
+            return records_frame(self.json(), self.name)
+        if self.suffix in (".csv", ".tsv"):
+            return _read_csv(self)
+        return _read_xlsx(self)
+
+
+def read_data_file(path: str | os.PathLike, *, password: str | bytes | None = None) -> DataFile:
+    """Read one data file, unzipping and decompressing it as its name says.
+
+    Args:
+        path: A ``.json``, ``.jsonl``, ``.csv``, ``.tsv`` or ``.xlsx`` file, optionally
+            compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``), or a ``.zip`` holding exactly
+            one such file.
+        password: Password of a protected zip.
+
+    Returns:
+        The data file's bytes and format.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ExportError: For a folder, an unsupported name, a corrupt archive or member, a missing
+            or wrong password; the message names the file and the zip member.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ExportError(f"{path}: is a folder; expected {_expected()}")
+    suffix, compression = _split_name(path.name)
+    if suffix == ".zip" and compression is None:
+        member, data = _read_zip(path, password)
+        inner, inner_compression = _split_name(member)
+        name = f"{path}!{member}"
+        return DataFile(name, inner, _decompress(data, inner_compression, name))
+    if suffix not in DATA_SUFFIXES:
+        shown = path.suffix.lower() if compression is None else suffix + path.suffix.lower()
+        raise ExportError(f"{path}: unsupported file type {shown!r}; expected {_expected()}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ExportError(f"{path}: cannot read the file ({err})") from err
+    return DataFile(str(path), suffix, _decompress(data, compression, str(path)))
+
+
+def load_records(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a labeled record table written by ``prepare`` or shipped with the examples.
+
+    Uses the same reader as `refinery_quaterion.data.refinery.load_export`: JSON (a list of records,
+    ``orient="records"``), JSON Lines, CSV/TSV or XLSX, each optionally compressed or zipped.
+    Values keep the types they were written with (see the module description), so a table
+    written by ``prepare`` reads back unchanged.
+
+    Args:
+        path: File to read.
+
+    Returns:
+        The records, one row each.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ExportError: If the file is not a table of records (a `ValueError`); the message
+            names the file.
+    """
+    return read_data_file(path).frame()
+
+
+def records_frame(payload: Any, name: str) -> pd.DataFrame:
+    """A DataFrame from parsed JSON records, keeping every value's type.
+
+    Integer columns with gaps become pandas' nullable ``Int64`` (not floats), so a record
+    written as ``{"id": 7}`` reads back as ``7``, not ``7.0``. pandas' ``orient="columns"``
+    layout (``{column: {row: value}}``) is accepted too.
+
+    Args:
+        payload: Parsed JSON: a list of objects, or ``{column: {row: value}}``.
+        name: The file, for messages.
+
+    Returns:
+        One row per record.
+
+    Raises:
+        ExportError: If ``payload`` is not a table (e.g. a project snapshot, a number, a list
+            holding a non-object), naming the file and the first offending record.
+    """
+    if isinstance(payload, dict) and "records_data" in payload:
+        raise ExportError(f"{name}: is a refinery project snapshot, not a table of records; "
+                          "read it with load_export() and combine_labels()")
+    if isinstance(payload, dict) and payload and all(isinstance(v, dict) for v in payload.values()):
+        columns = list(payload)
+        index = list(dict.fromkeys(key for values in payload.values() for key in values))
+        payload = [{c: payload[c].get(i) for c in columns if i in payload[c]} for i in index]
+    if not isinstance(payload, list):
+        raise ExportError(
+            f"{name}: JSON is a {type(payload).__name__}; expected a list of records, a project snapshot "
+            "(with 'records_data'), or the SDK's double-encoded JSON string"
+        )
+    bad = next((i for i, row in enumerate(payload) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise ExportError(
+            f"{name}: record {bad} is a {type(payload[bad]).__name__}; expected a list of objects "
+            "(orient='records')"
+        )
+    frame = pd.DataFrame.from_records(payload)
+    for column in frame.columns:
+        if frame[column].dtype.kind == "f" and frame[column].isna().any():
+            values = [row.get(column) for row in payload]
+            present = [v for v in values if v is not None]
+            if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+                frame[column] = pd.array(values, dtype="Int64")
+    return frame
+
+
+# --------------------------------------------------------------------------------------
+# Names, compression, zips
+# --------------------------------------------------------------------------------------
+
+
+def _expected() -> str:
+    kinds = ", ".join(DATA_SUFFIXES[:-1]) + f" or {DATA_SUFFIXES[-1]}"
+    return f"a {kinds} file or a .zip, optionally compressed ({', '.join(COMPRESSIONS)})"
+
+
+def _split_name(name: str) -> tuple[str, str | None]:
+    """``(data suffix, compression suffix or None)`` of a file name: ``x.json.gz`` → ``(".json", ".gz")``."""
+    path = Path(name.lower())
+    if path.suffix in COMPRESSIONS:
+        return Path(path.stem).suffix, path.suffix
+    return path.suffix, None
+
+
+def _decompress(data: bytes, compression: str | None, name: str) -> bytes:
+    if compression is None:
+        return data
+    openers: dict[str, Callable[[bytes], bytes]] = {
+        ".gz": gzip.decompress,
+        ".bz2": bz2.decompress,
+        ".xz": lzma.decompress,
+        ".zst": _zstd_decompress,
+    }
+    try:
+        return openers[compression](data)
+    except ExportError as err:
+        raise ExportError(f"{name}: {err}") from err
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as err:
+        raise ExportError(f"{name}: not a valid {COMPRESSIONS[compression]} file ({err})") from err
+    except Exception as err:  # zstandard.ZstdError and the like
+        if type(err).__module__.split(".")[0] in ("zstandard", "_zstd", "pyzstd"):
+            raise ExportError(f"{name}: not a valid zstandard file ({err})") from err
+        raise
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        raise ExportError(
+            "reading .zst files needs the zstandard package (`pip install zstandard`); "
+            "or decompress the file first (`zstd -d FILE`)"
+        ) from None
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+        return reader.read()
+
+
+def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ExportError(f"{path}: not a valid zip file ({err})") from err
+    with archive:
+        members = [
+            info
+            for info in archive.infolist()
+            if not info.is_dir()
+            and not info.filename.startswith("__MACOSX/")
+            and not Path(info.filename).name.startswith("._")
+        ]
+        data_members = [m for m in members if _split_name(m.filename)[0] in DATA_SUFFIXES]
+        if not data_members:
+            names = [m.filename for m in members] or "nothing"
+            raise ExportError(f"{path}: the zip holds no .json, .csv or .xlsx file (it holds {names})")
+        if len(data_members) > 1:
+            names = [m.filename for m in data_members]
+            raise ExportError(f"{path}: the zip holds several data files {names}; expected exactly one")
+        info = data_members[0]
+        encrypted = bool(info.flag_bits & 0x1)
+        if info.compress_type == 99:  # WinZip AES
+            return info.filename, _read_aes(path, info.filename, password)
+        if encrypted and password is None:
+            raise ExportError(f"{path}: {info.filename} is password protected; pass password=")
+        pwd = password.encode() if isinstance(password, str) else password
+        try:
+            return info.filename, archive.read(info, pwd=pwd if encrypted else None)
+        except RuntimeError as err:
+            if "password" in str(err).lower():
+                raise ExportError(f"{path}: wrong password for {info.filename}") from err
+            raise ExportError(f"{path}: cannot read zip member {info.filename} ({err})") from err
+        except NotImplementedError as err:
+            raise ExportError(f"{path}: zip member {info.filename} uses an unsupported compression ({err})") from err
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as err:
+            if encrypted:  # a wrong password can slip past the check byte and garble the stream
+                raise ExportError(f"{path}: wrong password for {info.filename} ({err})") from err
+            raise ExportError(f"{path}: zip member {info.filename} is corrupt ({err})") from err
+
+
+def _read_aes(path: Path, member: str, password: str | bytes | None) -> bytes:
+    if password is None:
+        raise ExportError(f"{path}: {member} is password protected (AES); pass password=")
+    try:
+        import pyzipper
+    except ImportError as err:
+        raise ExportError(
+            f"{path}: {member} is AES-encrypted, which Python's zipfile cannot read; "
+            "install pyzipper (`pip install pyzipper`) or re-download the file without a password"
+        ) from err
+    pwd = password.encode() if isinstance(password, str) else password
+    with pyzipper.AESZipFile(path) as archive:
+        try:
+            return archive.read(member, pwd=pwd)
+        except RuntimeError as err:
+            raise ExportError(f"{path}: wrong password for {member}") from err
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+            raise ExportError(f"{path}: zip member {member} is corrupt ({err})") from err
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------
+
+
+def _sniff_delimiter(text: str, default: str) -> str:
+    """The delimiter that splits the header line into the most fields (``default`` on a tie)."""
+    header = next(iter(text.splitlines()), "")
+    counts = {d: len(next(csv.reader([header], delimiter=d), [])) for d in _CSV_DELIMITERS}
+    best = max(counts.values())
+    if best <= 1 or counts[default] == best:
+        return default
+    return next(d for d in _CSV_DELIMITERS if counts[d] == best)
+
+
+def _read_csv(file: DataFile) -> pd.DataFrame:
+    try:
+        text = file.data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ExportError(f"{file.name}: not UTF-8 text ({err})") from err
+    delimiter = _sniff_delimiter(text, "\t" if file.suffix == ".tsv" else ",")
+    try:
+        return pd.read_csv(io.StringIO(text), sep=delimiter, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        shown = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "'|'"}[delimiter]
+        raise ExportError(f"{file.name}: not a readable CSV file (delimiter: {shown}; {err})") from err
+
+
+def _read_xlsx(file: DataFile) -> pd.DataFrame:
+    try:
+        return pd.read_excel(io.BytesIO(file.data))
+    except ImportError as err:
+        raise ExportError(f"{file.name}: reading .xlsx needs openpyxl (`pip install openpyxl`)") from err
+    except Exception as err:  # openpyxl raises many types for a broken workbook
+        raise ExportError(f"{file.name}: not a readable .xlsx workbook ({err})") from err

@@ -1,0 +1,350 @@
+"""Splitting labeled records: train/validation without leaks, and manual labels as the test set.
+
+* `train_val_split` keeps records with identical texts on one side of the split (a group
+  split), so a duplicated record cannot sit in training and validation at once and inflate
+  the validation score; it warns (`DuplicateTextWarning`) about duplicates and about texts
+  that carry conflicting labels.
+* `duplicate_report` gives those numbers as a `DuplicateReport`, without splitting.
+* `split_by_source` implements the "manual labels as the held-out truth" protocol: records
+  with a manual label form the test set, training uses the weak-supervision labels of the
+  other records.
+
+Records are "identical" when their rendered texts are equal after collapsing whitespace
+(with ``text=``, the template you train with), or, without a template, when all their
+non-label columns are equal. Torch-free: nothing here imports the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from refinery_quaterion._util import fields_dict, to_jsonable
+from refinery_quaterion.data.text import TextSpec, TextTemplate
+
+__all__ = [
+    "DuplicateReport",
+    "DuplicateTextWarning",
+    "HoldoutSplit",
+    "duplicate_report",
+    "split_by_source",
+    "train_val_split",
+]
+
+_LABEL_COLUMNS = ("label", "label_source", "confidence", "weight")
+
+
+class DuplicateTextWarning(UserWarning):
+    """Issued by `train_val_split` when records share a text, or one text carries several labels."""
+
+
+@dataclass
+class DuplicateReport:
+    """Records that share their text with another record.
+
+    Attributes:
+        records: Records looked at.
+        texts: Distinct texts among them.
+        duplicated_records: Records whose text occurs more than once.
+        duplicate_texts: Texts that occur more than once.
+        conflicts: Texts with more than one label: ``{"text", "labels": {label: n}, "rows"}``
+            each (rows are positions in the frame), most records first.
+    """
+
+    records: int
+    texts: int
+    duplicated_records: int
+    duplicate_texts: int
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def conflicting_texts(self) -> int:
+        """Texts carrying more than one label."""
+        return len(self.conflicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return fields_dict(self, "records", "texts", "duplicated_records", "duplicate_texts", "conflicting_texts",
+                           "conflicts")
+
+    def __str__(self) -> str:
+        lines = [f"{self.duplicated_records} of {self.records} records share their text with another record "
+                 f"({self.duplicate_texts} texts occur more than once)"]
+        if self.conflicts:
+            shown = "; ".join(
+                f"{c['text'][:60]!r} ({', '.join(f'{k}×{v}' for k, v in c['labels'].items())})"
+                for c in self.conflicts[:5]
+            )
+            more = f" and {len(self.conflicts) - 5} more" if len(self.conflicts) > 5 else ""
+            lines.append(f"{len(self.conflicts)} texts carry different labels: {shown}{more}")
+        return "\n".join(lines)
+
+
+def _keys(frame: pd.DataFrame, text: TextSpec | None, label_column: str) -> pd.Series:
+    """One grouping key per record: the whitespace-collapsed text, or the non-label columns."""
+    if text is not None:
+        template = TextTemplate.coerce(text)
+        template.validate(frame.columns, source="the records")
+        rendered = template.render_many(frame.to_dict(orient="records"))
+        return pd.Series([" ".join(t.split()) for t in rendered], index=frame.index)
+    columns = [c for c in frame.columns if c != label_column and c not in _LABEL_COLUMNS]
+    if not columns:
+        return pd.Series([str(i) for i in range(len(frame))], index=frame.index)
+    rows = frame[columns].to_dict(orient="records")
+    return pd.Series([json.dumps(to_jsonable(r), sort_keys=True) for r in rows], index=frame.index)
+
+
+def _report(frame: pd.DataFrame, keys: pd.Series, label_column: str, text_given: bool) -> DuplicateReport:
+    sizes = keys.map(keys.value_counts())
+    conflicts = []
+    if label_column in frame.columns:
+        labels = frame[label_column].astype(str).to_numpy()
+        positions: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if sizes.iloc[i] > 1:
+                positions.setdefault(key, []).append(i)
+        for key, rows in positions.items():
+            found = pd.Series(labels[rows]).value_counts()
+            if len(found) > 1:
+                shown = key if text_given else f"record {rows[0]}"
+                conflicts.append({"text": shown, "labels": {str(k): int(v) for k, v in found.items()}, "rows": rows})
+        conflicts.sort(key=lambda c: -len(c["rows"]))
+    return DuplicateReport(
+        records=len(frame),
+        texts=int(keys.nunique()),
+        duplicated_records=int((sizes > 1).sum()),
+        duplicate_texts=int((keys.value_counts() > 1).sum()),
+        conflicts=conflicts,
+    )
+
+
+def duplicate_report(
+    frame: pd.DataFrame, text: TextSpec | None = None, label_column: str = "label"
+) -> DuplicateReport:
+    """Count records that share a text, and texts that carry conflicting labels.
+
+    Args:
+        frame: Labeled records.
+        text: The template you train with; without it, records are compared on all their
+            non-label columns.
+        label_column: Column holding the label names.
+
+    Returns:
+        The counts and the conflicting texts.
+
+    Raises:
+        ValueError: If a template field is not a column.
+    """
+    keys = _keys(frame, text, label_column)
+    return _report(frame, keys, label_column, text is not None)
+
+
+def _check_val_size(val_size: float | int, n: int) -> float | int:
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
+        raise ValueError(f"val_size must be a share between 0 and 1 or a count of records, got {val_size!r}")
+    if isinstance(val_size, float) and val_size >= 1 and val_size.is_integer():
+        val_size = int(val_size)
+    if isinstance(val_size, float):
+        if not 0.0 < val_size < 1.0:
+            raise ValueError(f"val_size must be between 0 and 1 (a share) or a count, got {val_size}")
+        return val_size
+    if not 1 <= val_size < n:
+        raise ValueError(f"val_size={val_size} records: must be at least 1 and fewer than the {n} records")
+    return val_size
+
+
+def _strata(frame: pd.DataFrame, stratify: bool | str, label_column: str) -> pd.Series | None:
+    column = label_column if stratify is True else (stratify or None)
+    if column is None:
+        return None
+    if column not in frame.columns:
+        raise ValueError(f"cannot stratify on {column!r}: not a column ({list(frame.columns)})")
+    return frame[column].astype(str)
+
+
+def train_val_split(
+    frame: pd.DataFrame,
+    val_size: float | int = 0.25,
+    seed: int = 42,
+    stratify: bool | str = True,
+    label_column: str = "label",
+    *,
+    text: TextSpec | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split labeled records into train and validation frames, identical texts on one side.
+
+    Uses ``sklearn.model_selection.train_test_split``. When every record has its own text,
+    the split is exactly sklearn's on the records, so ``stratify=False`` with the seed's
+    ``random_state=42`` reproduces the seed's split. When texts repeat, the distinct texts
+    are split instead (stratified by each text's most common label), so all copies of a text
+    land on the same side; a `DuplicateTextWarning` gives the numbers of `duplicate_report`,
+    including texts with conflicting labels.
+
+    Args:
+        frame: Labeled records.
+        val_size: Share (0 < x < 1) or number of records for validation (with duplicates,
+            approximately: whole texts move).
+        seed: Random seed.
+        stratify: ``True`` keeps class proportions using ``label_column``; a string names
+            another column; ``False`` splits at random.
+        label_column: Label column used when ``stratify is True``.
+        text: The template you train with, to find identical texts; without it, records are
+            identical when all their non-label columns are.
+
+    Returns:
+        ``(train, val)`` frames, each with a fresh 0..n-1 index.
+
+    Raises:
+        ValueError: If ``val_size`` is out of range or a class is too small to stratify.
+    """
+    from sklearn.model_selection import train_test_split
+
+    val_size = _check_val_size(val_size, len(frame))
+    strata = _strata(frame, stratify, label_column)
+    keys = _keys(frame, text, label_column)
+    report = _report(frame, keys, label_column, text is not None)
+    if report.duplicated_records == 0:
+        if strata is not None:
+            counts = strata.value_counts()
+            if (counts < 2).any():
+                small = list(counts[counts < 2].index)
+                raise ValueError(
+                    f"cannot stratify: class(es) {small} have a single record; "
+                    "pass stratify=False or label more records"
+                )
+        train, val = train_test_split(frame, test_size=val_size, random_state=seed, stratify=strata)
+        return train.reset_index(drop=True), val.reset_index(drop=True)
+
+    warnings.warn(f"{report}; each text is kept on one side of the split", DuplicateTextWarning, stacklevel=2)
+    groups = pd.Series(range(len(frame)), index=frame.index).groupby(keys.to_numpy(), sort=False)
+    first_rows = [rows.iloc[0] for _, rows in groups]
+    group_of = keys.map({key: i for i, (key, _) in enumerate(groups)}).to_numpy()
+    group_strata = None
+    if strata is not None:
+        values = strata.to_numpy()
+        group_strata = [pd.Series(values[rows.to_numpy()]).mode().iloc[0] for _, rows in groups]
+        counts = pd.Series(group_strata).value_counts()
+        if (counts < 2).any():
+            small = list(counts[counts < 2].index)
+            raise ValueError(
+                f"cannot stratify: class(es) {small} have a single distinct text (identical texts stay together); "
+                "pass stratify=False or label more records"
+            )
+    n_groups = len(first_rows)
+    group_val: float | int = val_size
+    if isinstance(val_size, int):
+        group_val = min(max(1, round(val_size * n_groups / len(frame))), n_groups - 1)
+    _, val_groups = train_test_split(list(range(n_groups)), test_size=group_val, random_state=seed,
+                                     stratify=group_strata)
+    in_val = pd.Series(group_of).isin(set(val_groups)).to_numpy()
+    return frame[~in_val].reset_index(drop=True), frame[in_val].reset_index(drop=True)
+
+
+@dataclass
+class HoldoutSplit:
+    """Train / validation / test frames of `split_by_source`; unpacks as ``train, val, test``.
+
+    Attributes:
+        train: Weak-supervision labeled records to train on.
+        val: Weak-supervision labeled records to validate on (empty when ``val_size=0``).
+        test: Manually labeled records: the held-out truth.
+        removed_overlap: Weak-supervision records left out of training because their text
+            is also a test text (they would leak the answer).
+        test_only_labels: Labels that occur in the test set but not in training.
+    """
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    removed_overlap: int = 0
+    test_only_labels: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return iter((self.train, self.val, self.test))
+
+    def __str__(self) -> str:
+        text = (f"train {len(self.train)} (weak supervision), validation {len(self.val)} (weak supervision), "
+                f"test {len(self.test)} (manual labels)")
+        if self.removed_overlap:
+            text += f"; {self.removed_overlap} weak-supervision records left out: their text is a test text"
+        if self.test_only_labels:
+            text += f"; labels only in the test set: {self.test_only_labels}"
+        return text
+
+
+def split_by_source(
+    records: pd.DataFrame,
+    *,
+    val_size: float | int = 0.0,
+    seed: int = 42,
+    stratify: bool | str = True,
+    text: TextSpec | None = None,
+    label_column: str = "label",
+    source_column: str = "label_source",
+) -> HoldoutSplit:
+    """Hold out the manually labeled records as the test set; train on weak supervision.
+
+    The evaluation protocol for a refinery project: the manual labels are the truth, so the
+    records that carry one (``label_source == "manual"`` in the output of
+    `refinery_quaterion.data.labels.combine_labels`, which also gives them their manual label)
+    become the test set, and the model learns only from the weak-supervision labels of the
+    other records. A weak-supervision record whose text equals a test text is left out of
+    training (counted in ``removed_overlap``). The confidence threshold of
+    ``combine_labels`` applies to the training records only.
+
+    Example:
+        >>> records, report = combine_labels(export, "intent", min_confidence="auto", text="{text}")  # doctest: +SKIP
+        >>> train, val, test = split_by_source(records, val_size=0.2, text="{text}")  # doctest: +SKIP
+
+    Args:
+        records: Output of ``combine_labels``.
+        val_size: Share or count of the training records to hold out for validation (with
+            `train_val_split`); ``0`` keeps them all for training.
+        seed: Random seed of the validation split.
+        stratify: As in `train_val_split`.
+        text: The template you train with (to find identical texts); see `train_val_split`.
+        label_column: Column holding the label names.
+        source_column: Column saying where each label comes from.
+
+    Returns:
+        The three frames (each with a fresh index) and the counts.
+
+    Raises:
+        ValueError: If ``source_column`` is missing, or no record has a manual label or a
+            weak-supervision label.
+    """
+    if source_column not in records.columns:
+        raise ValueError(
+            f"no column {source_column!r} (columns: {list(records.columns)}); split_by_source needs the output "
+            "of combine_labels(), which says for each record whether its label is manual or weak supervision"
+        )
+    source = records[source_column].astype(str)
+    test = records[source == "manual"]
+    pool = records[source == "weak_supervision"]
+    if test.empty:
+        raise ValueError("no record has a manual label (label_source 'manual'): the manual labels are the test "
+                         "set of this protocol; label some records in refinery, or use train_val_split")
+    if pool.empty:
+        raise ValueError("no record is labeled by weak supervision (label_source 'weak_supervision'): nothing to "
+                         "train on; run weak supervision in refinery or lower min_confidence")
+    both = pd.concat([test, pool])
+    keys = _keys(both, text, label_column)
+    test_keys = set(keys.iloc[: len(test)])
+    overlap = keys.iloc[len(test):].isin(test_keys).to_numpy()
+    pool = pool[~overlap]
+    if pool.empty:
+        raise ValueError("every weak-supervision record has the text of a manually labeled one; nothing to train on")
+    if val_size:
+        train, val = train_val_split(pool, val_size=val_size, seed=seed, stratify=stratify,
+                                     label_column=label_column, text=text)
+    else:
+        train, val = pool.reset_index(drop=True), pool.iloc[0:0].reset_index(drop=True)
+    seen = set(train[label_column].astype(str))
+    test_only = sorted(set(test[label_column].astype(str)) - seen)
+    return HoldoutSplit(train=train, val=val, test=test.reset_index(drop=True),
+                        removed_overlap=int(overlap.sum()), test_only_labels=test_only)

@@ -1,0 +1,359 @@
+"""Encoder backends: what runs the frozen transformer pass of a `TransformerEncoder`.
+
+The encoder tokenizes, sorts texts by token length and pads each batch to its longest text
+(`length_sorted_batches`); a backend turns one padded batch into pooled vectors. Three are
+registered in `BACKENDS`:
+
+* ``"torch"`` -- the transformer itself (the only one a trainable encoder can use);
+* ``"onnx"`` -- the same computation (transformer + pooling + the encoder's normalisation) as
+  an ONNX graph run by ONNX Runtime; the same vectors (cosine >= 0.9999), faster on CPU;
+* ``"onnx-int8"`` -- that graph with dynamically quantised int8 weights (per-channel):
+  faster again, slightly different vectors.
+
+The default is ``"auto"`` (`DEFAULT_BACKEND`), which `resolve_backend` turns into ``"onnx"`` for
+a frozen encoder on a CPU-only machine (onnx and onnxruntime are core dependencies), and into
+``"torch"`` for a trainable encoder, on a machine with a CUDA GPU, or where onnxruntime is
+missing. ``"onnx"`` is the default because it keeps every figure -- the same vectors, so the
+same search quality -- and encodes faster on CPU; ``"onnx-int8"`` is faster still but moves the
+AG News metrics a little, so it is one setting away rather than the default (both measured by
+``benchmarks/bench_export.py``, tables in the guide "Use your model elsewhere").
+
+The ONNX graph is built once per encoder fingerprint and backend and kept (written
+atomically, umask respected) in the ``.models`` folder of the encoder's embedding cache, or of
+`refinery_quaterion.model.cache.default_cache_dir` when it has none; later runs only load it. One
+``onnxruntime.InferenceSession`` per encoder runs it, with as many intra-op threads as this
+process may use CPUs (`usable_cpus`). The ONNX backends need the ``refinery-quaterion[onnx]``
+extra (onnx, onnxruntime), imported only when a backend is first used.
+
+A backend's identity (`EncoderBackend.key`: name, quantisation, opset, the onnxruntime
+version) enters the encoder's fingerprint, so the `refinery_quaterion.model.cache.EmbeddingCache`
+never mixes vectors of different backends; the torch backend adds nothing, so caches written
+before backends existed stay valid.
+
+Adding a backend is one builder plus its registration; the builder gets the encoder and
+returns a `BatchRunner`::
+
+    @register_backend("my-runtime", description="one line for the docs", extra="my-extra")
+    def _my_runtime(encoder: BackendEncoder) -> BatchRunner:
+        session = load_my_runtime(encoder)  # build it from encoder.transformer, or load it
+        return lambda input_ids, attention_mask: session.run(input_ids, attention_mask)
+
+This module imports no torch, so `refinery_quaterion.model.config` validates backend names with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from refinery_quaterion.model.runtime import ONNX_EXTRA, ONNX_OPSET, length_sorted_batches, require_onnx
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = [
+    "BACKENDS",
+    "BackendEncoder",
+    "AUTO_BACKEND",
+    "DEFAULT_BACKEND",
+    "BatchRunner",
+    "EncoderBackend",
+    "check_backend",
+    "embed_sorted",
+    "cuda_visible",
+    "models_dir",
+    "onnx_available",
+    "register_backend",
+    "resolve_backend",
+]
+
+class BackendEncoder(Protocol):
+    """What a backend builder uses of its encoder: a `refinery_quaterion.model.encoder.TransformerEncoder`.
+
+    (The encoder imports this module, so backends name the encoder by what they use of it.)
+    """
+
+    tokenizer: Any
+    transformer: Any
+    max_length: int
+    pooling: str
+    normalize: bool
+    embedding_cache: Any
+    backend: str
+    device: Any
+
+    def backend_runner(self) -> BatchRunner:
+        """The runner of the encoder's backend, built on first use."""
+        ...
+
+    def embed_tokens(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Pooled vectors of one padded batch, by the transformer in torch."""
+        ...
+
+    def fingerprint(self) -> str:
+        """What identifies the encoder's vectors."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The encoder's settings as JSON data."""
+        ...
+
+
+BatchRunner = Callable[[np.ndarray, np.ndarray], Any]
+"""``run(input_ids, attention_mask) -> vectors``: one padded batch (int64 arrays of shape
+``(batch, tokens)``) to its pooled vectors, ``(batch, dim)``, as a float torch tensor or a
+float32 numpy array."""
+
+AUTO_BACKEND = "auto"
+"""Not a backend but a choice: ``"onnx"`` for a frozen encoder on a machine without a CUDA GPU when
+ONNX Runtime is installed, else ``"torch"`` (see `resolve_backend`)."""
+
+DEFAULT_BACKEND = AUTO_BACKEND
+"""What a `TransformerEncoder` and `refinery_quaterion.model.config.ModelConfig` use by default."""
+
+MODELS_FOLDER = ".models"
+"""Folder inside an embedding cache that holds the backends' ONNX graphs (one sub-folder per fingerprint)."""
+_GRAPH_FILE = "model.onnx"
+_TRACE_TEXTS = ["a short text", "a somewhat longer text, so that the first one is padded"]
+
+
+@dataclass(frozen=True)
+class EncoderBackend:
+    """One registered backend.
+
+    Attributes:
+        name: What ``encoder_backend=`` takes, e.g. ``"onnx-int8"``.
+        build: ``build(encoder) -> BatchRunner``, called once per encoder when it first encodes.
+        description: One line for the docs and help texts.
+        quantization: ``"int8"`` for a quantised backend, else ``None``.
+        trainable: Whether a trainable (fine-tuned) encoder can use it; only ``"torch"`` can.
+        reference: The reference computation (``"torch"``): adds nothing to the encoder's
+            fingerprint.
+        packages: Distributions whose versions enter the fingerprint (their numerics decide
+            the vectors), e.g. ``("onnxruntime",)``.
+        settings: Further settings that decide the vectors, e.g. ``{"opset": 17}``.
+        extra: The ``refinery-quaterion[...]`` extra it needs, if any.
+    """
+
+    name: str
+    build: Callable[[BackendEncoder], BatchRunner]
+    description: str
+    quantization: str | None = None
+    trainable: bool = False
+    reference: bool = False
+    packages: tuple[str, ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
+    extra: str | None = None
+
+    def key(self) -> dict[str, Any]:
+        """What besides the encoder's weights and settings decides this backend's vectors.
+
+        Empty for the reference backend; else name, quantisation, settings and package versions.
+        """
+        if self.reference:
+            return {}
+        return {"backend": self.name, "quantization": self.quantization, **dict(self.settings),
+                "versions": {package: _version(package) for package in self.packages}}
+
+
+BACKENDS: dict[str, EncoderBackend] = {}
+"""Registered backends by name: ``"torch"``, ``"onnx"``, ``"onnx-int8"``."""
+
+
+def register_backend(
+    name: str,
+    *,
+    description: str,
+    quantization: str | None = None,
+    trainable: bool = False,
+    reference: bool = False,
+    packages: Sequence[str] = (),
+    settings: dict[str, Any] | None = None,
+    extra: str | None = None,
+) -> Callable[[Callable[[BackendEncoder], BatchRunner]], Callable[[BackendEncoder], BatchRunner]]:
+    """Decorator: register a backend builder under ``name`` (arguments as in `EncoderBackend`).
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+    """
+
+    def register(build: Callable[[BackendEncoder], BatchRunner]) -> Callable[[BackendEncoder], BatchRunner]:
+        if name in BACKENDS:
+            raise ValueError(f"encoder backend {name!r} is already registered")
+        BACKENDS[name] = EncoderBackend(name, build, description, quantization, trainable, reference,
+                                        tuple(packages), tuple(sorted((settings or {}).items())), extra)
+        return build
+
+    return register
+
+
+def check_backend(name: Any, *, trainable: bool = False) -> str:
+    """Return ``name`` if it is ``"auto"`` or a registered backend a (``trainable``) encoder can use.
+
+    Raises:
+        ValueError: For an unknown name (listing the valid ones), or a backend that cannot
+            run a trainable encoder.
+    """
+    if not isinstance(name, str) or (name not in BACKENDS and name != AUTO_BACKEND):
+        raise ValueError(f"encoder_backend must be one of {[AUTO_BACKEND, *BACKENDS]}, got {name!r}")
+    if name == AUTO_BACKEND:
+        return name
+    if trainable and not BACKENDS[name].trainable:
+        usable = [n for n, b in BACKENDS.items() if b.trainable]
+        raise ValueError(f"encoder_backend={name!r} runs a frozen encoder only (it serves the frozen pass of "
+                         f"training and evaluation); a trainable encoder needs encoder_backend in {usable}, or "
+                         "pass trainable_encoder=False")
+    return name
+
+
+def onnx_available() -> bool:
+    """Whether onnx and onnxruntime are installed (checked without importing them)."""
+    from importlib.util import find_spec
+
+    return all(find_spec(package) is not None for package in ("onnx", "onnxruntime"))
+
+
+def cuda_visible() -> bool:
+    """Whether torch (when it is already imported) sees a CUDA GPU; never imports torch itself."""
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_available())
+    except Exception:  # a broken CUDA setup: as if there were no GPU
+        return False
+
+
+def resolve_backend(name: str, *, trainable: bool = False) -> str:
+    """The registered backend that ``name`` means for a (``trainable``) encoder.
+
+    ``"auto"`` becomes ``"onnx"`` for a frozen encoder on a machine without a CUDA GPU when
+    `onnx_available`; else ``"torch"`` (a trainable encoder; a GPU, where torch encodes faster
+    than ONNX Runtime on the CPU; onnx or onnxruntime missing). Any other name is returned as it
+    is (after `check_backend`).
+
+    Raises:
+        ValueError: As `check_backend`.
+    """
+    name = check_backend(name, trainable=trainable)
+    if name != AUTO_BACKEND:
+        return name
+    return "onnx" if not trainable and not cuda_visible() and onnx_available() else "torch"
+
+
+def embed_sorted(encoder: BackendEncoder, texts: Sequence[str], *, batch_size: int, bar: Any = None) -> Tensor:
+    """Vectors of ``texts`` by the encoder's backend, in input order, as a float tensor.
+
+    The texts are tokenized (truncated to the encoder's ``max_length``, not padded) and run in
+    `length_sorted_batches`; ``bar`` (a tqdm bar) is advanced by each batch.
+    """
+    import torch
+
+    tokenizer = encoder.tokenizer
+    token_ids = tokenizer(list(texts), truncation=True, max_length=encoder.max_length, padding=False,
+                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    run = encoder.backend_runner()
+    pieces, order = [], []
+    for rows, ids, mask in length_sorted_batches(token_ids, batch_size, pad_id):
+        pieces.append(torch.as_tensor(run(ids, mask)))
+        order.append(rows)
+        if bar is not None:
+            bar.update(len(rows))
+    embeddings = torch.cat(pieces)
+    restore = torch.from_numpy(np.argsort(np.concatenate(order))).to(embeddings.device)
+    return embeddings[restore]
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# The backends
+# --------------------------------------------------------------------------------------
+
+
+@register_backend("torch", description="the transformer in torch (the reference; also for a trainable encoder)",
+                  trainable=True, reference=True)
+def _torch_backend(encoder: BackendEncoder) -> BatchRunner:
+    import torch
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
+        device = encoder.device
+        return encoder.embed_tokens(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device))
+
+    return run
+
+
+@register_backend("onnx", description="ONNX Runtime, fp32: the torch vectors, faster on CPU (what 'auto' picks)",
+                  packages=("onnxruntime",), settings={"opset": ONNX_OPSET}, extra=ONNX_EXTRA)
+def _onnx_backend(encoder: BackendEncoder) -> BatchRunner:
+    return _onnx_runner(encoder, quantize=None)
+
+
+@register_backend("onnx-int8", description="ONNX Runtime, int8 weights (per-channel): fastest on CPU, close vectors",
+                  quantization="int8", packages=("onnxruntime",), settings={"opset": ONNX_OPSET}, extra=ONNX_EXTRA)
+def _onnx_int8_backend(encoder: BackendEncoder) -> BatchRunner:
+    return _onnx_runner(encoder, quantize="int8")
+
+
+def models_dir(encoder: BackendEncoder) -> Path:
+    """Where the encoder's ONNX graphs are kept: ``.models`` in its embedding cache folder
+    (or in `refinery_quaterion.model.cache.default_cache_dir` when it has no cache)."""
+    from refinery_quaterion.model.cache import default_cache_dir
+
+    cache = encoder.embedding_cache
+    return (cache.folder if cache is not None else default_cache_dir()) / MODELS_FOLDER
+
+
+def _onnx_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunner:
+    """Load (building it first if needed) the encoder's ONNX graph; return a runner over one session."""
+    from refinery_quaterion.model.runtime import inference_session
+
+    require_onnx("onnx", "onnxruntime")
+    folder = models_dir(encoder) / encoder.fingerprint()
+    path = folder / _GRAPH_FILE
+    session = None
+    if path.is_file():
+        with contextlib.suppress(Exception):  # a graph that does not load (damaged, other version) is rebuilt
+            session = inference_session(path)
+    if session is None:
+        _build_graph(encoder, folder, quantize=quantize)
+        session = inference_session(path)
+    output = session.get_outputs()[0].name
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return session.run([output], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+    return run
+
+
+def _build_graph(encoder: BackendEncoder, folder: Path, *, quantize: str | None) -> None:
+    """Export the encoder (transformer + pooling + its normalisation) to ``folder/model.onnx``, atomically."""
+    from refinery_quaterion._io import atomic_dir
+    from refinery_quaterion.model.onnx_graph import EmbeddingGraph, export_graph
+    from refinery_quaterion.model.runtime import quantize_int8
+
+    sample = encoder.tokenizer(_TRACE_TEXTS, padding=True, truncation=True, max_length=encoder.max_length,
+                               return_token_type_ids=False, return_tensors="np")
+    graph = EmbeddingGraph(encoder.transformer, encoder.pooling, encoder.normalize, final_normalize=False)
+    with atomic_dir(folder, overwrite=True) as tmp:
+        fp32 = tmp / ("model_fp32.onnx" if quantize else _GRAPH_FILE)
+        export_graph(graph, fp32, sample["input_ids"], sample["attention_mask"], opset=ONNX_OPSET)
+        if quantize == "int8":
+            quantize_int8(fp32, tmp / _GRAPH_FILE)
+            fp32.unlink()
+        info = {"fingerprint": folder.name, "backend": encoder.backend, "encoder": encoder.describe(),
+                "key": BACKENDS[encoder.backend].key()}
+        (tmp / "backend.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

