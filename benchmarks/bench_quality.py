@@ -39,7 +39,8 @@ import pandas as pd
 from _common import RESULTS, ROOT, TEXT, ag_news, machine, refinery_cases, write_results
 
 from refinery_quaterion._io import atomic_write_text
-from refinery_quaterion.lab.cases import CASE_RECIPES, Recipe, markdown_table, run_case
+from refinery_quaterion.lab.cases import markdown_table, run_case
+from refinery_quaterion.lab.recipes import CASE_RECIPES, Recipe
 
 SECTIONS = ("banking", "clickbait", "ag_news")
 

@@ -58,15 +58,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "save_table",
         "to_markdown",
     ),
-    "evaluate.plots": (
-        "plot_confusion_matrix",
-        "plot_precision_distribution",
-        "plot_threshold_curve",
-        "plot_topk_curve",
-    ),
+    "evaluate.plots": ("plot_precision_distribution", "plot_topk_curve"),
+    "evaluate.label_plots": ("plot_confusion_matrix", "plot_threshold_curve"),
     "search": ("SearchHit", "SimilarityIndex", "StaleIndexError", "model_fingerprint"),
-    "workflow": ("EvaluationOutcome", "PreparedRecords", "TrainOutcome", "evaluate_model", "load_prepared",
-                 "prepare_records", "train_model"),
+    "workflow.prepare": ("PreparedRecords", "load_prepared", "prepare_records"),
+    "workflow.train": ("TrainOutcome", "train_model"),
+    "workflow.evaluate": ("EvaluationOutcome", "evaluate_model"),
 }
 
 _names, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -107,12 +104,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         save_table,
         to_markdown,
     )
-    from refinery_quaterion.evaluate.plots import (
-        plot_confusion_matrix,
-        plot_precision_distribution,
-        plot_threshold_curve,
-        plot_topk_curve,
-    )
+    from refinery_quaterion.evaluate.label_plots import plot_confusion_matrix, plot_threshold_curve
+    from refinery_quaterion.evaluate.plots import plot_precision_distribution, plot_topk_curve
     from refinery_quaterion.exporters import EXPORT_FORMATS, ExportResult, ModelExportError, OnnxEmbedder, export_model
     from refinery_quaterion.model.cache import EmbeddingCache, default_cache_dir
     from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
@@ -124,12 +117,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from refinery_quaterion.search import SearchHit, SimilarityIndex, StaleIndexError, model_fingerprint
     from refinery_quaterion.training.fit import FitResult, TrainingInterrupted, fit
     from refinery_quaterion.training.model_files import load, save
-    from refinery_quaterion.workflow import (
-        EvaluationOutcome,
-        PreparedRecords,
-        TrainOutcome,
-        evaluate_model,
-        load_prepared,
-        prepare_records,
-        train_model,
-    )
+    from refinery_quaterion.workflow.evaluate import EvaluationOutcome, evaluate_model
+    from refinery_quaterion.workflow.prepare import PreparedRecords, load_prepared, prepare_records
+    from refinery_quaterion.workflow.train import TrainOutcome, train_model

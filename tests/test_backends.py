@@ -180,7 +180,7 @@ def test_a_new_backend_is_one_function_and_one_registration(tiny_model_dir: Path
             assert spy.fingerprint() == reference.fingerprint()
         assert spy.backend == "torch-spy"
     finally:
-        BACKENDS.pop("torch-spy", None)
+        BACKENDS.unregister("torch-spy")
 
 
 def test_length_sorted_batches_pad_to_the_longest_of_each_batch() -> None:

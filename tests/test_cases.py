@@ -11,14 +11,8 @@ import pandas as pd
 import pytest
 from conftest import make_texts
 
-from refinery_quaterion.lab.cases import (
-    CASE_RECIPES,
-    CaseResult,
-    Recipe,
-    RefineryCase,
-    choose_recipe,
-    run_case,
-)
+from refinery_quaterion.lab.cases import CaseResult, RefineryCase, choose_recipe, run_case
+from refinery_quaterion.lab.recipes import CASE_RECIPES, Recipe
 from refinery_quaterion.model.config import FitConfig
 
 

@@ -224,15 +224,6 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
         assert f"indexed 40 records into 'refinery' at {index} (40 points)" in capsys.readouterr().out
 
 
-def test_cli_choices_match_the_library_registries() -> None:
-    from refinery_quaterion.cli._common import BACKENDS
-    from refinery_quaterion.cli._export import FORMATS
-    from refinery_quaterion.exporters import EXPORT_FORMATS
-    from refinery_quaterion.model.backends import BACKENDS as LIBRARY_BACKENDS
-
-    assert set(BACKENDS) == {"auto", *LIBRARY_BACKENDS} and set(FORMATS) == set(EXPORT_FORMATS)
-
-
 @pytest.mark.parametrize(
     ("error", "message"),
     [

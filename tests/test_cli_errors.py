@@ -140,7 +140,7 @@ class _TrainingInterrupted(KeyboardInterrupt):
 
 def _train_interrupted_by(error: BaseException, files, capsys, monkeypatch) -> tuple[str, Path]:
     """Run ``train`` with a `fit` that raises ``error``; assert exit code 130, return (stderr, out folder)."""
-    import refinery_quaterion.workflow as workflow
+    import refinery_quaterion.workflow.train as workflow
 
     def interrupted_fit(*args, **kwargs):
         raise error
@@ -182,12 +182,12 @@ def test_output_options_reach_the_fit_config() -> None:
 
 
 def test_ctrl_c_anywhere_exits_130_without_half_written_output(files, capsys, monkeypatch) -> None:
-    import refinery_quaterion.workflow as workflow
+    from refinery_quaterion.data.dataset import LabelMap
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(workflow.LabelMap, "save", interrupted)  # inside the atomic write of the folder
+    monkeypatch.setattr(LabelMap, "save", interrupted)  # inside the atomic write of the folder
     out = files["tmp"] / "prepared-again"
     with pytest.raises(SystemExit) as exit_info:
         main(["prepare", str(files["export"]), "--text", "{Title}", "--out", str(out), "-q"])
@@ -197,7 +197,7 @@ def test_ctrl_c_anywhere_exits_130_without_half_written_output(files, capsys, mo
 
 
 def test_a_bug_is_one_line_and_the_traceback_needs_debug(files, capsys, monkeypatch) -> None:
-    import refinery_quaterion.workflow as workflow
+    import refinery_quaterion.workflow.prepare as workflow
 
     def broken(*args, **kwargs):
         raise TypeError("unsupported operand")

@@ -12,7 +12,7 @@ from refinery_quaterion.model.config import FitConfig, ModelConfig
 def test_defaults_and_derived_settings() -> None:
     config = ModelConfig()
     assert (config.pretrained, config.head, config.loss, config.optimizer) == (
-        "distilbert-base-uncased", "skip_connection", "arcface", "adam")
+        "minilm", "skip_connection", "arcface", "adam")
     assert config.use_memory_cache and config.needs_num_groups
     assert config.resolved_loss_options() == {"scale": 64.0, "margin": 0.7}
     assert config.resolved_head_options() == {"dropout": 0.0, "skip_dropout": 0.0, "n_layers": 1}
@@ -43,16 +43,10 @@ def test_to_dict_is_json_and_round_trips() -> None:
     assert FitConfig.from_dict({"epochs": 3, "progress": False}).progress == "off"
 
 
-def test_format_one_sections_are_understood() -> None:
-    old_model = {"pretrained": "/models/minilm", "model_type": "bert", "text": "{text}", "pooling": "mean",
-                 "max_length": 128, "normalize": True, "trainable_encoder": False, "head": "skip_connection",
-                 "head_options": {}, "loss": "arcface", "loss_options": {"margin": 0.7}, "lr": 0.2,
-                 "encoder_lr": None, "optimizer": "adam", "weight_decay": 0.0, "num_groups": 4, "cache": True,
-                 "raw_dim": 32, "dim": 32}
-    config = ModelConfig.from_dict(old_model)
-    assert config.memory_cache is True and config.encoder_lr == 2e-5 and config.num_groups == 4 and config.lr == 0.2
-    summary = {"epochs": 7, "max_epochs": 30, "batch_size": 64, "seed": 7, "early_stopping": None, "pairs": False}
-    assert FitConfig.from_training_summary(summary) == FitConfig(epochs=30, batch_size=64, seed=7)
+def test_settings_of_the_pre_0_2_format_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['cache'\]"):
+        ModelConfig.from_dict({"pretrained": "/models/minilm", "cache": True})
+    assert ModelConfig.from_dict({"pretrained": "x"}).encoder_backend == "torch"  # saved before backends
 
 
 @pytest.mark.parametrize(
@@ -118,10 +112,8 @@ def test_replace_validates_and_names_unknown_settings() -> None:
         FitConfig().replace(lr=3)
     with pytest.raises(TypeError, match="unknown ModelConfig setting"):
         ModelConfig.from_dict({"pretrained": "x", "colour": "red"})
-    with pytest.deprecated_call(match="cache= is deprecated; use memory_cache="):
-        assert config.replace(cache=False).memory_cache is False
-    with pytest.raises(TypeError, match="pass only one of cache="):
-        config.replace(cache=False, memory_cache=False)
+    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['cache'\]"):
+        config.replace(cache=False)
 
 
 def test_a_callable_template_is_kept_in_memory_and_written_as_none() -> None:

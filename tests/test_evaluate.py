@@ -371,7 +371,7 @@ def test_linear_probe_report():
 
 
 def test_evaluation_report_folder(tmp_path):
-    from refinery_quaterion.evaluate.plots import plot_confusion_matrix
+    from refinery_quaterion.evaluate.label_plots import plot_confusion_matrix
 
     raw, tuned, labels = clustered(14, n=150)
     out = tmp_path / "report"

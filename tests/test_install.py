@@ -125,6 +125,7 @@ def test_mmh3_gives_quaterion_the_same_hashes_as_mmh3_3() -> None:
     assert {key: _hashit(*key) for key in expected} == expected
 
 
+@pytest.mark.slow
 def test_make_install_is_idempotent_and_redoes_step_one_when_torch_changes(tmp_path: Path) -> None:
     make = shutil.which("make")
     if make is None:

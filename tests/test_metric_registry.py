@@ -32,10 +32,8 @@ def clustered(seed: int = 0, n: int = 60, d: int = 6, n_labels: int = 3):
 @pytest.fixture
 def registry_snapshot():
     """Restore the registry after a test that registers metrics."""
-    saved = dict(METRICS)
-    yield
-    METRICS.clear()
-    METRICS.update(saved)
+    with METRICS.restoring():
+        yield
 
 
 def test_every_registered_metric_is_complete_and_computed(tmp_path: Path) -> None:
@@ -45,7 +43,10 @@ def test_every_registered_metric_is_complete_and_computed(tmp_path: Path) -> Non
     frame = compare({"m": x}, labels, (1, 5), map_ks=(5,))
     report = evaluation_report(tmp_path / "r", {"m": x}, labels, ks=(1, 5), map_ks=(5,), extra_plots=False)
     definitions = json.loads((tmp_path / "r" / "metrics.json").read_text())["metric_definitions"]
-    guide = GUIDE.read_text(encoding="utf-8")
+    from refinery_quaterion.cli._reference import family_markdown
+
+    assert "<!-- registry: metrics -->" in GUIDE.read_text(encoding="utf-8")  # the guide shows the generated table
+    guide = family_markdown("metrics")
     for name, metric in METRICS.items():
         assert metric.name == name and callable(metric.compute), name
         assert metric.description.strip() and "\n" not in metric.description, name
@@ -56,7 +57,7 @@ def test_every_registered_metric_is_complete_and_computed(tmp_path: Path) -> Non
             assert column in result.values and column in frame.columns, column
             assert column in report.metrics.columns and f"| {column} " in to_markdown(frame), column
         assert definitions[name] == metric.description
-        assert f"`{name}`" in guide, f"docs/guides/evaluation.md does not describe {name}"
+        assert f"`{name}`" in guide, f"the metrics table of docs/guides/evaluation.md does not describe {name}"
     assert list(result.values) == metric_names((1, 5), (5,))
 
 

@@ -75,7 +75,7 @@ def test_encode_keeps_input_order_with_length_sorted_batches(encoder: Transforme
 def test_chunks_keep_order_and_are_cached_one_by_one(tmp_path: Path, tiny_model_dir: Path,
                                                      encoder: TransformerEncoder, monkeypatch) -> None:
     monkeypatch.setattr("refinery_quaterion.model.encoder._CHUNK", 3)
-    cached = TransformerEncoder.from_pretrained(tiny_model_dir, cache=tmp_path)
+    cached = TransformerEncoder.from_pretrained(tiny_model_dir, embedding_cache=tmp_path)
     np.testing.assert_allclose(cached.encode(TEXTS, batch_size=2), encoder.encode(TEXTS), atol=1e-5)
     assert len(list((tmp_path / cached.fingerprint()).glob("*.chunk.npy"))) == 3  # 7 distinct texts
 
@@ -133,12 +133,12 @@ def test_a_lambda_template_cannot_be_saved(tmp_path: Path, tiny_model_dir: Path)
 
 def test_cache_serves_known_texts_without_the_transformer(tmp_path: Path, tiny_model_dir: Path,
                                                           count_forward) -> None:
-    first = TransformerEncoder.from_pretrained(tiny_model_dir, cache=tmp_path / "cache", backend="torch")
+    first = TransformerEncoder.from_pretrained(tiny_model_dir, embedding_cache=tmp_path / "cache", backend="torch")
     calls = count_forward(first.transformer)
     vectors = first.encode(TEXTS)
     assert calls.rows == len(set(TEXTS))  # duplicates encoded once
 
-    second = TransformerEncoder.from_pretrained(tiny_model_dir, cache=EmbeddingCache(tmp_path / "cache"),
+    second = TransformerEncoder.from_pretrained(tiny_model_dir, embedding_cache=EmbeddingCache(tmp_path / "cache"),
                                                 backend="torch")
     calls = count_forward(second.transformer)
     np.testing.assert_array_equal(second.encode(TEXTS), vectors)
@@ -237,7 +237,7 @@ def test_head_and_loss_options(tiny_model_dir: Path, synthetic_split) -> None:
         ({"head_options": {"n_layer": 2}}, r"does not take option\(s\) \['n_layer'\].*n_layers"),
         ({"loss": "triplet", "loss_options": {"mining": "hard", "foo": 1}}, r"\['foo'\]"),
         ({"loss": "softmax", "num_groups": 1}, "num_groups must be an integer >= 2"),
-        ({"trainable_encoder": True, "cache": True}, "cache=True needs a frozen encoder"),
+        ({"trainable_encoder": True, "memory_cache": True}, "memory_cache=True needs a frozen encoder"),
         ({"trainable_encoder": True, "embedding_cache": "x"}, "embedding_cache"),
         ({"lr": 0}, "lr must be a positive number"),
     ],
@@ -257,7 +257,7 @@ def test_cache_defaults_follow_the_encoder(tiny_model_dir: Path) -> None:
     assert frozen.configure_caches() is not None
     trainable = DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True)
     assert trainable.configure_caches() is None
-    assert DistilBertSimilarityModel(tiny_model_dir, cache=False).configure_caches() is None
+    assert DistilBertSimilarityModel(tiny_model_dir, memory_cache=False).configure_caches() is None
 
 
 def test_validation_precision_equals_the_evaluate_engine() -> None:

@@ -186,6 +186,7 @@ def test_documented_onnx_script_serves_without_torch(saved_models, tmp_path: Pat
     assert cosines(int8, vectors).min() > 0.9
 
 
+@pytest.mark.slow
 @needs_st
 def test_sentence_transformers_folder_loads_without_this_library(saved_models, tmp_path: Path) -> None:
     path = saved_models("skip_connection")

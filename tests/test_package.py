@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import refinery_quaterion
 
 HEAVY = ["torch", "pytorch_lightning", "lightning_fabric", "quaterion", "quaterion_models", "transformers"]
@@ -59,6 +61,7 @@ def test_reading_and_combining_labels_imports_no_torch() -> None:
     assert state["loaded"] == []
 
 
+@pytest.mark.slow
 def test_importing_quaterion_after_the_package_gets_the_shims() -> None:
     """A user's own ``import quaterion`` (which fails on current torch without the T_co shim)."""
     state = _report(
@@ -74,6 +77,7 @@ def test_importing_quaterion_after_the_package_gets_the_shims() -> None:
     assert state["np_inf"] is True
 
 
+@pytest.mark.slow
 def test_quaterion_imported_before_the_package_gets_the_shims() -> None:
     state = _report(
         "import torch.utils.data.dataloader as d, torch.utils.data.dataset as s\n"
@@ -102,6 +106,7 @@ def _states_after_each_module(order: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.startswith('{"module"')]
 
 
+@pytest.mark.slow
 def test_every_public_name_leading_to_quaterion_has_the_shims() -> None:
     """Every public name, in the order of ``_EXPORTS`` and in reverse (so two different modules are
     the first to import quaterion): after each, the shims hold. The import hook makes the entry
@@ -183,6 +188,7 @@ print(json.dumps({"numpy": numpy.__version__, "removed": removed, "stopped_epoch
 """
 
 
+@pytest.mark.slow
 def test_early_stopping_works_with_this_numpy(tmp_path) -> None:
     """pytorch-lightning 1.9.5's EarlyStopping / ModelCheckpoint use ``np.Inf`` (gone in numpy 2) and
     must match quaterion's ``validation_loss`` key: a tiny Lightning run stops where it should."""

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from refinery_quaterion.evaluate.plots import (
+from refinery_quaterion.evaluate.label_plots import (
     NONE_LABEL,
     confusion_table,
     plot_confusion_matrix,
-    plot_precision_distribution,
     plot_threshold_curve,
-    plot_topk_curve,
 )
+from refinery_quaterion.evaluate.plots import plot_precision_distribution, plot_topk_curve
 
 
 def assert_png(path, min_width=400, min_height=300):

@@ -47,6 +47,7 @@ def runs(tiny_model_dir: Path, tmp_path_factory) -> list[str]:
     return parts[1:]
 
 
+@pytest.mark.slow
 def test_without_a_terminal_fit_prints_one_line_per_stage_and_epoch(runs: list[str]) -> None:
     lines = runs[0].splitlines()
     assert len(lines) == 5, runs[0]

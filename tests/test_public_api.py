@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import refinery_quaterion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,7 @@ def test_type_checking_block_matches_exports():
     assert tool.MARKER + current == expected, "run `python tools/public_api.py` to regenerate the block"
 
 
+@pytest.mark.slow
 def test_every_export_resolves_in_a_fresh_process():
     code = (
         "import refinery_quaterion as rq\n"

@@ -62,6 +62,7 @@ def readme_dir(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyP
     return tmp_path
 
 
+@pytest.mark.slow
 def test_readme_python_block_runs_as_written(readme_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = readme_block("Usage", "python")
     assert 'load_export("examples/banking_intents/data/snapshot_data.json.zip")' in code
@@ -75,6 +76,7 @@ def test_readme_python_block_runs_as_written(readme_dir: Path, capsys: pytest.Ca
     assert len(namespace["test"]) == 250  # the manual labels
 
 
+@pytest.mark.slow
 def test_readme_cli_block_runs_as_written(readme_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from refinery_quaterion.cli import main
 

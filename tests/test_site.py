@@ -19,6 +19,7 @@ def test_sphinx_role_pattern_finds_roles():
     assert not SPHINX_ROLE.search("see `fit` and [fit][refinery_quaterion.training.fit.fit]")
 
 
+@pytest.mark.slow
 def test_site_builds_strict_without_literal_sphinx_roles(tmp_path):
     pytest.importorskip("mkdocs")
     site = tmp_path / "site"

@@ -67,7 +67,7 @@ def test_trainable_encoder_improves_precision(tiny_model_dir: Path, synthetic_sp
 
 def test_frozen_encoder_without_any_cache_trains(tiny_model_dir: Path, synthetic_split, count_forward) -> None:
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, cache=False, lr=0.05, encoder_backend="torch")
+    model = DistilBertSimilarityModel(tiny_model_dir, memory_cache=False, lr=0.05, encoder_backend="torch")
     assert model.configure_caches() is None
     calls = count_forward(model.encoder.transformer)
     result = fit(model, train, val, epochs=2, batch_size=64, progress=False)
@@ -85,6 +85,7 @@ def test_same_seed_gives_the_same_model(tiny_model_dir: Path, synthetic_split) -
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+@pytest.mark.slow
 def test_save_then_load_in_a_new_process_gives_identical_embeddings(trained, synthetic_split, tmp_path: Path) -> None:
     model, _ = trained
     train, val = synthetic_split
@@ -163,11 +164,12 @@ def test_saved_settings_are_the_configs_and_load_reads_them_back(trained, synthe
     assert rebuilt.model_config == model.model_config
 
 
-def test_a_format_1_folder_still_loads(trained, synthetic_split, tmp_path: Path) -> None:
-    """Folders written before ModelConfig/FitConfig: settings in "model" (with "cache") and "training"."""
+def test_a_format_1_folder_is_refused(trained, synthetic_split, tmp_path: Path) -> None:
+    """Folders written before ModelConfig/FitConfig (format 1) are refused, saying why; bad settings too."""
     model, _ = trained
-    train, val = synthetic_split
+    train, _ = synthetic_split
     folder = save(model, tmp_path / "old", label_map=train.label_map)
+    written = json.loads((folder / "training_config.json").read_text())
     format_1 = {
         "format": 1, "created": "2024-05-01T10:00:00+00:00",
         "versions": {"refinery-quaterion": "0.1.0", "quaterion": "0.1.35"},
@@ -176,19 +178,13 @@ def test_a_format_1_folder_still_loads(trained, synthetic_split, tmp_path: Path)
                   "head_options": {}, "loss": "arcface", "loss_options": {"margin": 0.7}, "lr": 0.2,
                   "encoder_lr": None, "optimizer": "adam", "weight_decay": 0.0, "num_groups": 4, "cache": True,
                   "raw_dim": 32, "dim": 32},
-        "training": {"epochs": 30, "max_epochs": 30, "batch_size": 64, "seed": 42, "early_stopping": None,
-                     "monitor": "validation_precision@10", "best_epoch": 30, "restored_best": False,
-                     "train_records": len(train), "val_records": len(val), "pairs": False},
+        "training": {"epochs": 30, "max_epochs": 30, "batch_size": 64, "seed": 42, "early_stopping": None},
         "labels": train.label_map.names, "extra": None,
     }
     (folder / "training_config.json").write_text(json.dumps(format_1))
-    loaded = load(folder)
-    assert loaded.model_config == ModelConfig(pretrained=str(model.pretrained), text="{text}", lr=0.2, num_groups=4,
-                                              memory_cache=True, encoder_backend="torch")  # before backends
-    assert loaded.fit_config == FitConfig(epochs=30, batch_size=64, seed=42)
-    assert loaded.training_summary["epochs"] == 30 and loaded.label_map == train.label_map
-    np.testing.assert_allclose(loaded.encode(val.texts), model.encode(val.texts), atol=1e-5)
-    (folder / "training_config.json").write_text(json.dumps({**format_1, "model": {"head": "sequential"}}))
+    with pytest.raises(ModelFileError, match=r"before 0\.2 \(format 1\), which this version no longer reads"):
+        load(folder)
+    (folder / "training_config.json").write_text(json.dumps({**written, "model": {"head": "sequential"}}))
     with pytest.raises(ModelFileError, match=r"training_config.json: does not hold valid settings: unknown head"):
         load(folder)
 
@@ -203,8 +199,8 @@ def test_fit_takes_a_config_or_keywords(tiny_model_dir: Path, synthetic_split) -
         fit(model, train, epoch=1)
     with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['heads'\]"):
         DistilBertSimilarityModel(tiny_model_dir, heads="linear")
-    with pytest.deprecated_call():
-        assert DistilBertSimilarityModel(tiny_model_dir, cache=False).configure_caches() is None
+    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['cache'\]"):
+        DistilBertSimilarityModel(tiny_model_dir, cache=False)  # the pre-0.2 name of memory_cache
 
 
 def test_embedding_cache_serves_the_training_cache_pass(tiny_model_dir: Path, synthetic_split, tmp_path: Path,

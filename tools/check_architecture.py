@@ -150,7 +150,7 @@ def circles(graph: Graph) -> list[list[str]]:
 def long_modules(graph: Graph) -> list[str]:
     """Modules over `MAX_MODULE_LINES` lines."""
     out = []
-    for module, path in sorted(graph.files.items()):
+    for path in sorted(graph.files.values()):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines > MAX_MODULE_LINES:
             out.append(f"long module: {graph.relative(path)} has {lines} lines (max {MAX_MODULE_LINES})")
@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.graph:
         for module in sorted(graph.files, key=lambda m: (stage_of(m) or 0, m)):
             stage = stage_of(module)
-            print(f"[{STAGES[stage] if stage is not None else 'root'}] {module} -> {', '.join(sorted(graph.imports[module]))}")
+            name = STAGES[stage] if stage is not None else "root"
+            print(f"[{name}] {module} -> {', '.join(sorted(graph.imports[module]))}")
     found = problems(graph)
     for line in found:
         print(line)

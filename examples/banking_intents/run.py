@@ -14,7 +14,8 @@ Usage: python examples/banking_intents/run.py [--out DIR] [--docs DIR] [QUERY ..
 import argparse
 from pathlib import Path
 
-from refinery_quaterion.lab.cases import Recipe, RefineryCase, run_case
+from refinery_quaterion.lab.cases import RefineryCase, run_case
+from refinery_quaterion.lab.recipes import Recipe
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parents[1] / "benchmarks" / "results"

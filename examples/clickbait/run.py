@@ -11,7 +11,8 @@ Usage: python examples/clickbait/run.py [--out DIR] [QUERY ...]
 import argparse
 from pathlib import Path
 
-from refinery_quaterion.lab.cases import CASE_RECIPES, Recipe, RefineryCase, run_case
+from refinery_quaterion.lab.cases import RefineryCase, run_case
+from refinery_quaterion.lab.recipes import CASE_RECIPES, Recipe
 
 HERE = Path(__file__).parent
 CASE = RefineryCase(HERE / "data" / "clickbait.zip", task="clickbait", text="{headline}", name="clickbait")

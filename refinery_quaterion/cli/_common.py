@@ -12,15 +12,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from refinery_quaterion.data.readers import READERS
+from refinery_quaterion.model.backends import AUTO_BACKEND, BACKENDS
+from refinery_quaterion.registry import Registry
+
 PROG = "refinery-quaterion"
 """The program name used in usage lines and messages."""
 
 DEFAULT_TEXT = "{text}"
 """Text template of ``prepare`` when ``--text`` is not given."""
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-"""Values of ``--backend``: how the encoder runs (see `refinery_quaterion.model.config.ModelConfig`);
-``"auto"`` is ONNX Runtime (fp32) for a frozen encoder without a CUDA GPU, else torch."""
+
+
+def family_help(registry: Registry[Any]) -> str:
+    """``name: description`` of each entry of a registry, for a ``--help`` text (``%`` escaped for argparse)."""
+    return registry.help_text().replace("%", "%%")
+
+
+def input_suffixes() -> str:
+    """The registered input formats as ``.json/.jsonl/.csv/...`` (see `refinery_quaterion.data.readers.READERS`)."""
+    return "/".join(READERS)
 
 
 class CliError(Exception):
@@ -130,7 +141,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) 
 
 def add_export_args(parser: argparse.ArgumentParser) -> None:
     """The refinery export to read, its task and password."""
-    parser.add_argument("export", type=Path, help="refinery data: UI download (.json/.csv/.xlsx, zipped or "
+    parser.add_argument("export", type=Path, help=f"refinery data: UI download ({input_suffixes()}, zipped or "
                         "compressed or not), SDK export JSON, or project snapshot (.json.zip)")
     parser.add_argument("--task", default=None, help="classification task name (default: the only task)")
     parser.add_argument("--password", default=None, help="password of a protected UI download zip")
@@ -142,10 +153,10 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, backend: bool = True) -
                         help="embedding cache folder (default: ~/.cache/refinery-quaterion/embeddings)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
     if backend:
-        parser.add_argument("--backend", choices=BACKENDS, default=None,
-                            help="how the frozen encoder runs: auto (onnx on a machine without a CUDA GPU, else "
-                            "torch), torch, onnx (same vectors, faster) or onnx-int8 (fastest, close vectors) "
-                            "(default: the model's setting; auto for a new model)")
+        parser.add_argument("--backend", choices=[AUTO_BACKEND, *BACKENDS], default=None,
+                            help=f"how the frozen encoder runs. {AUTO_BACKEND}: onnx on a machine without a CUDA GPU, "
+                            f"else torch; {family_help(BACKENDS)} (default: the model's setting; {AUTO_BACKEND} for a "
+                            "new model)")
 
 
 def add_model_command(sub: Any, name: str, parents: list[argparse.ArgumentParser], *, help: str, description: str,

@@ -116,6 +116,6 @@ def _cmd_thresholds(args: argparse.Namespace) -> None:
         print(f"chosen threshold: {fixed:g} (given with --min-confidence); the automatic choice would be "
               f"{choice.get('value'):g} ({choice.get('reason')})")
     if args.plot:
-        from refinery_quaterion.evaluate.plots import plot_threshold_curve
+        from refinery_quaterion.evaluate.label_plots import plot_threshold_curve
 
         print(f"plot: {plot_threshold_curve(table, args.plot)}")

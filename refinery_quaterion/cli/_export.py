@@ -6,10 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from refinery_quaterion.cli._common import CliError, add_model_command, model_folder, refuse_existing
-
-FORMATS = ("sentence-transformers", "onnx")
-"""Formats ``export --format`` offers (the keys of `refinery_quaterion.exporters.EXPORT_FORMATS`)."""
+from refinery_quaterion.cli._common import CliError, add_model_command, family_help, model_folder, refuse_existing
+from refinery_quaterion.exporters.formats import EXPORT_FORMATS
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -19,8 +17,8 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                           "(model.onnx + tokenizer.json, served with onnxruntime alone), with a model card. The "
                           "exported vectors are checked against the library's on probe texts.")
     p.add_argument("out", type=Path, metavar="OUT", help="output folder")
-    p.add_argument("--format", choices=FORMATS, default="sentence-transformers",
-                   help="sentence-transformers or onnx (default: %(default)s)")
+    p.add_argument("--format", choices=EXPORT_FORMATS.choices, default=EXPORT_FORMATS.default,
+                   help=f"{family_help(EXPORT_FORMATS)} (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="with --format onnx: also write a dynamically quantised "
                    "model_int8.onnx")
     p.add_argument("--evaluation", type=Path, default=None, metavar="REPORT",

@@ -11,6 +11,8 @@ from refinery_quaterion.cli._common import (
     add_model_command,
     add_runtime_args,
     cache,
+    family_help,
+    input_suffixes,
     ints,
     is_quiet,
     load_model,
@@ -37,6 +39,7 @@ def _fit_default(name: str) -> str:
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``train`` and ``evaluate`` to the subparsers ``sub``."""
+    from refinery_quaterion.evaluate.registry import METRICS
     from refinery_quaterion.model.components import HEADS, LOSSES
     from refinery_quaterion.model.config import SAMPLE_WEIGHTINGS
 
@@ -54,10 +57,10 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--min-steps", type=int, default=None, metavar="N",
                    help=f"without --epochs, train at least N batches (default: {_fit_default('min_steps')})")
     p.add_argument("--batch-size", type=int, default=128, help="records per batch (default: %(default)s)")
-    p.add_argument("--head", default=HEADS.default, choices=list(HEADS), metavar="HEAD",
-                   help=f"head on top of the encoder. {HEADS.help_text()}")
-    p.add_argument("--loss", default=LOSSES.default, choices=list(LOSSES), metavar="LOSS",
-                   help=f"similarity loss. {LOSSES.help_text()}")
+    p.add_argument("--head", default=HEADS.default, choices=HEADS.choices, metavar="HEAD",
+                   help=f"head on top of the encoder. {family_help(HEADS)}")
+    p.add_argument("--loss", default=LOSSES.default, choices=LOSSES.choices, metavar="LOSS",
+                   help=f"similarity loss. {family_help(LOSSES)}")
     p.add_argument("--lr", type=float, default=None, help="learning rate of the head (default: the library default)")
     p.add_argument("--trainable-encoder", action="store_true", help="fine-tune the transformer too (slow on CPU)")
     p.add_argument("--sample-weighting", choices=SAMPLE_WEIGHTINGS, default=None,
@@ -73,10 +76,10 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_train, on_interrupt=lambda a: f"nothing was saved to {a.out}")
 
     p = add_model_command(sub, "evaluate", parents, help="raw vs fine-tuned retrieval metrics on labeled records",
-                          description="Precision@k over all queries, MRR, mAP and R-precision of the raw encoder "
-                          "and the fine-tuned model on labeled records; optional linear probe; writes a report "
-                          "folder.")
-    p.add_argument("test", type=Path, metavar="TEST", help="labeled records (.json/.jsonl/.csv, optionally "
+                          description="Retrieval metrics over all queries of the raw encoder and the fine-tuned "
+                          "model on labeled records; optional linear probe; writes a report folder. Metrics: "
+                          f"{METRICS.help_text()}.")
+    p.add_argument("test", type=Path, metavar="TEST", help=f"labeled records ({input_suffixes()}, optionally "
                    "compressed), e.g. PREPARED/test.json from `prepare --holdout manual`")
     p.add_argument("--report", type=Path, default=None, help="write metrics.json/.md/.csv and plots to this folder")
     p.add_argument("--probe-train", type=Path, action="append", default=None, metavar="FILE",

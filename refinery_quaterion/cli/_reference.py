@@ -1,15 +1,20 @@
-"""The command line reference as Markdown, generated from the argparse parser.
+"""The command line reference and the tables of the registries, as Markdown.
 
 The docs build (``docs/hooks/cli_reference.py``) puts `reference_markdown` into ``docs/cli.md``,
-so the page lists exactly the subcommands, options and defaults the installed parser has.
+so the page lists exactly the subcommands, options and defaults the installed parser has, and
+`family_markdown` wherever a page says ``<!-- registry: NAME -->`` (NAME a key of `FAMILIES`),
+so the tables of heads, losses, metrics, formats, ... list exactly what is registered.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
+from typing import Any
 
 from refinery_quaterion.cli._common import PROG
+from refinery_quaterion.registry import Registry, markdown_table
 
 _SKIPPED_DESTS = {"help", "version"}
 
@@ -129,3 +134,34 @@ def reference_markdown(parser: argparse.ArgumentParser | None = None, *, heading
         lines += [f"{hashes} {name} {{#{name}}}", "", description, "", "```text", _usage(sub), "```", ""]
         lines += [*_table(_own_actions(sub, shared), sub.prog), ""]
     return "\n".join(lines)
+
+
+FAMILIES: dict[str, tuple[str, str]] = {
+    "heads": ("refinery_quaterion.model.components", "HEADS"),
+    "losses": ("refinery_quaterion.model.components", "LOSSES"),
+    "optimizers": ("refinery_quaterion.model.components", "OPTIMIZERS"),
+    "backends": ("refinery_quaterion.model.backends", "BACKENDS"),
+    "metrics": ("refinery_quaterion.evaluate.registry", "METRICS"),
+    "export-formats": ("refinery_quaterion.exporters.formats", "EXPORT_FORMATS"),
+    "head-converters": ("refinery_quaterion.exporters.heads", "HEAD_CONVERTERS"),
+    "input-formats": ("refinery_quaterion.data.readers", "READERS"),
+}
+"""The families the docs show, by marker name -> (module, registry); a module is imported when
+its table is asked for (``head-converters`` imports torch)."""
+
+
+def family(name: str) -> Registry[Any]:
+    """The registry of the family ``name`` (a key of `FAMILIES`).
+
+    Raises:
+        ValueError: For an unknown family, listing the valid ones.
+    """
+    if name not in FAMILIES:
+        raise ValueError(f"unknown registry {name!r}; valid registries: {list(FAMILIES)}")
+    module, attribute = FAMILIES[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def family_markdown(name: str) -> str:
+    """The family ``name`` as a Markdown table (see `refinery_quaterion.registry.markdown_table`)."""
+    return markdown_table(family(name))

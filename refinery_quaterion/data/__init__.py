@@ -2,6 +2,7 @@
 
 * `refinery_quaterion.data.readers`: files (JSON, JSON Lines, CSV, XLSX, Parquet, zip) to rows;
 * `refinery_quaterion.data.refinery`: a refinery export or snapshot as `RefineryExport`;
+* `refinery_quaterion.data.snapshot`: a project snapshot's tables joined into records and labels;
 * `refinery_quaterion.data.thresholds`: the weak-label confidence threshold from the manual labels;
 * `refinery_quaterion.data.labels`: one label per record (`combine_labels`) and its `LabelReport`;
 * `refinery_quaterion.data.cleaning`: suspected label errors (`clean_labels`);

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._util import fields_dict
-from refinery_quaterion.data._tasklabels import as_export, blank_texts, check_threshold, task_labels
-from refinery_quaterion.data.refinery import ExportError, RefineryExport
+from refinery_quaterion.data._tasklabels import TaskLabels, as_export, blank_texts, check_threshold, task_labels
+from refinery_quaterion.data.refinery import ClassificationTask, ExportError, RefineryExport
 from refinery_quaterion.data.text import TextSpec
 from refinery_quaterion.data.thresholds import (
     AutoThreshold,
@@ -248,19 +248,8 @@ def combine_labels(
     export = as_export(export)
     info = export.task(task)
     if not (isinstance(min_confidence, str) and min_confidence == "auto"):
-        if isinstance(min_confidence, str):
-            try:
-                min_confidence = float(min_confidence)
-            except ValueError:
-                raise ValueError(f"min_confidence must be a number between 0 and 1 or 'auto', "
-                                 f"got {min_confidence!r}") from None
-        min_confidence = check_threshold(min_confidence)
-    keep_attributes = list(export.attributes if attributes is None else attributes)
-    unknown = [a for a in keep_attributes if a not in export.attributes]
-    if unknown:
-        raise ExportError(
-            f"{export.source}: unknown attribute(s) {unknown}; attributes are {export.attributes}"
-        )
+        min_confidence = _fixed_threshold(min_confidence)
+    keep_attributes = _kept_attributes(export, attributes)
     notes = list(export.notes)
     blank, _ = blank_texts(export, text, keep_attributes)
     if text is None:
@@ -273,71 +262,158 @@ def combine_labels(
         choice = _choose(labels, ~blank, auto or AutoThreshold())
         min_confidence = choice.value
     threshold = float(min_confidence)
-    manual, weak, confidence = labels.manual, labels.weak, labels.confidence
-    has_manual = manual.notna()
-    has_weak = weak.notna() & use_weak_supervision
-    confident = confidence > threshold  # NaN compares False
-
-    take_manual = has_manual & ~labels.manual_multi
-    take_weak = ~has_manual & has_weak & confident & ~labels.weak_multi
-    blank_drop = (take_manual | take_weak) & blank
-    take_manual &= ~blank
-    take_weak &= ~blank
-    kept = take_manual | take_weak
-
-    multi = (has_manual & labels.manual_multi) | (~has_manual & has_weak & labels.weak_multi & confident)
-    low = ~has_manual & has_weak & confidence.notna() & ~confident
-    no_conf = ~has_manual & has_weak & confidence.isna()
-    dropped = {
-        "no_label": int((~has_manual & ~has_weak).sum()),
-        "multi_label": int(multi.sum()),
-        "low_confidence": int(low.sum()),
-        "no_confidence": int(no_conf.sum()),
-        "blank_text": int(blank_drop.sum()),
-    }
-    chosen = manual.where(has_manual, weak)
-    source = pd.Series(np.where(take_manual, "manual", "weak_supervision"), index=manual.index)
-
-    out = export.records.loc[kept, keep_attributes].copy()
-    out["label"] = chosen[kept].astype(str)
-    out["label_source"] = source[kept]
-    out["confidence"] = confidence[kept]
-    out["weight"] = np.where(take_manual[kept], 1.0, confidence[kept]).astype("float64")
-    out = out.reset_index(drop=True)
-
-    kept_by_class: dict[str, dict[str, int]] = {}
-    for (label, src), count in out.groupby(["label", "label_source"]).size().items():
-        kept_by_class.setdefault(str(label), {"manual": 0, "weak_supervision": 0})[str(src)] = int(count)
-    by_reason = {"low_confidence": low & ~labels.weak_multi, "no_confidence": no_conf & ~labels.weak_multi,
-                 "blank_text": blank_drop}
-    dropped_by_class = {
-        reason: {str(k): int(v) for k, v in chosen[mask].value_counts().sort_index().items()}
-        for reason, mask in by_reason.items()
-        if mask.any()
-    }
-    weak_dropped = ~has_manual & has_weak & ~confident & ~labels.weak_multi
-    dropped_weak_by_class = {str(k): int(v) for k, v in weak[weak_dropped].value_counts().sort_index().items()}
-
+    selection = _select(labels, blank, threshold, use_weak_supervision)
+    out = _kept_records(export.records, keep_attributes, labels, selection)
+    dropped = selection.dropped()
+    kept_by_class, dropped_by_class, dropped_weak_by_class = _counts_by_class(out, labels, selection)
     report = LabelReport(
         task=info.name,
         min_confidence=threshold,
         total=len(export.records),
-        kept_manual=int(take_manual.sum()),
-        kept_weak=int(take_weak.sum()),
+        kept_manual=int(selection.take_manual.sum()),
+        kept_weak=int(selection.take_weak.sum()),
         dropped={k: v for k, v in dropped.items() if v},
-        kept_by_class=dict(sorted(kept_by_class.items())),
+        kept_by_class=kept_by_class,
         dropped_weak_by_class=dropped_weak_by_class,
         dropped_by_class=dropped_by_class,
         threshold_choice=choice,
         notes=notes,
     )
+    _check_enough_left(out, export, info, threshold, labels, selection)
+    return out, report
+
+
+def _fixed_threshold(min_confidence: float | str) -> float:
+    """A fixed ``min_confidence`` (a number or a numeric string) as a float in 0..1."""
+    if isinstance(min_confidence, str):
+        try:
+            min_confidence = float(min_confidence)
+        except ValueError:
+            raise ValueError(f"min_confidence must be a number between 0 and 1 or 'auto', "
+                             f"got {min_confidence!r}") from None
+    return check_threshold(min_confidence)
+
+
+def _kept_attributes(export: RefineryExport, attributes: Sequence[str] | None) -> list[str]:
+    """The attributes `combine_labels` keeps (all by default); an `ExportError` for unknown ones."""
+    keep_attributes = list(export.attributes if attributes is None else attributes)
+    unknown = [a for a in keep_attributes if a not in export.attributes]
+    if unknown:
+        raise ExportError(
+            f"{export.source}: unknown attribute(s) {unknown}; attributes are {export.attributes}"
+        )
+    return keep_attributes
+
+
+@dataclass
+class _Selection:
+    """Which records `combine_labels` keeps and why it drops the others (boolean Series by record)."""
+
+    has_manual: pd.Series
+    has_weak: pd.Series
+    confident: pd.Series
+    take_manual: pd.Series
+    take_weak: pd.Series
+    blank_drop: pd.Series
+    multi: pd.Series
+    low: pd.Series
+    no_conf: pd.Series
+
+    @property
+    def kept(self) -> pd.Series:
+        """Records kept, with their manual or their weak-supervision label."""
+        return self.take_manual | self.take_weak
+
+    def dropped(self) -> dict[str, int]:
+        """Dropped records by reason, zeros included."""
+        return {
+            "no_label": int((~self.has_manual & ~self.has_weak).sum()),
+            "multi_label": int(self.multi.sum()),
+            "low_confidence": int(self.low.sum()),
+            "no_confidence": int(self.no_conf.sum()),
+            "blank_text": int(self.blank_drop.sum()),
+        }
+
+
+def _select(labels: TaskLabels, blank: pd.Series, threshold: float, use_weak_supervision: bool) -> _Selection:
+    """The seed's rule, record by record: manual first, else a weak label with confidence > ``threshold``."""
+    has_manual = labels.manual.notna()
+    has_weak = labels.weak.notna() & use_weak_supervision
+    confident = labels.confidence > threshold  # NaN compares False
+    take_manual = has_manual & ~labels.manual_multi
+    take_weak = ~has_manual & has_weak & confident & ~labels.weak_multi
+    return _Selection(
+        has_manual=has_manual,
+        has_weak=has_weak,
+        confident=confident,
+        take_manual=take_manual & ~blank,
+        take_weak=take_weak & ~blank,
+        blank_drop=(take_manual | take_weak) & blank,
+        multi=(has_manual & labels.manual_multi) | (~has_manual & has_weak & labels.weak_multi & confident),
+        low=~has_manual & has_weak & labels.confidence.notna() & ~confident,
+        no_conf=~has_manual & has_weak & labels.confidence.isna(),
+    )
+
+
+def _chosen_label(labels: TaskLabels, selection: _Selection) -> pd.Series:
+    """Each record's manual label, else its weak-supervision label."""
+    return labels.manual.where(selection.has_manual, labels.weak)
+
+
+def _kept_records(
+    records: pd.DataFrame, keep_attributes: list[str], labels: TaskLabels, selection: _Selection
+) -> pd.DataFrame:
+    """The kept records: their attributes plus ``label``, ``label_source``, ``confidence`` and ``weight``."""
+    kept, confidence = selection.kept, labels.confidence
+    source = pd.Series(np.where(selection.take_manual, "manual", "weak_supervision"), index=labels.manual.index)
+    out = records.loc[kept, keep_attributes].copy()
+    out["label"] = _chosen_label(labels, selection)[kept].astype(str)
+    out["label_source"] = source[kept]
+    out["confidence"] = confidence[kept]
+    out["weight"] = np.where(selection.take_manual[kept], 1.0, confidence[kept]).astype("float64")
+    return out.reset_index(drop=True)
+
+
+def _counts_by_class(
+    out: pd.DataFrame, labels: TaskLabels, selection: _Selection
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, int]]:
+    """``(kept_by_class, dropped_by_class, dropped_weak_by_class)`` of the `LabelReport`."""
+    kept_by_class: dict[str, dict[str, int]] = {}
+    for (label, src), count in out.groupby(["label", "label_source"]).size().items():
+        kept_by_class.setdefault(str(label), {"manual": 0, "weak_supervision": 0})[str(src)] = int(count)
+    chosen = _chosen_label(labels, selection)
+    by_reason = {"low_confidence": selection.low & ~labels.weak_multi,
+                 "no_confidence": selection.no_conf & ~labels.weak_multi,
+                 "blank_text": selection.blank_drop}
+    dropped_by_class = {
+        reason: {str(k): int(v) for k, v in chosen[mask].value_counts().sort_index().items()}
+        for reason, mask in by_reason.items()
+        if mask.any()
+    }
+    weak_dropped = ~selection.has_manual & selection.has_weak & ~selection.confident & ~labels.weak_multi
+    dropped_weak_by_class = {
+        str(k): int(v) for k, v in labels.weak[weak_dropped].value_counts().sort_index().items()
+    }
+    return dict(sorted(kept_by_class.items())), dropped_by_class, dropped_weak_by_class
+
+
+def _check_enough_left(
+    out: pd.DataFrame,
+    export: RefineryExport,
+    info: ClassificationTask,
+    threshold: float,
+    labels: TaskLabels,
+    selection: _Selection,
+) -> None:
+    """A `ValueError` when no record, or only one class, is left after combining labels."""
     if out.empty:
+        confidence, blank_dropped = labels.confidence, int(selection.blank_drop.sum())
         raise ValueError(
             f"{export.source}: no record of task {info.name!r} is left after combining labels "
             f"(min_confidence={threshold:g}): {len(export.records)} records, "
-            f"{int(has_manual.sum())} with a manual label, {int(has_weak.sum())} with a weak-supervision "
-            f"label (max confidence {confidence.max() if confidence.notna().any() else 'n/a'})"
-            + (f", {dropped['blank_text']} with a blank text" if dropped["blank_text"] else "")
+            f"{int(selection.has_manual.sum())} with a manual label, {int(selection.has_weak.sum())} with a "
+            f"weak-supervision label (max confidence {confidence.max() if confidence.notna().any() else 'n/a'})"
+            + (f", {blank_dropped} with a blank text" if blank_dropped else "")
             + ". Lower min_confidence or label more records."
         )
     classes = sorted(out["label"].unique())
@@ -347,4 +423,3 @@ def combine_labels(
             f"is left ({len(out)} records); similarity learning needs at least two classes. "
             f"Labels in the task: {info.labels}"
         )
-    return out, report

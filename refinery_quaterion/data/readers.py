@@ -1,5 +1,9 @@
 """Reading data files: compression, zips and the JSON / JSON Lines / CSV / XLSX formats.
 
+Each format is one reader function registered by suffix in `READERS` (a
+`refinery_quaterion.registry.Registry`); adding a format is one function plus one
+`register_reader` line.
+
 One reader serves both `refinery_quaterion.data.refinery.load_export` (refinery data in any form)
 and `load_records` (the labeled record tables that ``prepare`` writes and the examples ship):
 
@@ -34,18 +38,19 @@ from typing import Any
 
 import pandas as pd
 
+from refinery_quaterion.registry import Registry
+
 __all__ = [
     "COMPRESSIONS",
-    "DATA_SUFFIXES",
     "DataFile",
     "ExportError",
+    "InputFormat",
+    "READERS",
     "load_records",
     "read_data_file",
     "records_frame",
+    "register_reader",
 ]
-
-DATA_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".csv", ".tsv", ".xlsx")
-"""File types holding data (after any compression suffix is removed)."""
 
 COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstandard"}
 """Compression suffixes understood, and the format each one means."""
@@ -63,7 +68,7 @@ class DataFile:
 
     Attributes:
         name: The file for messages: ``"path"``, or ``"path!member"`` for a zip member.
-        suffix: The data format: one of `DATA_SUFFIXES`.
+        suffix: The data format: a key of `READERS`.
         data: The file's bytes, decompressed.
     """
 
@@ -71,40 +76,27 @@ class DataFile:
     suffix: str
     data: bytes
 
+    def content(self) -> Any:
+        """The file read by its format's reader (see `READERS`): parsed JSON, or a DataFrame for a table.
+
+        Raises:
+            ExportError: If the file cannot be read as its format, naming the file.
+        """
+        return READERS[self.suffix].read(self)
+
     def json(self) -> Any:
         """The parsed JSON (a ``.jsonl`` file gives the list of its lines' objects).
 
         The SDK's double-encoded JSON (a JSON string holding the JSON) is unwrapped.
 
         Raises:
-            ExportError: For text that is not UTF-8 or not JSON, naming the line and column.
+            ExportError: For text that is not UTF-8 or not JSON (naming the line and column),
+                or a file whose format is a table.
         """
-        try:
-            text = self.data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise ExportError(f"{self.name}: not UTF-8 text ({err})") from err
-        if self.suffix == ".jsonl":
-            rows = []
-            for number, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ExportError(f"{self.name}: invalid JSON on line {number}, column {err.colno}: "
-                                      f"{err.msg}") from err
-            return rows
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as err:
-            where = f"line {err.lineno}, column {err.colno}"
-            raise ExportError(f"{self.name}: invalid JSON at {where}: {err.msg}") from err
-        if isinstance(payload, str):  # the SDK's download_to= writes a JSON string holding the JSON
-            try:
-                payload = json.loads(payload)
-            except json.JSONDecodeError as err:
-                raise ExportError(f"{self.name}: holds a JSON string that is not JSON itself ({err.msg})") from err
-        return payload
+        content = self.content()
+        if isinstance(content, pd.DataFrame):
+            raise ExportError(f"{self.name}: is a table ({self.suffix}), not JSON")
+        return content
 
     def frame(self) -> pd.DataFrame:
         """The file as a table: CSV / TSV / XLSX, or JSON holding a list of records.
@@ -112,11 +104,52 @@ class DataFile:
         Raises:
             ExportError: If the file is not a table, naming the file and what was expected.
         """
-        if self.suffix in (".json", ".jsonl"):
-            return records_frame(self.json(), self.name)
-        if self.suffix in (".csv", ".tsv"):
-            return _read_csv(self)
-        return _read_xlsx(self)
+        content = self.content()
+        return content if isinstance(content, pd.DataFrame) else records_frame(content, self.name)
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """A registered input format (a data file suffix and its reader).
+
+    Attributes:
+        name: The suffix, e.g. ``".csv"`` (after any compression suffix is removed).
+        read: ``read(file) -> content``: parsed JSON (``records_frame`` makes it a table) or a
+            DataFrame; raises `ExportError` naming ``file.name``.
+        description: One line for the docs and ``--help``.
+        example: A file name of the format.
+    """
+
+    name: str
+    read: Callable[[DataFile], Any]
+    description: str
+    example: str = ""
+
+
+def _make_input_format(name: str, read: Callable[[DataFile], Any], *, description: str, example: str) -> InputFormat:
+    """An `InputFormat` from a registration (the ``make_entry`` of `READERS`)."""
+    return InputFormat(name, read, description, example)
+
+
+READERS: Registry[InputFormat] = Registry("input format", "input formats", _make_input_format,
+                                          usage="load_records(\"records{name}\")")
+"""Input formats by suffix: ``.json``, ``.jsonl``, ``.csv``, ``.tsv``, ``.xlsx`` (fill it with `register_reader`)."""
+
+
+def register_reader(
+    suffix: str, *, description: str
+) -> Callable[[Callable[[DataFile], Any]], Callable[[DataFile], Any]]:
+    """Decorator: register ``read(file) -> content`` for files ending in ``suffix`` (see `InputFormat`).
+
+    From then on `read_data_file`, `load_records` and ``load_export`` accept such files, also
+    compressed or zipped.
+
+    Raises:
+        ValueError: If ``suffix`` is already registered or does not start with a dot.
+    """
+    if not suffix.startswith(".") or suffix != suffix.lower():
+        raise ValueError(f"an input format is a lower-case suffix starting with '.', got {suffix!r}")
+    return READERS.register(suffix, description)
 
 
 def read_data_file(path: str | os.PathLike, *, password: str | bytes | None = None) -> DataFile:
@@ -147,7 +180,7 @@ def read_data_file(path: str | os.PathLike, *, password: str | bytes | None = No
         inner, inner_compression = _split_name(member)
         name = f"{path}!{member}"
         return DataFile(name, inner, _decompress(data, inner_compression, name))
-    if suffix not in DATA_SUFFIXES:
+    if suffix not in READERS:
         shown = path.suffix.lower() if compression is None else suffix + path.suffix.lower()
         raise ExportError(f"{path}: unsupported file type {shown!r}; expected {_expected()}")
     try:
@@ -231,7 +264,8 @@ def records_frame(payload: Any, name: str) -> pd.DataFrame:
 
 
 def _expected() -> str:
-    kinds = ", ".join(DATA_SUFFIXES[:-1]) + f" or {DATA_SUFFIXES[-1]}"
+    suffixes = list(READERS)
+    kinds = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}"
     return f"a {kinds} file or a .zip, optionally compressed ({', '.join(COMPRESSIONS)})"
 
 
@@ -289,7 +323,7 @@ def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
             and not info.filename.startswith("__MACOSX/")
             and not Path(info.filename).name.startswith("._")
         ]
-        data_members = [m for m in members if _split_name(m.filename)[0] in DATA_SUFFIXES]
+        data_members = [m for m in members if _split_name(m.filename)[0] in READERS]
         if not data_members:
             names = [m.filename for m in members] or "nothing"
             raise ExportError(f"{path}: the zip holds no .json, .csv or .xlsx file (it holds {names})")
@@ -338,6 +372,48 @@ def _read_aes(path: Path, member: str, password: str | bytes | None) -> bytes:
 
 
 # --------------------------------------------------------------------------------------
+# The readers: one function per format, registered by suffix
+# --------------------------------------------------------------------------------------
+
+
+def _text(file: DataFile) -> str:
+    """The file's bytes as UTF-8 text (a byte-order mark is dropped)."""
+    try:
+        return file.data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ExportError(f"{file.name}: not UTF-8 text ({err})") from err
+
+
+@register_reader(".json", description="JSON: a list of records, a refinery project snapshot, or the SDK's "
+                 "double-encoded JSON string")
+def _read_json(file: DataFile) -> Any:
+    try:
+        payload = json.loads(_text(file))
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno}, column {err.colno}"
+        raise ExportError(f"{file.name}: invalid JSON at {where}: {err.msg}") from err
+    if isinstance(payload, str):  # the SDK's download_to= writes a JSON string holding the JSON
+        try:
+            payload = json.loads(payload)
+        except json.JSONDecodeError as err:
+            raise ExportError(f"{file.name}: holds a JSON string that is not JSON itself ({err.msg})") from err
+    return payload
+
+
+@register_reader(".jsonl", description="JSON Lines: one record (a JSON object) per line")
+def _read_jsonl(file: DataFile) -> list[Any]:
+    rows = []
+    for number, line in enumerate(_text(file).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ExportError(f"{file.name}: invalid JSON on line {number}, column {err.colno}: {err.msg}") from err
+    return rows
+
+
+# --------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------
 
@@ -352,11 +428,11 @@ def _sniff_delimiter(text: str, default: str) -> str:
     return next(d for d in _CSV_DELIMITERS if counts[d] == best)
 
 
+@register_reader(".tsv", description="tab-separated values (the delimiter is taken from the header as for .csv)")
+@register_reader(".csv", description="CSV: a header line, then one record per line; the delimiter (comma, "
+                 "semicolon, tab or |) is taken from the header")
 def _read_csv(file: DataFile) -> pd.DataFrame:
-    try:
-        text = file.data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ExportError(f"{file.name}: not UTF-8 text ({err})") from err
+    text = _text(file)
     delimiter = _sniff_delimiter(text, "\t" if file.suffix == ".tsv" else ",")
     try:
         return pd.read_csv(io.StringIO(text), sep=delimiter, keep_default_na=True)
@@ -365,6 +441,8 @@ def _read_csv(file: DataFile) -> pd.DataFrame:
         raise ExportError(f"{file.name}: not a readable CSV file (delimiter: {shown}; {err})") from err
 
 
+@register_reader(".xlsx", description="Excel workbook: its first sheet, a header row, then one record per row "
+                 "(needs openpyxl)")
 def _read_xlsx(file: DataFile) -> pd.DataFrame:
     try:
         return pd.read_excel(io.BytesIO(file.data))

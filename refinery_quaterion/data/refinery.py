@@ -4,7 +4,8 @@
 * the UI download: JSON (records) / CSV / XLSX, zipped or not, optionally password protected,
   optionally compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``; see `refinery_quaterion.data.readers`);
 * a JSON file written by the SDK (``download_to=``), including the double-encoded JSON string;
-* a project snapshot (``project_export_*.json.zip``), detected by its keys.
+* a project snapshot (``project_export_*.json.zip``), detected by its keys (read by
+  `refinery_quaterion.data.snapshot`).
 
 Everything becomes a `RefineryExport`: one row per record with its attributes, plus, for
 each classification task, the columns ``__{task}__MANUAL``, ``__{task}__WEAK_SUPERVISION`` and
@@ -27,6 +28,7 @@ import pandas as pd
 
 from refinery_quaterion._util import is_missing, plain
 from refinery_quaterion.data.readers import ExportError, read_data_file, records_frame
+from refinery_quaterion.data.snapshot import read_snapshot
 
 __all__ = [
     "ClassificationTask",
@@ -229,76 +231,47 @@ def _from_path(path: Path, password: str | bytes | None) -> RefineryExport:
 # --------------------------------------------------------------------------------------
 
 
+@dataclass
+class _TaskColumns:
+    """The columns of one task (one ``{attribute}__{task}`` prefix) found in a table."""
+
+    attribute: str
+    task: str
+    manual: str | None = None
+    weak: str | None = None
+    confidences: list[str] = field(default_factory=list)
+    heuristics: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The column prefix ``"{attribute}__{task}"``."""
+        return f"{self.attribute}__{self.task}"
+
+    @property
+    def where(self) -> str:
+        """The task (and its attribute) for notes."""
+        return f"task {self.task!r} on attribute {self.attribute!r}" if self.attribute else f"task {self.task!r}"
+
+
 def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
     if len(frame.columns) == 0:
         raise ExportError(f"{name}: the table has no columns")
     frame = frame.drop(columns=[c for c in frame.columns if str(c).endswith(_TOKENIZED_SUFFIX)])
     frame = frame.rename(columns=str)
     notes: list[str] = []
-    found: dict[str, dict[str, Any]] = {}
-    label_columns: set[str] = set()
-    for column in frame.columns:
-        match = _LABEL_COLUMN.match(column)
-        if not match:
-            continue
-        label_columns.add(column)
-        key = f"{match['attr']}__{match['task']}"
-        entry = found.setdefault(key, {"attr": match["attr"], "task": match["task"], "heuristics": [],
-                                       "confidences": []})
-        kind = match["kind"]
-        if kind.startswith("INFORMATION_SOURCE__"):
-            entry["heuristics"].append(column)
-        elif kind in ("WEAK_SUPERVISION__confidence", "WEAK_SUPERVISION_CONFIDENCE"):
-            entry["confidences"].append(column)
-        else:
-            entry[kind] = column
-
-    attributes = [c for c in frame.columns if c not in label_columns]
+    found = _task_columns(frame.columns)
+    attributes = [c for c in frame.columns if not _LABEL_COLUMN.match(c)]
     out = frame[attributes].copy()
     tasks: dict[str, ClassificationTask] = {}
-    for out_key, entry in found.items():
-        manual, weak = entry.get("MANUAL"), entry.get("WEAK_SUPERVISION")
-        where = f"task {entry['task']!r} on attribute {entry['attr']!r}" if entry["attr"] else f"task {entry['task']!r}"
-        list_valued = [c for c in (manual, weak, *entry["confidences"]) if c is not None and _is_list_column(frame[c])]
-        if list_valued and (manual in list_valued or weak in list_valued or (manual is None and weak is None)):
-            notes.append(
-                f"{where} is an extraction (span) task (column {list_valued[0]!r} holds token lists); "
-                "ignored for classification"
-            )
+    for columns in found.values():
+        confidences = _usable_confidences(frame, columns, notes)
+        if confidences is None:
             continue
-        confidences = [c for c in entry["confidences"] if c not in list_valued]
-        for column in list_valued:
-            notes.append(f"{where}: column {column!r} holds lists, not one confidence per record; ignored")
-        if manual is None and weak is None:
-            if confidences:
-                notes.append(f"{where}: confidence column {confidences[0]!r} without its weak-supervision label "
-                             f"column {_weak(out_key)!r}; task ignored")
-            else:
-                notes.append(f"{where} has only heuristic columns; ignored")
-            continue
-        task_name = entry["task"]
+        task_name = columns.task
         if task_name in tasks:
-            task_name = f"{entry['attr']}__{task_name}"
-        task = ClassificationTask(
-            name=task_name, attribute=entry["attr"], heuristic_columns=entry["heuristics"]
-        )
-        if manual is not None:
-            task.manual_column = _manual(out_key)
-            out[task.manual_column] = frame[manual].map(_clean_label)
-        if weak is not None:
-            task.weak_column = _weak(out_key)
-            out[task.weak_column] = frame[weak].map(_clean_label)
-            task.confidence_column = _confidence(out_key)
-            if not confidences:
-                notes.append(f"task {task_name!r}: no weak-supervision confidence column; treated as missing")
-                out[task.confidence_column] = float("nan")
-            else:
-                out[task.confidence_column] = _task_confidence(frame, confidences, name, task_name, notes)
-        elif confidences:
-            notes.append(f"task {task_name!r}: confidence column {confidences[0]!r} without its weak-supervision "
-                         f"label column {_weak(out_key)!r}; ignored (manual labels only)")
-        for column in entry["heuristics"]:
-            out[column] = frame[column]
+            task_name = f"{columns.attribute}__{task_name}"
+        task = ClassificationTask(name=task_name, attribute=columns.attribute, heuristic_columns=columns.heuristics)
+        _copy_task_columns(frame, out, task, columns, confidences, name, notes)
         _describe_labels(task, out)
         if task.multi_label_records:
             notes.append(
@@ -307,6 +280,83 @@ def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
             )
         tasks[task_name] = task
     return RefineryExport(records=out, tasks=tasks, attributes=attributes, source=name, notes=notes)
+
+
+def _task_columns(columns: pd.Index) -> dict[str, _TaskColumns]:
+    """The label columns of a table, grouped by task key (``"{attribute}__{task}"``), in column order."""
+    found: dict[str, _TaskColumns] = {}
+    for column in columns:
+        match = _LABEL_COLUMN.match(column)
+        if not match:
+            continue
+        entry = found.setdefault(f"{match['attr']}__{match['task']}", _TaskColumns(match["attr"], match["task"]))
+        kind = match["kind"]
+        if kind.startswith("INFORMATION_SOURCE__"):
+            entry.heuristics.append(column)
+        elif kind in ("WEAK_SUPERVISION__confidence", "WEAK_SUPERVISION_CONFIDENCE"):
+            entry.confidences.append(column)
+        elif kind == "MANUAL":
+            entry.manual = column
+        else:
+            entry.weak = column
+    return found
+
+
+def _usable_confidences(frame: pd.DataFrame, columns: _TaskColumns, notes: list[str]) -> list[str] | None:
+    """The task's confidence columns that hold one value per record, or ``None`` to skip the task.
+
+    A task is skipped (with a note) when it is an extraction task (its label columns hold
+    token lists) or has no manual and no weak-supervision label column.
+    """
+    manual, weak, where = columns.manual, columns.weak, columns.where
+    list_valued = [c for c in (manual, weak, *columns.confidences) if c is not None and _is_list_column(frame[c])]
+    if list_valued and (manual in list_valued or weak in list_valued or (manual is None and weak is None)):
+        notes.append(
+            f"{where} is an extraction (span) task (column {list_valued[0]!r} holds token lists); "
+            "ignored for classification"
+        )
+        return None
+    confidences = [c for c in columns.confidences if c not in list_valued]
+    for column in list_valued:
+        notes.append(f"{where}: column {column!r} holds lists, not one confidence per record; ignored")
+    if manual is None and weak is None:
+        if confidences:
+            notes.append(f"{where}: confidence column {confidences[0]!r} without its weak-supervision label "
+                         f"column {_weak(columns.key)!r}; task ignored")
+        else:
+            notes.append(f"{where} has only heuristic columns; ignored")
+        return None
+    return confidences
+
+
+def _copy_task_columns(
+    frame: pd.DataFrame,
+    out: pd.DataFrame,
+    task: ClassificationTask,
+    columns: _TaskColumns,
+    confidences: list[str],
+    name: str,
+    notes: list[str],
+) -> None:
+    """Copy the task's columns into ``out`` under the SDK's names and set them on ``task`` (in place)."""
+    out_key = columns.key
+    if columns.manual is not None:
+        task.manual_column = _manual(out_key)
+        out[task.manual_column] = frame[columns.manual].map(_clean_label)
+    if columns.weak is not None:
+        task.weak_column = _weak(out_key)
+        out[task.weak_column] = frame[columns.weak].map(_clean_label)
+        task.confidence_column = _confidence(out_key)
+        if not confidences:
+            notes.append(f"task {task.name!r}: no weak-supervision confidence column; treated as missing")
+            out[task.confidence_column] = float("nan")
+        else:
+            out[task.confidence_column] = _task_confidence(frame, confidences, name, task.name, notes)
+    elif confidences:
+        notes.append(f"task {task.name!r}: confidence column {confidences[0]!r} without its weak-supervision "
+                     f"label column {_weak(out_key)!r}; ignored (manual labels only)")
+    for column in columns.heuristics:
+        out[column] = frame[column]
 
 
 def _clean_label(value: Any) -> str | None:
@@ -427,116 +477,22 @@ def _describe_labels(task: ClassificationTask, out: pd.DataFrame) -> None:
 # Project snapshots
 # --------------------------------------------------------------------------------------
 
-_SNAPSHOT_KEYS = (
-    "records_data",
-    "attributes_data",
-    "labeling_tasks_data",
-    "labeling_task_labels_data",
-    "record_label_associations_data",
-)
-
-
-def _missing_id(value: Any) -> bool:
-    return value is None or value == "None" or value == ""
-
 
 def _from_snapshot(payload: Mapping[str, Any], name: str) -> RefineryExport:
-    missing = [key for key in _SNAPSHOT_KEYS if key not in payload]
-    if missing:
-        raise ExportError(f"{name}: project snapshot lacks {missing}; expected keys {list(_SNAPSHOT_KEYS)}")
-    for key in _SNAPSHOT_KEYS:
-        if not isinstance(payload[key], list):
-            raise ExportError(f"{name}: {key!r} is a {type(payload[key]).__name__}, expected a list")
-
-    attributes = sorted(payload["attributes_data"], key=lambda a: a.get("relative_position") or 0)
-    attribute_names = {a["id"]: a["name"] for a in attributes}
-    records = []
-    record_ids = []
-    for i, record in enumerate(payload["records_data"]):
-        if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("data"), dict):
-            raise ExportError(f"{name}: records_data[{i}] is not {{'id': ..., 'data': {{...}}}}")
-        records.append(record["data"])
-        record_ids.append(record["id"])
-    columns = [a["name"] for a in attributes]
-    frame = pd.DataFrame.from_records(records, columns=columns or None)
-    for column in columns:
-        if column in frame.columns:
-            frame[column] = frame[column].map(lambda v: None if v == "None" else v)
-    position = {rid: i for i, rid in enumerate(record_ids)}
-
-    label_by_id: dict[str, tuple[str, str]] = {}
-    for label in payload["labeling_task_labels_data"]:
-        label_by_id[label["id"]] = (label["labeling_task_id"], label["name"])
-
-    notes: list[str] = []
+    snapshot = read_snapshot(payload, name)
+    frame, notes = snapshot.records, snapshot.notes
     tasks: dict[str, ClassificationTask] = {}
-    task_keys: dict[str, str] = {}
-    for task_data in payload["labeling_tasks_data"]:
-        task_type = task_data.get("task_type", "MULTICLASS_CLASSIFICATION")
-        attribute_id = task_data.get("attribute_id")
-        attr = "" if _missing_id(attribute_id) else attribute_names.get(attribute_id, "")
-        if task_type != "MULTICLASS_CLASSIFICATION":
-            notes.append(f"task {task_data['name']!r} is {task_type}; ignored for classification")
-            continue
-        key = f"{attr}__{task_data['name']}"
-        task = ClassificationTask(
-            name=task_data["name"],
-            attribute=attr,
-            manual_column=_manual(key),
-            weak_column=_weak(key),
-            confidence_column=_confidence(key),
-            labels=sorted(n for t, n in label_by_id.values() if t == task_data["id"]),
+    for found in snapshot.tasks:
+        key = found.key
+        frame[_manual(key)] = found.manual
+        frame[_weak(key)] = found.weak
+        frame[_confidence(key)] = pd.Series(found.confidence, dtype="float64")
+        tasks[found.name] = ClassificationTask(
+            name=found.name, attribute=found.attribute, manual_column=_manual(key), weak_column=_weak(key),
+            confidence_column=_confidence(key), labels=list(found.labels),
         )
-        tasks[task.name] = task
-        task_keys[task_data["id"]] = key
-
-    manual: dict[str, list[list[str]]] = {k: [[] for _ in records] for k in task_keys.values()}
-    weak: dict[str, list[tuple[str, float] | None]] = {k: [None] * len(records) for k in task_keys.values()}
-    # Newest weak-supervision run per task: compare created_at of the associations' runs.
-    newest_run: dict[str, tuple[str, Any]] = {}
-    associations = payload["record_label_associations_data"]
-    for assoc in associations:
-        if assoc.get("source_type") != "WEAK_SUPERVISION" or assoc.get("return_type", "RETURN") != "RETURN":
-            continue
-        task_id = label_by_id.get(assoc.get("labeling_task_label_id"), (None, None))[0]
-        if task_id not in task_keys:
-            continue
-        run = assoc.get("weak_supervision_id") or assoc.get("source_id") or ""
-        stamp = str(assoc.get("created_at") or "")
-        best = newest_run.get(task_id)
-        if best is None or stamp > best[1]:
-            newest_run[task_id] = (run, stamp)
-
-    for assoc in associations:
-        if assoc.get("return_type", "RETURN") != "RETURN":
-            continue
-        label = label_by_id.get(assoc.get("labeling_task_label_id"))
-        row = position.get(assoc.get("record_id"))
-        if label is None or row is None or label[0] not in task_keys:
-            continue
-        key = task_keys[label[0]]
-        source_type = assoc.get("source_type")
-        if source_type == "MANUAL":
-            if assoc.get("is_valid_manual_label") is False:
-                continue
-            if label[1] not in manual[key][row]:
-                manual[key][row].append(label[1])
-        elif source_type == "WEAK_SUPERVISION":
-            run = assoc.get("weak_supervision_id") or assoc.get("source_id") or ""
-            if run != newest_run[label[0]][0]:
-                continue
-            confidence = assoc.get("confidence")
-            confidence = float("nan") if _missing_id(confidence) else float(confidence)
-            weak[key][row] = (label[1], confidence)
-
-    for key in task_keys.values():
-        frame[_manual(key)] = [", ".join(sorted(v)) if v else None for v in manual[key]]
-        frame[_weak(key)] = [w[0] if w else None for w in weak[key]]
-        frame[_confidence(key)] = pd.Series([w[1] if w else float("nan") for w in weak[key]], dtype="float64")
     for task in tasks.values():
         _describe_labels(task, frame)
         if task.multi_label_records:
             notes.append(f"task {task.name!r}: {task.multi_label_records} records have several manual labels")
-    if not records:
-        notes.append("the snapshot holds no records")
-    return RefineryExport(records=frame, tasks=tasks, attributes=columns, source=name, notes=notes)
+    return RefineryExport(records=frame, tasks=tasks, attributes=snapshot.attributes, source=name, notes=notes)

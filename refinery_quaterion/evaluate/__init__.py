@@ -30,6 +30,13 @@ The package has one module per concept; every name below can be imported from
 * `refinery_quaterion.evaluate.tables`: `compare` and the table writers;
 * `refinery_quaterion.evaluate.probe`: the linear probe;
 * `refinery_quaterion.evaluate.report`: the report folder (`evaluation_report`).
+
+The figures are imported from their own modules (they load matplotlib):
+
+* `refinery_quaterion.evaluate.plots`: retrieval figures (`plot_topk_curve`,
+  `plot_precision_distribution`);
+* `refinery_quaterion.evaluate.label_plots`: label-quality figures (`confusion_table`,
+  `plot_confusion_matrix`, `plot_threshold_curve`).
 """
 
 from __future__ import annotations

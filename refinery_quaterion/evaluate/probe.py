@@ -56,6 +56,22 @@ class LinearProbeReport:
         return head + "\n" + format_table(self.per_class, digits=4)
 
 
+def _class_codes(train_values: list[Any], test_values: list[Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Class names (text, sorted) and the class code of each training and test label."""
+    distinct = list(dict.fromkeys(train_values + test_values))
+    try:
+        distinct.sort()
+    except TypeError:  # labels of mixed types: order by their text
+        distinct.sort(key=str)
+    names = [str(v) for v in distinct]
+    if len(set(names)) != len(names):
+        names = [repr(v) for v in distinct]
+    index = {value: i for i, value in enumerate(distinct)}
+    y_train = np.array([index[v] for v in train_values])
+    y_test = np.array([index[v] for v in test_values])
+    return names, y_train, y_test
+
+
 def linear_probe_report(
     train_emb: EmbeddingsLike,
     train_labels: Any,
@@ -114,17 +130,7 @@ def linear_probe_report(
     test_values = label_list(test_labels, "test_labels")
     label_codes(train_values, x_train.shape[0], "train_labels")
     label_codes(test_values, x_test.shape[0], "test_labels")
-    distinct = list(dict.fromkeys(train_values + test_values))
-    try:
-        distinct.sort()
-    except TypeError:  # labels of mixed types: order by their text
-        distinct.sort(key=str)
-    names = [str(v) for v in distinct]
-    if len(set(names)) != len(names):
-        names = [repr(v) for v in distinct]
-    index = {value: i for i, value in enumerate(distinct)}
-    y_train = np.array([index[v] for v in train_values])
-    y_test = np.array([index[v] for v in test_values])
+    names, y_train, y_test = _class_codes(train_values, test_values)
     if len(np.unique(y_train)) < 2:
         raise ValueError(
             f"train_labels holds a single class ({train_values[0]!r}); a linear probe needs at least 2"

@@ -1,5 +1,7 @@
 """The metric registry: each retrieval metric is one function plus one `register_metric` call.
 
+`METRICS` is a `refinery_quaterion.registry.Registry` (the one type of every family of plug-ins).
+
 A metric function reads one `RankedBlock` (a block of queries with the relevance of their
 ranked neighbours) and returns one value per query of the block. The engine
 (`refinery_quaterion.evaluate.metrics`) calls every registered metric for every block, so a
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from refinery_quaterion.registry import Registry
 
 __all__ = ["METRICS", "Metric", "MetricFunction", "RankedBlock", "metric_names", "register_metric"]
 
@@ -124,12 +128,14 @@ class Metric:
         description: One line for readers (shown in the report).
         k_values: For a cut-off metric, which ``k`` list of `retrieval_metrics` it uses
             (``"ks"`` or ``"map_ks"``); ``None`` for a full-ranking metric.
+        example: A column it makes, for the docs (``"P@10"``).
     """
 
     name: str
     compute: MetricFunction
     description: str
     k_values: Literal["ks", "map_ks"] | None = None
+    example: str = ""
 
     @property
     def prefix(self) -> str:
@@ -156,7 +162,47 @@ class Metric:
         return self.name if k is None else f"{self.prefix}@{k}"
 
 
-METRICS: dict[str, Metric] = {}
+def _make_metric(
+    name: str,
+    compute: MetricFunction,
+    *,
+    description: str,
+    example: str = "",
+    k_values: Literal["ks", "map_ks"] | None = None,
+) -> Metric:
+    """A checked `Metric` (the ``make_entry`` of `METRICS`; arguments as in `register_metric`).
+
+    Raises:
+        ValueError: A bad name, or ``k_values`` that does not fit the name.
+        TypeError: ``compute`` is not callable.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"metric name must be a non-empty string without outer spaces; got {name!r}")
+    cutoff = name.endswith("@k")
+    if "@" in name.removesuffix("@k") or (cutoff and name == "@k"):
+        raise ValueError(f"metric name {name!r} may hold '@' only in a final '@k' (cut-off metrics)")
+    if cutoff and k_values not in ("ks", "map_ks"):
+        raise ValueError(f"cut-off metric {name!r} needs k_values='ks' or 'map_ks'; got {k_values!r}")
+    if not cutoff and k_values is not None:
+        raise ValueError(
+            f"metric {name!r} does not end in '@k', so it is a full-ranking metric and takes no "
+            f"k_values; got {k_values!r} (name it {name + '@k'!r} for a cut-off metric)"
+        )
+    if not callable(compute):
+        raise TypeError(f"compute of metric {name!r} must be callable (block, k) -> values; got {compute!r}")
+    description = description.strip() if isinstance(description, str) else description
+    example = example if example and example != name else (name.removesuffix("@k") + "@10" if cutoff else name)
+    return Metric(name=name, compute=compute, description=description, k_values=k_values, example=example)
+
+
+def _computed_for(metric: Metric) -> str:
+    """Which cut-offs a metric is computed for (the details column of the docs table)."""
+    if metric.k_values is None:
+        return "the whole ranking (`full=True`)"
+    return f"each k of `{metric.k_values}`"
+
+
+METRICS: Registry[Metric] = Registry("metric", "metrics", _make_metric, details=("Computed for", _computed_for))
 """Every registered metric by name, in column order (fill it with `register_metric`)."""
 
 
@@ -187,27 +233,8 @@ def register_metric(
             that does not fit the name.
         TypeError: ``compute`` is not callable.
     """
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise ValueError(f"metric name must be a non-empty string without outer spaces; got {name!r}")
-    cutoff = name.endswith("@k")
-    if "@" in name.removesuffix("@k") or (cutoff and name == "@k"):
-        raise ValueError(f"metric name {name!r} may hold '@' only in a final '@k' (cut-off metrics)")
-    if cutoff and k_values not in ("ks", "map_ks"):
-        raise ValueError(f"cut-off metric {name!r} needs k_values='ks' or 'map_ks'; got {k_values!r}")
-    if not cutoff and k_values is not None:
-        raise ValueError(
-            f"metric {name!r} does not end in '@k', so it is a full-ranking metric and takes no "
-            f"k_values; got {k_values!r} (name it {name + '@k'!r} for a cut-off metric)"
-        )
-    if not callable(compute):
-        raise TypeError(f"compute of metric {name!r} must be callable (block, k) -> values; got {compute!r}")
-    if not isinstance(description, str) or not description.strip():
-        raise ValueError(f"metric {name!r} needs a one-line description; got {description!r}")
-    if name in METRICS and not replace:
-        raise ValueError(f"metric {name!r} is already registered; pass replace=True to replace it")
-    metric = Metric(name=name, compute=compute, description=description.strip(), k_values=k_values)
-    METRICS[name] = metric
-    return metric
+    metric = _make_metric(name, compute, description=description, k_values=k_values)
+    return METRICS.add(metric, replace=replace)
 
 
 def metric_names(ks: Iterable[int], map_ks: Iterable[int] = (), *, full: bool = True) -> list[str]:

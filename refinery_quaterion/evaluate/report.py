@@ -111,11 +111,48 @@ def evaluation_report(
             name that is not a model, ``distribution_k`` not in ``ks``, a bad extra plot
             name.
     """
-    from refinery_quaterion.evaluate import plots
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
+    extras = _checked_extra_plots(extra_plots)
+    probe = _checked_probe(probe, embeddings_by_name)
+    evaluated = _evaluate(embeddings_by_name, labels, ks, map_ks, block_size, probe, distribution_k)
+    names = _file_names(evaluated.probes, extras, distribution=extra_plots is not False)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        _write_tables(tmp, names, evaluated, title, extras)
+        _write_plots(tmp, names, evaluated, title)
+        for name, report in evaluated.probes.items():
+            save_table(report.per_class, tmp / names[f"probe:{name}"])
+        _write_extra_plots(tmp, names, extras)
+    return EvaluationReport(
+        out_dir=out_dir,
+        metrics=evaluated.table,
+        paths={kind: out_dir / file for kind, file in names.items()},
+        probe=evaluated.probes,
+        details=evaluated.details,
+    )
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """What a report shows: the metrics and probes of the models, and how they were computed."""
+
+    frame: pd.DataFrame  # the compare table, with its attrs
+    table: pd.DataFrame  # the compare table plus the probe columns (when probed)
+    details: dict[str, RetrievalMetrics]
+    probes: dict[str, LinearProbeReport]
+    distribution_k: int
+    n_labels: int
+    definitions: dict[str, str]  # metric name -> description, for the metrics in the table
+
+    @property
+    def first(self) -> RetrievalMetrics:
+        """The metrics of the first model (the settings and counts are the same for every model)."""
+        return next(iter(self.details.values()))
+
+
+def _checked_extra_plots(extra_plots: bool | Mapping[str, Callable[[Path], Any]]) -> dict[str, Callable[[Path], Any]]:
+    """The extra plots by file stem (none for a bool), each name and function checked."""
     extras: dict[str, Callable[[Path], Any]] = {}
     if isinstance(extra_plots, Mapping):
         for name, fn in extra_plots.items():
@@ -129,6 +166,14 @@ def evaluation_report(
             extras[name] = fn
     elif not isinstance(extra_plots, bool):
         raise TypeError(f"extra_plots must be a bool or a mapping name -> callable; got {extra_plots!r}")
+    return extras
+
+
+def _checked_probe(
+    probe: Mapping[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]] | None,
+    embeddings_by_name: Mapping[str, EmbeddingsLike],
+) -> dict[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]]:
+    """The probe inputs as a dict, each name a model and each value four items."""
     probe = dict(probe or {})
     for name, value in probe.items():
         if name not in embeddings_by_name:
@@ -137,7 +182,19 @@ def evaluation_report(
             )
         if not isinstance(value, tuple | list) or len(value) != 4:
             raise ValueError(f"probe[{name!r}] must be (train_emb, train_labels, test_emb, test_labels)")
+    return probe
 
+
+def _evaluate(
+    embeddings_by_name: Mapping[str, EmbeddingsLike],
+    labels: Any,
+    ks: int | Iterable[int] | None,
+    map_ks: int | Iterable[int] | None,
+    block_size: int | None,
+    probe: dict[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]],
+    distribution_k: int | None,
+) -> _Evaluated:
+    """Compute the metrics of every model and the linear probes."""
     frame, details = _compare(embeddings_by_name, labels, ks, map_ks, block_size, per_query=True)
     ks_t = tuple(frame.attrs["ks"])
     if distribution_k is None:
@@ -150,7 +207,6 @@ def evaluation_report(
     if probes:
         table["probe accuracy"] = [probes[m].accuracy if m in probes else np.nan for m in table.index]
         table["probe macro-F1"] = [probes[m].macro_f1 if m in probes else np.nan for m in table.index]
-
     first = next(iter(details.values()))
     n_labels = len(label_codes(label_list(labels, "labels"), first.n_items)[1])
     definitions = {
@@ -158,27 +214,20 @@ def evaluation_report(
         for metric in METRICS.values()
         if metric.cutoffs(first.ks, first.map_ks)
     }
-    summary = {
-        "title": title,
-        "n_items": first.n_items,
-        "n_labels": n_labels,
-        "n_queries": first.n_queries,
-        "n_excluded_queries": first.n_excluded,
-        "ks": list(first.ks),
-        "map_ks": list(first.map_ks),
-        "similarity": "cosine (L2-normalised rows, float32)",
-        "tie_rule": TIE_RULE,
-        "metric_definitions": definitions,
-        "models": frame_json(frame),
-        "linear_probe": {name: report.to_dict() for name, report in probes.items()},
-    }
+    return _Evaluated(frame, table, details, probes, distribution_k, n_labels, definitions)
+
+
+def _file_names(
+    probes: Mapping[str, LinearProbeReport], extras: Mapping[str, Any], *, distribution: bool
+) -> dict[str, str]:
+    """File kind -> file name in the report folder (probe CSVs named after safe, unique stems)."""
     names = {
         "json": "metrics.json",
         "md": "metrics.md",
         "csv": "metrics.csv",
         "topk_curve": "topk_curve.png",
     }
-    if extra_plots is not False:
+    if distribution:
         names["precision_distribution"] = "precision_distribution.png"
     used = set()
     for name in probes:
@@ -189,19 +238,43 @@ def evaluation_report(
         names[f"probe:{name}"] = f"probe_{stem}.csv"
     for name in extras:
         names[name] = f"{name}.png"
+    return names
 
+
+def _summary(evaluated: _Evaluated, title: str) -> dict[str, Any]:
+    """The content of ``metrics.json``."""
+    first = evaluated.first
+    return {
+        "title": title,
+        "n_items": first.n_items,
+        "n_labels": evaluated.n_labels,
+        "n_queries": first.n_queries,
+        "n_excluded_queries": first.n_excluded,
+        "ks": list(first.ks),
+        "map_ks": list(first.map_ks),
+        "similarity": "cosine (L2-normalised rows, float32)",
+        "tie_rule": TIE_RULE,
+        "metric_definitions": evaluated.definitions,
+        "models": frame_json(evaluated.frame),
+        "linear_probe": {name: report.to_dict() for name, report in evaluated.probes.items()},
+    }
+
+
+def _markdown(evaluated: _Evaluated, names: Mapping[str, str], extras: Mapping[str, Any], title: str) -> str:
+    """The content of ``metrics.md``: the tables, the metric definitions and the plots linked."""
+    first = evaluated.first
     md = [f"# {title}", ""]
     md.append(
-        f"{first.n_items} items, {n_labels} labels, {first.n_queries} queries"
+        f"{first.n_items} items, {evaluated.n_labels} labels, {first.n_queries} queries"
         + (f" ({first.n_excluded} excluded: label occurs once)" if first.n_excluded else "")
         + ". Leave-one-out retrieval by cosine similarity over all queries."
     )
-    md += ["", to_markdown(table), ""]
-    md += [f"- `{name}`: {description}" for name, description in definitions.items()]
+    md += ["", to_markdown(evaluated.table), ""]
+    md += [f"- `{name}`: {description}" for name, description in evaluated.definitions.items()]
     md += ["", f"Ties: {TIE_RULE}", ""]
-    if probes:
+    if evaluated.probes:
         md += ["## Linear probe", ""]
-        for name, report in probes.items():
+        for name, report in evaluated.probes.items():
             md += [
                 f"### {name}",
                 "",
@@ -213,34 +286,40 @@ def evaluation_report(
             ]
     md += ["## Plots", "", "![precision@k](topk_curve.png)", ""]
     if "precision_distribution" in names:
-        md += [f"![per-query precision@{distribution_k}](precision_distribution.png)", ""]
+        md += [f"![per-query precision@{evaluated.distribution_k}](precision_distribution.png)", ""]
     for name in extras:
         md += [f"![{name}]({name}.png)", ""]
+    return "\n".join(md).rstrip() + "\n"
 
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        atomic_write_text(tmp / names["json"], json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        atomic_write_text(tmp / names["md"], "\n".join(md).rstrip() + "\n")
-        save_table(table, tmp / names["csv"])
-        plots.plot_topk_curve(frame, tmp / names["topk_curve"], title=title)
-        if "precision_distribution" in names:
-            per_query = {
-                name: result.per_query[f"P@{distribution_k}"]  # type: ignore[index]
-                for name, result in details.items()
-            }
-            plots.plot_precision_distribution(
-                per_query, tmp / names["precision_distribution"], k=distribution_k
-            )
-        for name, report in probes.items():
-            save_table(report.per_class, tmp / names[f"probe:{name}"])
-        for name, fn in extras.items():
-            target = tmp / names[name]
-            fn(target)
-            if not target.is_file() or target.stat().st_size == 0:
-                raise RuntimeError(f"extra_plots[{name!r}] did not write {target.name}")
-    return EvaluationReport(
-        out_dir=out_dir,
-        metrics=table,
-        paths={kind: out_dir / file for kind, file in names.items()},
-        probe=probes,
-        details=details,
-    )
+
+def _write_tables(
+    folder: Path, names: Mapping[str, str], evaluated: _Evaluated, title: str, extras: Mapping[str, Any]
+) -> None:
+    """Write ``metrics.json``, ``metrics.md`` and ``metrics.csv`` into ``folder``."""
+    summary = _summary(evaluated, title)
+    atomic_write_text(folder / names["json"], json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(folder / names["md"], _markdown(evaluated, names, extras, title))
+    save_table(evaluated.table, folder / names["csv"])
+
+
+def _write_plots(folder: Path, names: Mapping[str, str], evaluated: _Evaluated, title: str) -> None:
+    """Write the top-k curve and, when named, the per-query precision distribution."""
+    from refinery_quaterion.evaluate import plots
+
+    plots.plot_topk_curve(evaluated.frame, folder / names["topk_curve"], title=title)
+    if "precision_distribution" in names:
+        k = evaluated.distribution_k
+        per_query = {
+            name: result.per_query[f"P@{k}"]  # type: ignore[index]
+            for name, result in evaluated.details.items()
+        }
+        plots.plot_precision_distribution(per_query, folder / names["precision_distribution"], k=k)
+
+
+def _write_extra_plots(folder: Path, names: Mapping[str, str], extras: Mapping[str, Callable[[Path], Any]]) -> None:
+    """Call each extra plot with its path and check that it wrote a file."""
+    for name, fn in extras.items():
+        target = folder / names[name]
+        fn(target)
+        if not target.is_file() or target.stat().st_size == 0:
+            raise RuntimeError(f"extra_plots[{name!r}] did not write {target.name}")

@@ -9,7 +9,8 @@
   ``model_int8.onnx``. Needs the ``refinery-quaterion[onnx]`` extra.
 
 Formats are a registry (`EXPORT_FORMATS`, `register_format`): a new format is one writer
-function and one registration. Heads become dense layers through another registry
+function and one registration. The names below are imported on first use, so reading
+`EXPORT_FORMATS` (the command line's ``--help``) imports no torch. Heads become dense layers through another registry
 (`HEAD_CONVERTERS`); a head no converter handles gets an `ModelExportError` naming it.
 
 Example:
@@ -23,31 +24,13 @@ Example:
 
 from __future__ import annotations
 
-from refinery_quaterion.exporters import st_folder  # noqa: F401  (registers "sentence-transformers" first)
-from refinery_quaterion.exporters.formats import (
-    EXPORT_FORMATS,
-    ExportFormat,
-    ExportResult,
-    ExportSettings,
-    export_model,
-    register_format,
-)
-from refinery_quaterion.exporters.heads import HEAD_CONVERTERS, DenseLayer, register_head_converter
-from refinery_quaterion.exporters.onnx_model import OnnxEmbedder
-from refinery_quaterion.exporters.source import ExportSource, ModelExportError, read_model
+from refinery_quaterion._lazy import lazy_exports
 
-__all__ = [
-    "DenseLayer",
-    "EXPORT_FORMATS",
-    "ModelExportError",
-    "ExportFormat",
-    "ExportResult",
-    "ExportSettings",
-    "ExportSource",
-    "HEAD_CONVERTERS",
-    "OnnxEmbedder",
-    "export_model",
-    "read_model",
-    "register_format",
-    "register_head_converter",
-]
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "formats": ("EXPORT_FORMATS", "ExportFormat", "ExportResult", "ExportSettings", "export_model", "register_format"),
+    "heads": ("HEAD_CONVERTERS", "DenseLayer", "register_head_converter"),
+    "onnx_model": ("OnnxEmbedder",),
+    "source": ("ExportSource", "ModelExportError", "read_model"),
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

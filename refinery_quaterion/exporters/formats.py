@@ -1,13 +1,17 @@
 """The export formats registry and `export_model`, the one entry point (also of the CLI).
 
 A format is one function ``write(source, folder, settings) -> checks`` registered with
-`register_format`: it fills an empty folder (the exporter has already read the model into an
-`ExportSource`), and `export_model` takes care of the rest -- reading the model, validating the
-settings, writing atomically, timing.
+`register_format` (`EXPORT_FORMATS` is a `refinery_quaterion.registry.Registry`): it fills an
+empty folder (the exporter has already read the model into an `ExportSource`), and
+`export_model` takes care of the rest -- reading the model, validating the settings, writing
+atomically, timing. The built-in formats are registered at the end of this module; their
+writers (`refinery_quaterion.exporters.st_folder`, `refinery_quaterion.exporters.onnx_model`)
+are imported only when a model is exported.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +22,8 @@ from typing import Any
 from refinery_quaterion._io import atomic_dir
 from refinery_quaterion.exporters.model_card import write_card
 from refinery_quaterion.exporters.source import ExportSource, read_model
+from refinery_quaterion.model.runtime import ONNX_EXTRA
+from refinery_quaterion.registry import Registry
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -42,6 +48,7 @@ class ExportFormat:
         description: One line for help texts.
         quantizations: Values ``quantize=`` accepts for this format (besides ``None``).
         extra: The ``refinery-quaterion[...]`` extra the format needs, if any.
+        example: A usage example for the docs (``export_model(..., format="onnx")``).
     """
 
     name: str
@@ -49,9 +56,32 @@ class ExportFormat:
     description: str
     quantizations: tuple[str, ...] = ()
     extra: str | None = None
+    example: str = ""
 
 
-EXPORT_FORMATS: dict[str, ExportFormat] = {}
+def _make_format(
+    name: str,
+    write: FormatWriter,
+    *,
+    description: str,
+    example: str,
+    quantizations: tuple[str, ...] = (),
+    extra: str | None = None,
+) -> ExportFormat:
+    """An `ExportFormat` from a registration (the ``make_entry`` of `EXPORT_FORMATS`)."""
+    return ExportFormat(name, write, description, tuple(quantizations), extra, example)
+
+
+def _needs(spec: ExportFormat) -> str:
+    """What the format needs installed, and its quantisations (the docs table's last column)."""
+    needs = f"`{spec.extra}`" if spec.extra else "the core install"
+    return needs + "".join(f'; `quantize="{q}"`' for q in spec.quantizations)
+
+
+EXPORT_FORMATS: Registry[ExportFormat] = Registry(
+    "export format", "formats", _make_format, default="sentence-transformers",
+    usage='export_model("my-model", "out", format="{name}")', details=("Needs", _needs),
+)
 """Registered formats by name: ``"sentence-transformers"`` and ``"onnx"``."""
 
 
@@ -60,17 +90,34 @@ def register_format(
 ) -> Callable[[FormatWriter], FormatWriter]:
     """Decorator: register a format writer under ``name`` (see `ExportFormat`).
 
+    The writer imports what it needs (torch, onnx, ...) when called, or lives in a module that
+    the registration does not import, so reading `EXPORT_FORMATS` (``--help``) stays light.
+
     Raises:
         ValueError: If ``name`` is already registered.
     """
+    return EXPORT_FORMATS.register(name, description, quantizations=quantizations, extra=extra)
 
-    def register(write: FormatWriter) -> FormatWriter:
-        if name in EXPORT_FORMATS:
-            raise ValueError(f"export format {name!r} is already registered")
-        EXPORT_FORMATS[name] = ExportFormat(name, write, description, tuple(quantizations), extra)
-        return write
 
-    return register
+def _writer(module: str, function: str) -> FormatWriter:
+    """The writer ``module.function``, imported when first called.
+
+    The built-in writers import torch; naming them by module keeps the registry light and
+    leaves no import arrow from here back to the writers (which import `ExportSettings`).
+    """
+
+    def write(source: ExportSource, folder: Path, settings: ExportSettings) -> Mapping[str, float]:
+        return getattr(importlib.import_module(module), function)(source, folder, settings)
+
+    write.__doc__ = f"`{module}.{function}`, imported on first use."
+    return write
+
+
+register_format("sentence-transformers", description="a folder that sentence_transformers.SentenceTransformer loads")(
+    _writer("refinery_quaterion.exporters.st_folder", "write_sentence_transformers"))
+register_format("onnx", description="model.onnx (+ model_int8.onnx) and tokenizer.json for ONNX Runtime",
+                quantizations=("int8",), extra=ONNX_EXTRA)(
+    _writer("refinery_quaterion.exporters.onnx_model", "write_onnx"))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """Trained heads as plain dense layers: the form both export formats write.
 
 A head becomes a list of `DenseLayer` s (``activation(W x + b)``). Each quaterion head class has
-a converter in `HEAD_CONVERTERS` (a registry: supporting another head = one function + one
-`register_head_converter` line). Runs of affine layers are folded into one, so the affine heads
-(``skip_connection`` with any ``n_layers``, ``linear``, ``gated``) become a single layer with
-identity activation, the MLP heads (``widening``, ``stacked``) a chain of layers, and ``empty``
-no layer at all. `head_layers` checks the result against the head itself on random inputs.
+a converter in `HEAD_CONVERTERS` (a `refinery_quaterion.registry.Registry`: supporting another
+head = one function + one `register_head_converter` line). Runs of affine layers are folded into
+one, so the affine heads (``skip_connection`` with any ``n_layers``, ``linear``, ``gated``)
+become a single layer with identity activation, the MLP heads (``widening``, ``stacked``) a
+chain of layers, and ``empty`` no layer at all. `head_layers` checks the result against the
+head itself on random inputs.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import numpy as np
 import torch
 
 from refinery_quaterion.exporters.source import ModelExportError
+from refinery_quaterion.registry import Registry
 
 __all__ = [
     "ACTIVATIONS",
     "DenseLayer",
     "HEAD_CONVERTERS",
+    "HeadConversion",
     "activation_module",
     "dense_module",
     "fold_affine",
@@ -110,12 +113,47 @@ def activation_module(name: str) -> torch.nn.Module:
 
 HeadConverter = Callable[[Any], list[DenseLayer]]
 
-HEAD_CONVERTERS: dict[type, HeadConverter] = {}
-"""Head class -> function turning such a head into `DenseLayer` s (subclasses match too)."""
+
+@dataclass(frozen=True)
+class HeadConversion:
+    """A registered head converter.
+
+    Attributes:
+        name: The head class's name (``"SkipConnectionHead"``).
+        convert: ``convert(head) -> list[DenseLayer]``.
+        head_class: The head class it converts (subclasses match too).
+        description: One line for the docs.
+        example: How it is registered.
+    """
+
+    name: str
+    convert: HeadConverter
+    head_class: type
+    description: str
+    example: str = ""
 
 
-def register_head_converter(head_class: type) -> Callable[[HeadConverter], HeadConverter]:
+def _make_conversion(name: str, convert: HeadConverter, *, description: str, example: str,
+                     head_class: type) -> HeadConversion:
+    """A `HeadConversion` from a registration (the ``make_entry`` of `HEAD_CONVERTERS`)."""
+    return HeadConversion(name, convert, head_class, description, example)
+
+
+HEAD_CONVERTERS: Registry[HeadConversion] = Registry("head converter", "head converters", _make_conversion,
+                                                     usage="register_head_converter({name})")
+"""Head class name -> `HeadConversion` turning such a head into `DenseLayer` s (subclasses match too)."""
+
+
+def register_head_converter(
+    head_class: type, description: str | None = None
+) -> Callable[[HeadConverter], HeadConverter]:
     """Decorator: register ``function(head) -> list[DenseLayer]`` for ``head_class``.
+
+    A second converter for the same class replaces the first.
+
+    Args:
+        head_class: The head class (subclasses match too, unless they have their own converter).
+        description: One line for the docs (default: names the class).
 
     Example:
         ```python
@@ -124,12 +162,14 @@ def register_head_converter(head_class: type) -> Callable[[HeadConverter], HeadC
             return [DenseLayer(head.weight, head.bias)]
         ```
     """
+    text = description or f"{head_class.__module__}.{head_class.__qualname__} as dense layers"
+    return HEAD_CONVERTERS.register(head_class.__name__, text, replace=True, head_class=head_class)
 
-    def register(function: HeadConverter) -> HeadConverter:
-        HEAD_CONVERTERS[head_class] = function
-        return function
 
-    return register
+def _converter(head: Any) -> HeadConverter | None:
+    """The converter of the head's class, or of its nearest base class that has one."""
+    by_class = {entry.head_class: entry.convert for entry in HEAD_CONVERTERS.values()}
+    return next((by_class[cls] for cls in type(head).__mro__ if cls in by_class), None)
 
 
 def head_layers(head: Any, *, label: str | None = None, check: bool = True) -> list[DenseLayer]:
@@ -148,9 +188,9 @@ def head_layers(head: Any, *, label: str | None = None, check: bool = True) -> l
             ``torch.nn`` module, or the layers do not reproduce the head.
     """
     label = label or type(head).__name__
-    converter = next((HEAD_CONVERTERS[cls] for cls in type(head).__mro__ if cls in HEAD_CONVERTERS), None)
+    converter = _converter(head)
     if converter is None:
-        names = sorted(cls.__name__ for cls in HEAD_CONVERTERS)
+        names = sorted(HEAD_CONVERTERS)
         raise ModelExportError(f"head {label} cannot be exported: it is not an affine map or a chain of dense layers "
                                f"this exporter knows; exportable head classes: {names}")
     try:
@@ -209,16 +249,16 @@ def _tensor(value: torch.Tensor) -> np.ndarray:
 def _register_quaterion_heads() -> None:
     from quaterion_models.heads import EmptyHead, GatedHead, SkipConnectionHead, StackedProjectionHead
 
-    @register_head_converter(EmptyHead)
+    @register_head_converter(EmptyHead, "no layer: the head changes nothing")
     def _empty(head: Any) -> list[DenseLayer]:
         return []
 
-    @register_head_converter(GatedHead)
+    @register_head_converter(GatedHead, "x * tanh(g): one diagonal layer")
     def _gated(head: Any) -> list[DenseLayer]:  # x * tanh(g)
         gates = np.tanh(_tensor(head.gates))
         return [DenseLayer(np.diag(gates), np.zeros_like(gates))]
 
-    @register_head_converter(SkipConnectionHead)
+    @register_head_converter(SkipConnectionHead, "x + sigmoid(g) * (W x + b) per block, folded into one layer")
     def _skip_connection(head: Any) -> list[DenseLayer]:  # per block: x + sigmoid(g) * (W x + b)
         layers = []
         for i in range(int(head._n_layers)):
@@ -228,7 +268,8 @@ def _register_quaterion_heads() -> None:
             layers.append(DenseLayer(weight, bias))
         return layers
 
-    @register_head_converter(StackedProjectionHead)  # also WideningHead, a subclass
+    @register_head_converter(StackedProjectionHead,  # also WideningHead, a subclass
+                             "its linear layers, each with the activation after it (also WideningHead)")
     def _stacked(head: Any) -> list[DenseLayer]:  # Linear (activation Linear)*
         layers: list[DenseLayer] = []
         for module in head._stack:

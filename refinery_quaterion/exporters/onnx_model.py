@@ -11,6 +11,8 @@ this graph and is not needed).
 
 ``tokenizer.json`` truncates to the model's ``max_length`` and pads each batch to its longest
 text, so serving needs only ``onnxruntime``, ``tokenizers`` and ``numpy``.
+
+`write_onnx` is registered as the ``"onnx"`` format in `refinery_quaterion.exporters.formats`.
 """
 
 from __future__ import annotations
@@ -31,12 +33,11 @@ from refinery_quaterion.exporters._hf import (
     save_transformer,
     serving_tokenizer_json,
 )
-from refinery_quaterion.exporters.formats import ExportSettings, register_format
+from refinery_quaterion.exporters.formats import ExportSettings
 from refinery_quaterion.exporters.heads import dense_module, head_layers
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
 from refinery_quaterion.model.onnx_graph import INPUTS, OUTPUT, EmbeddingGraph, export_graph
 from refinery_quaterion.model.runtime import (
-    ONNX_EXTRA,
     inference_session,
     length_sorted_batches,
     quantize_int8,
@@ -45,12 +46,9 @@ from refinery_quaterion.model.runtime import (
 
 __all__ = ["OnnxEmbedder", "write_onnx"]
 
-EXTRA = ONNX_EXTRA
 MIN_COSINE = 0.9999
 
 
-@register_format("onnx", description="model.onnx (+ model_int8.onnx) and tokenizer.json for ONNX Runtime",
-                 quantizations=("int8",), extra=EXTRA)
 def write_onnx(source: ExportSource, folder: Path, settings: ExportSettings) -> dict[str, float]:
     """Write ``model.onnx``, the tokenizer files and, with ``quantize="int8"``, ``model_int8.onnx``.
 

@@ -7,6 +7,9 @@ sentence-transformers 3 or later -- without this library or quaterion installed:
 
 Transformer -> Pooling (the model's pooling) -> Normalize (if the encoder normalises) ->
 the head as ``Dense`` modules (affine heads folded into one, identity activation) -> Normalize.
+
+`write_sentence_transformers` is registered as the ``"sentence-transformers"`` format in
+`refinery_quaterion.exporters.formats`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from refinery_quaterion.exporters._files import write_json
 from refinery_quaterion.exporters._hf import export_config, min_cosine, probe_texts, save_transformer
-from refinery_quaterion.exporters.formats import ExportSettings, register_format
+from refinery_quaterion.exporters.formats import ExportSettings
 from refinery_quaterion.exporters.heads import ACTIVATIONS, IDENTITY, DenseLayer, head_layers
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
 from refinery_quaterion.model.pretrained import quiet_transformers
@@ -35,7 +38,6 @@ _TYPES = {
 MIN_COSINE = 0.9999
 
 
-@register_format("sentence-transformers", description="a folder that sentence_transformers.SentenceTransformer loads")
 def write_sentence_transformers(source: ExportSource, folder: Path, settings: ExportSettings) -> dict[str, float]:
     """Write the sentence-transformers folder into the empty ``folder``.
 

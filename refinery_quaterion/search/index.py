@@ -6,7 +6,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,39 +17,42 @@ from refinery_quaterion.search._client import (
     encode_checked,
     query_batches,
     upsert,
+    warn_local_mode_size,
 )
 from refinery_quaterion.search.collection import (
+    LOCAL_MODE_MAX_POINTS,
     METADATA_FORMAT,
+    IfStale,
     StaleIndexError,
     check_vectors,
     create_collection,
     import_qdrant,
     is_local,
     model_staleness,
+    require_index_folder,
     short_fingerprint,
     stored_metadata,
+    warn_missing_metadata,
     warn_on_changed_settings,
     write_metadata,
 )
 from refinery_quaterion.search.points import Points, data_fingerprint, records_to_points
 from refinery_quaterion.search.protocol import SupportsEncode, check_encoder, model_fingerprint
-from refinery_quaterion.search.queries import SearchHit, filter_labels, label_filter, query_text, to_hit
+from refinery_quaterion.search.queries import (
+    SearchHit,
+    check_labels_known,
+    filter_labels,
+    label_filter,
+    query_text,
+    query_texts,
+    to_hit,
+)
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
     from qdrant_client.http import models as qmodels
 
 __all__ = ["LOCAL_MODE_MAX_POINTS", "IfStale", "SimilarityIndex"]
-
-LOCAL_MODE_MAX_POINTS = 20_000
-"""Above this many points in local (embedded) mode, `SimilarityIndex` warns once and suggests a
-Qdrant server (the same limit qdrant-client recommends for local mode)."""
-
-IfStale = Literal["error", "rebuild"]
-"""What opening an index does when it was built with another model or from other records:
-``"error"`` raises `refinery_quaterion.search.collection.StaleIndexError` naming both
-fingerprints, ``"rebuild"`` drops the stale points and re-embeds."""
-
 
 class SimilarityIndex:
     """A Qdrant collection of embedded records, searchable by text or by record.
@@ -179,12 +182,7 @@ class SimilarityIndex:
                 comes without ``data``.
             StaleIndexError: If the index is stale and ``if_stale`` is ``"error"``.
         """
-        folder = Path(path)
-        if not (folder / "meta.json").is_file():
-            raise FileNotFoundError(
-                f"{folder} is not a similarity index folder (no meta.json); "
-                "build one with SimilarityIndex(encoder, path=...) and add()"
-            )
+        folder = require_index_folder(Path(path))
         if if_stale == "rebuild" and data is None:
             raise ValueError("from_path(if_stale='rebuild') needs data=, the records to rebuild the index from")
         index = cls(encoder, path=folder, collection=collection, create=False, if_stale=if_stale, **kwargs)
@@ -197,7 +195,6 @@ class SimilarityIndex:
             raise
         return index
 
-    # ------------------------------------------------------------------ collection
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -217,13 +214,7 @@ class SimilarityIndex:
             check_vectors(info, self.collection, self.location, int(self.encoder.dim), self.distance)
             stored = stored_metadata(info)
             if stored is None:
-                warnings.warn(
-                    f"collection {self.collection!r} at {self.location} has no refinery-quaterion metadata "
-                    "(made by another program, or on a Qdrant server older than 1.16): whether its vectors "
-                    "come from this model cannot be checked",
-                    UserWarning,
-                    stacklevel=3,
-                )
+                warn_missing_metadata(self.collection, self.location)
                 return
             warn_on_changed_settings(stored, self._settings(), self.collection, self.location)
             self._stored = stored
@@ -233,18 +224,14 @@ class SimilarityIndex:
             if reason is None:
                 return
             if self.if_stale == "error":
-                raise StaleIndexError(
-                    f"{reason}; pass if_stale='rebuild' to rebuild it (CLI: --rebuild), or use another "
-                    "path or collection"
-                )
+                raise StaleIndexError(f"{reason}; pass if_stale='rebuild' to rebuild it (CLI: --rebuild), or use "
+                                      "another path or collection")
             self._recreate()
             self.rebuilt = reason
             return
         if not create:
-            raise ValueError(
-                f"no collection {self.collection!r} at {self.location}; existing collections: "
-                f"{sorted(c.name for c in self._client.get_collections().collections)}"
-            )
+            existing = sorted(c.name for c in self._client.get_collections().collections)
+            raise ValueError(f"no collection {self.collection!r} at {self.location}; existing collections: {existing}")
         self._create()
 
     def _create(self) -> None:
@@ -276,7 +263,6 @@ class SimilarityIndex:
         """Whether the index holds exactly the points of ``fingerprint`` (built by `build`)."""
         return self.data_fingerprint == fingerprint and self.count() == n_points
 
-    # ------------------------------------------------------------------ writing
 
     def build(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int = 256,
                progress: bool = True) -> int:
@@ -382,7 +368,6 @@ class SimilarityIndex:
     def _upsert(self, points: Points, *, batch_size: int, progress: bool) -> None:
         upsert(self._client, self.collection, points, self.encoder, batch_size=batch_size, progress=progress)
 
-    # ------------------------------------------------------------------ reading
 
     def search(self, query: str | Mapping[str, Any], k: int = 10, filter_label: str | Sequence[str] | None = None,
                *, score_threshold: float | None = None) -> list[SearchHit]:
@@ -442,14 +427,8 @@ class SimilarityIndex:
         check_positive_int("batch_size", batch_size)
         if isinstance(queries, str | Mapping):
             raise TypeError("search_many() takes a sequence of queries; use search() for a single query")
-        texts = []
-        for i, query in enumerate(queries):
-            try:
-                texts.append(query_text(query, self.encoder.template))
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"query {i}: {err}") from None
+        texts = query_texts(queries, self.encoder.template)
         query_filter = self._label_filter(filter_label)
-
         found = query_batches(self._client, self.collection, self.encoder, texts, k=k, query_filter=query_filter,
                               score_threshold=score_threshold, batch_size=batch_size)
         return [[self._hit(point) for point in points] for points in found]
@@ -474,41 +453,18 @@ class SimilarityIndex:
         self, filter_label: str | Sequence[str] | None, *, check_known: bool = True
     ) -> qmodels.Filter | None:
         labels = filter_labels(filter_label)
-        if labels is None:
-            return None
-        query_filter = label_filter(labels, self.label_field)
-        if check_known:
-            self._check_labels_known(labels)
-        return query_filter
-
-    def _check_labels_known(self, labels: list[str]) -> None:
-        label_map = getattr(self.encoder, "label_map", None)
-        known = list(getattr(label_map, "names", None) or [])
-        for label in labels:
-            if label in known:
-                continue
-            if self.count(filter_label=label) == 0:
-                raise ValueError(
-                    f"unknown label {label!r}: no record in the index has it and the model was trained on "
-                    f"{known}"
-                )
+        if labels is not None and check_known:
+            known = list(getattr(getattr(self.encoder, "label_map", None), "names", None) or [])
+            check_labels_known(labels, known, lambda label: self.count(filter_label=label))
+        return None if labels is None else label_filter(labels, self.label_field)
 
     def _hit(self, point: Any) -> SearchHit:
         return to_hit(point, id_field=self.id_field, label_field=self.label_field)
 
     def _warn_if_large(self, count: int) -> None:
-        if self._size_warned or count <= LOCAL_MODE_MAX_POINTS:
-            return
-        self._size_warned = True
-        warnings.warn(
-            f"the local (embedded) index {self.location} holds {count:,} points, more than local mode is "
-            f"meant for (~{LOCAL_MODE_MAX_POINTS:,}); for speed and scale, run a Qdrant server or use "
-            "Qdrant Cloud and pass SimilarityIndex(..., url=..., api_key=...)",
-            UserWarning,
-            stacklevel=3,
-        )
-
-    # ------------------------------------------------------------------ lifecycle
+        if not self._size_warned and count > LOCAL_MODE_MAX_POINTS:
+            self._size_warned = True
+            warn_local_mode_size(self.location, count, LOCAL_MODE_MAX_POINTS)
 
     @property
     def closed(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from refinery_quaterion.data.text import TextTemplate
@@ -59,6 +59,30 @@ def query_text(query: Any, template: TextTemplate) -> str:
         what = "text" if isinstance(query, str) else f"record {short(query)} renders to an empty text"
         raise ValueError(f"empty query {what!s}; expected some text to search for")
     return text
+
+
+def query_texts(queries: Sequence[Any], template: TextTemplate) -> list[str]:
+    """`query_text` of each query; an empty or invalid one is named by its position (``query 3: ...``)."""
+    texts = []
+    for i, query in enumerate(queries):
+        try:
+            texts.append(query_text(query, template))
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"query {i}: {err}") from None
+    return texts
+
+
+def check_labels_known(labels: list[str], known: list[str], count: Callable[[str], int]) -> None:
+    """Refuse a filter label that is neither in ``known`` (the model's labels) nor on any point.
+
+    Raises:
+        ValueError: Naming the label and the model's labels.
+    """
+    for label in labels:
+        if label not in known and count(label) == 0:
+            raise ValueError(
+                f"unknown label {label!r}: no record in the index has it and the model was trained on {known}"
+            )
 
 
 def filter_labels(filter_label: str | Sequence[str] | None) -> list[str] | None:

@@ -41,7 +41,13 @@ from refinery_quaterion.model.config import FitConfig
 from refinery_quaterion.model.runtime import cap_torch_threads
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 from refinery_quaterion.training.progress import FitTracker, ProgressReporter, quiet_training, resolve_progress
-from refinery_quaterion.training.samples import GroupSamples, PairSamples, loader_class, training_records
+from refinery_quaterion.training.samples import (
+    GroupSamples,
+    PairSamples,
+    TrainingRecords,
+    loader_class,
+    training_records,
+)
 
 __all__ = ["FitResult", "TrainingInterrupted", "fit"]
 
@@ -212,95 +218,17 @@ def fit(
             ``SimilarityGroupSample`` s.
     """
     started = time.perf_counter()
-    if not isinstance(model, DistilBertSimilarityModel):
-        raise TypeError(f"model must be a DistilBertSimilarityModel, got {type(model).__name__}")
-    if config is not None and not isinstance(config, FitConfig):
-        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
-    config = (config or FitConfig()).replace(**settings)
-    if config.early_stopping is not None and val_dataset is None:
-        raise ValueError("early_stopping needs a val_dataset to watch")
-    if config.early_stopping is not None and trainer is not None:
-        raise ValueError(
-            "early_stopping cannot be added to your own trainer; add an EarlyStopping callback to it"
-        )
-    takes_weights = LOSSES[model.model_config.loss].takes_weights
-    if config.sample_weighting == "confidence" and not takes_weights:
-        raise ValueError(f"sample_weighting='confidence' needs a loss that takes per-record weights "
-                         f"({', '.join(LOSSES.weighted())}); loss {model.model_config.loss!r} does not. Use "
-                         "sample_weighting='none' (min_weight still drops low-confidence records)")
-
-    train = training_records(train_dataset, "train_dataset", min_weight=config.min_weight)
-    weighting = _resolve_weighting(config.sample_weighting, train.weights, takes_weights=takes_weights)
-    weighted = weighting == "confidence"
-    val = training_records(val_dataset, "val_dataset") if val_dataset is not None else None
-    label_map = getattr(train_dataset, "label_map", None)
-    model.label_map = label_map if isinstance(label_map, LabelMap) else None
-    if model.needs_num_groups:
-        model.set_num_groups(len(label_map) if label_map is not None else int(train.groups.max()) + 1)
-    if model.num_groups is not None:
-        for name, records in (("train_dataset", train), ("val_dataset", val)):
-            groups = records.groups if records is not None else None
-            if groups is not None and (groups.min() < 0 or groups.max() >= model.num_groups):
-                raise ValueError(
-                    f"{name} has group ids {int(groups.min())}..{int(groups.max())}, outside "
-                    f"0..{model.num_groups - 1} for num_groups={model.num_groups}; build the model "
-                    "with num_groups=len(label_map) of the training labels"
-                )
-    _adopt_template(model, {"train_dataset": train_dataset, "val_dataset": val_dataset})
-
-    monitor_name, mode = _resolve_monitor(model, config.monitor, has_val=val_dataset is not None)
-    keep_best = (config.early_stopping is not None) if config.restore_best is None else config.restore_best
+    config = _checked_config(model, config, settings, has_val=val_dataset is not None, own_trainer=trainer is not None)
+    train, val, weighting = _training_data(model, config, train_dataset, val_dataset)
     pairwise = isinstance(model.loss, PairwiseLoss)
-    # epochs="auto" depends on the batches an epoch (FitConfig.epochs_for): estimated here, exact once the loader
-    # exists; the loaders are built inside the try below, so a Ctrl-C meanwhile is a TrainingInterrupted at "setup"
-    estimate = config.epochs_for(math.ceil(len(train) / config.batch_size))
-    max_epochs = estimate if trainer is None else int(trainer.max_epochs or -1)
-    tracker = FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None,
-                         interrupt=lambda epochs, stage: TrainingInterrupted(epochs, max_epochs, stage))
-    reporter = ProgressReporter(resolve_progress(config.progress) if trainer is None else "off",
-                                epochs=max_epochs, history=tracker.history, metric=model.val_metric_name)
+    tracker, reporter = _callbacks(model, config, n_train=len(train), has_val=val_dataset is not None,
+                                   trainer=trainer)
 
     cap_torch_threads()
-    try:
-        with quiet_training(config.verbose):
-            pl.seed_everything(seed=config.seed, workers=True)
-            train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
-            scratch = None
-            if trainer is None:
-                max_epochs = reporter.epochs = config.epochs_for(len(train_loader))
-                if output_dir is None:
-                    scratch = Path(tempfile.mkdtemp(prefix="refinery-quaterion-fit-"))
-                trainer = _trainer(config, [tracker, reporter], monitor_name, mode, output_dir=output_dir,
-                                   scratch=scratch, n_batches=len(train_loader), epochs=max_epochs)
-            else:
-                trainer.callbacks.append(tracker)
-            early = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
-            try:
-                Quaterion.fit(trainable_model=model, trainer=trainer, train_dataloader=train_loader,
-                              val_dataloader=val_loader)
-            finally:
-                reporter.close()
-                model.unwrap_cache()
-                if scratch is not None:
-                    shutil.rmtree(scratch, ignore_errors=True)
-        if tracker.interrupted or trainer.interrupted:  # Lightning swallowed the KeyboardInterrupt
-            raise tracker.interrupt()
-    except KeyboardInterrupt as err:
-        interrupt = err if isinstance(err, TrainingInterrupted) else tracker.interrupt()
-        model.fit_config = config
-        model.training_summary = {"interrupted": True, "epochs": interrupt.epochs, "stage": interrupt.stage}
-        if interrupt is err:
-            raise
-        raise interrupt from err
+    early = _train(model, config, train, val, tracker, reporter, trainer=trainer, output_dir=output_dir,
+                   pairwise=pairwise, weighted=weighting == "confidence")
 
-    restored = False
-    if tracker.best_state is not None and tracker.best_epoch != len(tracker.history):
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in tracker.best_state.items():
-                params[name].copy_(value.to(params[name].device))
-        restored = True
-
+    restored = _restore_best(model, tracker)
     result = _fit_result(tracker, model, n_train=len(train), started=started,
                          stopped_early=bool(early is not None and early.stopped_epoch > 0), restored=restored)
     result.dropped_records = train.dropped
@@ -311,7 +239,7 @@ def fit(
         "val_records": len(val) if val is not None else 0, "pairs": pairwise,
         "best_score": result.best_score, "last_train_loss": result.last_train_loss,
         "sample_weighting": weighting, "dropped_below_min_weight": train.dropped,
-        "max_epochs": max_epochs,
+        "max_epochs": reporter.epochs,
         "mean_train_weight": round(float(train.weights.mean()), 6),
     }
     if output_dir is not None:
@@ -319,7 +247,145 @@ def fit(
     return result
 
 
-def _loaders(train: Any, val: Any, config: FitConfig, *, pairwise: bool, weighted: bool) -> tuple[Any, Any]:
+def _checked_config(model: DistilBertSimilarityModel, config: FitConfig | None, settings: Mapping[str, Any], *,
+                    has_val: bool, own_trainer: bool) -> FitConfig:
+    """``config`` (default `FitConfig()`) with ``settings`` applied, refused where it cannot train ``model``."""
+    if not isinstance(model, DistilBertSimilarityModel):
+        raise TypeError(f"model must be a DistilBertSimilarityModel, got {type(model).__name__}")
+    if config is not None and not isinstance(config, FitConfig):
+        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
+    config = (config or FitConfig()).replace(**settings)
+    if config.early_stopping is not None and not has_val:
+        raise ValueError("early_stopping needs a val_dataset to watch")
+    if config.early_stopping is not None and own_trainer:
+        raise ValueError(
+            "early_stopping cannot be added to your own trainer; add an EarlyStopping callback to it"
+        )
+    if config.sample_weighting == "confidence" and not LOSSES[model.model_config.loss].takes_weights:
+        raise ValueError(f"sample_weighting='confidence' needs a loss that takes per-record weights "
+                         f"({', '.join(LOSSES.weighted())}); loss {model.model_config.loss!r} does not. Use "
+                         "sample_weighting='none' (min_weight still drops low-confidence records)")
+    return config
+
+
+def _training_data(model: DistilBertSimilarityModel, config: FitConfig, train_dataset: Dataset,
+                   val_dataset: Dataset | None) -> tuple[TrainingRecords, TrainingRecords | None, str]:
+    """The training and validation records and the sample weighting; fits ``model`` to their labels and template.
+
+    Sets ``model.label_map`` (and ``num_groups`` when the loss needs it) from the training data.
+    """
+    takes_weights = LOSSES[model.model_config.loss].takes_weights
+    train = training_records(train_dataset, "train_dataset", min_weight=config.min_weight)
+    weighting = _resolve_weighting(config.sample_weighting, train.weights, takes_weights=takes_weights)
+    val = training_records(val_dataset, "val_dataset") if val_dataset is not None else None
+    label_map = getattr(train_dataset, "label_map", None)
+    model.label_map = label_map if isinstance(label_map, LabelMap) else None
+    if model.needs_num_groups:
+        model.set_num_groups(len(label_map) if label_map is not None else int(train.groups.max()) + 1)
+    _check_groups(model, {"train_dataset": train, "val_dataset": val})
+    _adopt_template(model, {"train_dataset": train_dataset, "val_dataset": val_dataset})
+    return train, val, weighting
+
+
+def _check_groups(model: DistilBertSimilarityModel, records: Mapping[str, TrainingRecords | None]) -> None:
+    """Refuse group ids outside ``0..num_groups - 1`` of ``model``."""
+    if model.num_groups is None:
+        return
+    for name, part in records.items():
+        groups = part.groups if part is not None else None
+        if groups is not None and (groups.min() < 0 or groups.max() >= model.num_groups):
+            raise ValueError(
+                f"{name} has group ids {int(groups.min())}..{int(groups.max())}, outside "
+                f"0..{model.num_groups - 1} for num_groups={model.num_groups}; build the model "
+                "with num_groups=len(label_map) of the training labels"
+            )
+
+
+def _callbacks(model: DistilBertSimilarityModel, config: FitConfig, *, n_train: int, has_val: bool,
+               trainer: pl.Trainer | None) -> tuple[FitTracker, ProgressReporter]:
+    """The history tracker and the progress reporter of one `fit` call.
+
+    ``reporter.epochs`` is the number of epochs the run is to have at most: for ``epochs="auto"``
+    an estimate here, made exact by `_quaterion_fit` once the loader exists; an interrupt reports it.
+    """
+    monitor_name, mode = _resolve_monitor(model, config.monitor, has_val=has_val)
+    keep_best = (config.early_stopping is not None) if config.restore_best is None else config.restore_best
+    # epochs="auto" depends on the batches an epoch (FitConfig.epochs_for): estimated here, exact once the loader
+    # exists; the loaders are built inside the try of _train, so a Ctrl-C meanwhile is a TrainingInterrupted at "setup"
+    estimate = config.epochs_for(math.ceil(n_train / config.batch_size))
+    max_epochs = estimate if trainer is None else int(trainer.max_epochs or -1)
+    tracker = FitTracker(monitor_name, mode, keep_best=keep_best and monitor_name is not None,
+                         interrupt=lambda epochs, stage: TrainingInterrupted(epochs, reporter.epochs, stage))
+    reporter = ProgressReporter(resolve_progress(config.progress) if trainer is None else "off",
+                                epochs=max_epochs, history=tracker.history, metric=model.val_metric_name)
+    return tracker, reporter
+
+
+def _train(model: DistilBertSimilarityModel, config: FitConfig, train: TrainingRecords, val: TrainingRecords | None,
+           tracker: FitTracker, reporter: ProgressReporter, *, trainer: pl.Trainer | None,
+           output_dir: str | os.PathLike | None, pairwise: bool, weighted: bool) -> EarlyStopping | None:
+    """Run the training; returns the trainer's early-stopping callback, if any.
+
+    A Ctrl-C from the start (also while the loaders are built) raises `TrainingInterrupted`
+    and marks ``model`` as half-trained.
+    """
+    try:
+        trainer, early = _quaterion_fit(model, config, train, val, tracker, reporter, trainer=trainer,
+                                        output_dir=output_dir, pairwise=pairwise, weighted=weighted)
+        if tracker.interrupted or trainer.interrupted:  # Lightning swallowed the KeyboardInterrupt
+            raise tracker.interrupt()
+    except KeyboardInterrupt as err:
+        interrupt = err if isinstance(err, TrainingInterrupted) else tracker.interrupt()
+        model.fit_config = config
+        model.training_summary = {"interrupted": True, "epochs": interrupt.epochs, "stage": interrupt.stage}
+        if interrupt is err:
+            raise
+        raise interrupt from err
+    return early
+
+
+def _quaterion_fit(model: DistilBertSimilarityModel, config: FitConfig, train: TrainingRecords,
+                   val: TrainingRecords | None, tracker: FitTracker, reporter: ProgressReporter, *,
+                   trainer: pl.Trainer | None, output_dir: str | os.PathLike | None, pairwise: bool,
+                   weighted: bool) -> tuple[pl.Trainer, EarlyStopping | None]:
+    """Seed, build the loaders and the trainer (unless given one) and run ``Quaterion.fit`` quietly."""
+    with quiet_training(config.verbose):
+        pl.seed_everything(seed=config.seed, workers=True)
+        # called inside the try of _train: a Ctrl-C while the loaders are built is a TrainingInterrupted at "setup"
+        train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
+        scratch = None
+        if trainer is None:
+            reporter.epochs = config.epochs_for(len(train_loader))
+            if output_dir is None:
+                scratch = Path(tempfile.mkdtemp(prefix="refinery-quaterion-fit-"))
+            trainer = _trainer(config, [tracker, reporter], tracker.monitor, tracker.mode, output_dir=output_dir,
+                               scratch=scratch, n_batches=len(train_loader), epochs=reporter.epochs)
+        else:
+            trainer.callbacks.append(tracker)
+        early = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
+        try:
+            Quaterion.fit(trainable_model=model, trainer=trainer, train_dataloader=train_loader,
+                          val_dataloader=val_loader)
+        finally:
+            reporter.close()
+            model.unwrap_cache()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+    return trainer, early
+
+
+def _restore_best(model: DistilBertSimilarityModel, tracker: FitTracker) -> bool:
+    """Copy the best epoch's weights back into ``model`` when the tracker kept them and it was not the last."""
+    if tracker.best_state is None or tracker.best_epoch == len(tracker.history):
+        return False
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in tracker.best_state.items():
+            params[name].copy_(value.to(params[name].device))
+    return True
+
+def _loaders(train: TrainingRecords, val: TrainingRecords | None, config: FitConfig, *, pairwise: bool,
+             weighted: bool) -> tuple[Any, Any]:
     """The training and validation data loaders (group or pair samples, with weights when ``weighted``)."""
     if pairwise:
         train_data: Dataset = PairSamples(train.objects, train.groups, config.seed,

@@ -1,0 +1,162 @@
+"""Step 3: a saved model on labeled test records: raw vs fine-tuned metrics, probe, report (`evaluate_model`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from refinery_quaterion.data.dataset import load_records
+from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.evaluate import DEFAULT_KS, EvaluationReport, compare, evaluation_report, format_table
+from refinery_quaterion.model.inference import EmbeddingModel
+from refinery_quaterion.training.model_files import load
+from refinery_quaterion.workflow.train import CacheSpec
+
+__all__ = ["EvaluationOutcome", "evaluate_model"]
+
+@dataclass
+class EvaluationOutcome:
+    """What `evaluate_model` produced.
+
+    Attributes:
+        metrics: One row per model (``raw``, ``fine-tuned``): ``P@k``..., ``MRR``, ``mAP@k``,
+            ``mAP``, ``R-precision`` (and the probe's accuracy and macro-F1 with a report).
+        report: The `EvaluationReport` of the report folder, or ``None`` without one.
+        seconds: Wall time of the whole step (encoding included).
+    """
+
+    metrics: pd.DataFrame
+    report: EvaluationReport | None
+    seconds: float
+
+    @property
+    def probe(self) -> dict[str, Any]:
+        """Model name -> `LinearProbeReport` (empty without a report or reference records)."""
+        return dict(self.report.probe) if self.report is not None else {}
+
+    def __str__(self) -> str:
+        where = f"\nreport: {self.report.out_dir}" if self.report is not None else ""
+        return format_table(self.metrics, digits=3) + where
+
+
+RecordsSpec = pd.DataFrame | str | os.PathLike
+"""Labeled records: a DataFrame, or a file `load_records` reads (named in error messages)."""
+
+
+def _records(data: RecordsSpec, name: str) -> tuple[pd.DataFrame, str]:
+    """``(frame, how to name it in messages)`` of records given as a frame or a file."""
+    if isinstance(data, pd.DataFrame):
+        return data, f"the {name} records"
+    if isinstance(data, str | os.PathLike):
+        return load_records(data), os.fspath(data)
+    raise TypeError(f"{name} must be a DataFrame or a file of records, got {type(data).__name__}")
+
+
+def _check_records(frame: pd.DataFrame, where: str, template: TextTemplate, label_column: str) -> None:
+    template.validate(frame.columns, source=where)
+    if label_column not in frame.columns:
+        raise ValueError(f"{where} has no label column {label_column!r}; columns: {list(frame.columns)}")
+
+
+def evaluate_model(
+    model: EmbeddingModel | str | os.PathLike,
+    test: RecordsSpec,
+    *,
+    reference: RecordsSpec | Sequence[str | os.PathLike] | None = None,
+    label_column: str = "label",
+    ks: Sequence[int] = DEFAULT_KS,
+    report_dir: str | os.PathLike | None = None,
+    compare_raw: bool = True,
+    embedding_cache: CacheSpec = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    batch_size: int = 64,
+) -> EvaluationOutcome:
+    """Compare the raw encoder with the fine-tuned model on labeled test records.
+
+    Precision@k (over all queries), MRR, mAP and R-precision for ``"raw"`` (the encoder
+    alone) and ``"fine-tuned"`` (encoder + trained head); with ``report_dir`` and
+    ``reference`` records, also a linear probe trained on ``reference`` and tested on
+    ``test`` for each. The raw vectors are computed once (and cached); the fine-tuned ones
+    apply the head to them.
+
+    The records are checked before anything is encoded: every field of the model's text
+    template and ``label_column`` must be a column (a missing one would embed empty texts and
+    give plausible but meaningless metrics).
+
+    Args:
+        model: A loaded model or the folder of a saved one.
+        test: Test records with the model's text fields and ``label_column``: a DataFrame
+            or a file (``.json``/``.jsonl``/``.csv``..., see `load_records`).
+        reference: Records to train the linear probe on (e.g. train + validation): a
+            DataFrame, a file, or a list of files (concatenated).
+        label_column: Column holding the true labels.
+        ks: k values of precision@k (those above ``len(test) - 1`` are dropped).
+        report_dir: Write the report folder (metrics.json/.md/.csv + PNG plots) there;
+            ``None`` only computes the metrics table.
+        compare_raw: Also evaluate the raw encoder.
+        embedding_cache: As in `train_model`; used when ``model`` is a folder.
+        overwrite: Replace an existing ``report_dir``.
+        progress: Show encoding progress.
+        batch_size: Texts per encoder forward pass.
+
+    Returns:
+        An `EvaluationOutcome` (its ``report`` is set when ``report_dir`` is given).
+
+    Raises:
+        ValueError: If the records lack a field of the model's template or the label
+            column (naming the column and the file), or ``test`` has fewer than 2 records.
+        FileExistsError: If ``report_dir`` exists and ``overwrite`` is false (checked first).
+    """
+    started = time.perf_counter()
+    if report_dir is not None and os.path.lexists(report_dir) and not overwrite:
+        raise FileExistsError(f"{report_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not isinstance(model, EmbeddingModel):
+        model = load(model, embedding_cache=embedding_cache)
+    template = TextTemplate.coerce(model.template)
+    test, test_name = _records(test, "test")
+    _check_records(test, test_name, template, label_column)
+    if reference is not None and not isinstance(reference, pd.DataFrame | str | os.PathLike):
+        parts = [_records(part, "reference") for part in reference]
+        for frame, where in parts:
+            _check_records(frame, where, template, label_column)
+        reference = pd.concat([frame for frame, _ in parts], ignore_index=True) if parts else None
+    elif reference is not None:
+        reference, where = _records(reference, "reference")
+        _check_records(reference, where, template, label_column)
+    if len(test) < 2:
+        raise ValueError(f"need at least 2 test records, got {len(test)} in {test_name}")
+    usable_ks = sorted({int(k) for k in ks if 1 <= int(k) <= len(test) - 1})
+    if not usable_ks:
+        raise ValueError(f"no k in {list(ks)} fits {len(test)} test records")
+
+    labels = test[label_column].astype(str).to_numpy()
+    raw = model.encode_raw(test, batch_size=batch_size, progress=progress)
+    embeddings = {"fine-tuned": model.apply_head(raw)}
+    if compare_raw:
+        embeddings = {"raw": raw, **embeddings}
+    if report_dir is None:
+        table = compare(embeddings, labels, ks=usable_ks)
+        return EvaluationOutcome(metrics=table, report=None, seconds=time.perf_counter() - started)
+
+    probe = None
+    if reference is not None and len(reference):
+        ref_raw = model.encode_raw(reference, batch_size=batch_size, progress=progress)
+        ref_labels = reference[label_column].astype(str).to_numpy()
+        ref_embeddings = {"raw": ref_raw, "fine-tuned": model.apply_head(ref_raw)}
+        probe = {name: (ref_embeddings[name], ref_labels, emb, labels) for name, emb in embeddings.items()}
+    report = evaluation_report(
+        report_dir,
+        embeddings,
+        labels,
+        ks=usable_ks,
+        probe=probe,
+        title=f"Retrieval evaluation: {len(test)} queries",
+        overwrite=overwrite,
+    )
+    return EvaluationOutcome(metrics=report.metrics, report=report, seconds=time.perf_counter() - started)
