@@ -21,7 +21,7 @@ from refinery_quaterion._lazy import lazy_exports
 from refinery_quaterion._version import __version__
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "data.readers": ("DataFile", "ExportError", "load_records", "read_data_file"),
+    "data.readers": ("DataFile", "RefineryFileError", "load_records", "read_data_file"),
     "data.refinery": ("ClassificationTask", "RefineryExport", "SupportsRecordExport", "load_export"),
     "data.thresholds": ("AutoThreshold", "ThresholdChoice", "choose_threshold", "threshold_report"),
     "data.labels": ("DROP_REASONS", "LabelReport", "combine_labels"),
@@ -74,7 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from refinery_quaterion.data.cleaning import CleaningReport, clean_labels
     from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset
     from refinery_quaterion.data.labels import DROP_REASONS, LabelReport, combine_labels
-    from refinery_quaterion.data.readers import DataFile, ExportError, load_records, read_data_file
+    from refinery_quaterion.data.readers import DataFile, RefineryFileError, load_records, read_data_file
     from refinery_quaterion.data.refinery import ClassificationTask, RefineryExport, SupportsRecordExport, load_export
     from refinery_quaterion.data.splits import (
         DuplicateReport,

@@ -24,7 +24,7 @@ from refinery_fixtures import (
 )
 
 from refinery_quaterion.data.labels import combine_labels
-from refinery_quaterion.data.refinery import ExportError, RefineryExport, load_export
+from refinery_quaterion.data.refinery import RefineryExport, RefineryFileError, load_export
 
 
 def _check_topic_table(export: RefineryExport) -> None:
@@ -206,7 +206,7 @@ def test_zstandard_missing_names_the_package(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard -> ImportError
     path = tmp_path / "export.json.zst"
     path.write_bytes(b"\x28\xb5\x2f\xfd anything")
-    with pytest.raises(ExportError, match=r"export\.json\.zst: reading \.zst files needs the zstandard package"):
+    with pytest.raises(RefineryFileError, match=r"export\.json\.zst: reading \.zst files needs the zstandard package"):
         load_export(path)
 
 

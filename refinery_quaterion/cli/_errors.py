@@ -49,7 +49,7 @@ def is_qdrant_error(err: BaseException) -> bool:
 def user_message(err: BaseException) -> str | None:
     """The one-line message of a user error, or ``None`` when ``err`` is a bug.
 
-    User errors: `CliError`; ``ValueError`` and its subclasses (``ExportError``,
+    User errors: `CliError`; ``ValueError`` and its subclasses (``RefineryFileError``,
     ``StaleIndexError``, ``ModelExportError``, invalid JSON); ``OSError`` (missing, existing or
     unreadable files); ``ImportError`` (a missing extra; the message names it); ``zlib.error``
     (corrupt compressed data); a ``KeyError`` whose message is a sentence (the library's, such

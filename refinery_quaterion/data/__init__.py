@@ -18,7 +18,7 @@ from __future__ import annotations
 from refinery_quaterion._lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "readers": ("DataFile", "ExportError", "load_records", "read_data_file"),
+    "readers": ("DataFile", "RefineryFileError", "load_records", "read_data_file"),
     "refinery": ("ClassificationTask", "RefineryExport", "SupportsRecordExport", "load_export"),
     "thresholds": ("AutoThreshold", "ThresholdChoice", "choose_threshold", "threshold_report"),
     "labels": ("DROP_REASONS", "LabelReport", "combine_labels"),

@@ -19,7 +19,7 @@ import pandas as pd
 
 from refinery_quaterion._util import fields_dict
 from refinery_quaterion.data._tasklabels import TaskLabels, as_export, blank_texts, check_threshold, task_labels
-from refinery_quaterion.data.refinery import ClassificationTask, ExportError, RefineryExport
+from refinery_quaterion.data.refinery import ClassificationTask, RefineryExport, RefineryFileError
 from refinery_quaterion.data.text import TextSpec
 from refinery_quaterion.data.thresholds import (
     AutoThreshold,
@@ -240,7 +240,7 @@ def combine_labels(
         `LabelReport`.
 
     Raises:
-        ExportError: Unknown task name (listing the tasks that exist), unknown attributes.
+        RefineryFileError: Unknown task name (listing the tasks that exist), unknown attributes.
         ValueError: ``min_confidence`` out of range, a template field that is not an
             attribute (naming the field and the file), no record left after filtering, or
             only one class left (similarity learning needs at least two).
@@ -295,11 +295,11 @@ def _fixed_threshold(min_confidence: float | str) -> float:
 
 
 def _kept_attributes(export: RefineryExport, attributes: Sequence[str] | None) -> list[str]:
-    """The attributes `combine_labels` keeps (all by default); an `ExportError` for unknown ones."""
+    """The attributes `combine_labels` keeps (all by default); an `RefineryFileError` for unknown ones."""
     keep_attributes = list(export.attributes if attributes is None else attributes)
     unknown = [a for a in keep_attributes if a not in export.attributes]
     if unknown:
-        raise ExportError(
+        raise RefineryFileError(
             f"{export.source}: unknown attribute(s) {unknown}; attributes are {export.attributes}"
         )
     return keep_attributes

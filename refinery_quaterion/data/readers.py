@@ -17,7 +17,7 @@ and `load_records` (the labeled record tables that ``prepare`` writes and the ex
   and a column of integers with gaps stays integers (pandas' nullable ``Int64``);
 * a CSV file's delimiter (comma, semicolon, tab or ``|``) is taken from its header line.
 
-Every problem raises `ExportError` naming the file (and zip member, line, or column).
+Every problem raises `RefineryFileError` naming the file (and zip member, line, or column).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from refinery_quaterion.registry import Registry
 __all__ = [
     "COMPRESSIONS",
     "DataFile",
-    "ExportError",
+    "RefineryFileError",
     "InputFormat",
     "READERS",
     "load_records",
@@ -58,8 +58,11 @@ COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".z
 _CSV_DELIMITERS = (",", ";", "\t", "|")
 
 
-class ExportError(ValueError):
-    """Raised when data cannot be read; the message names the file, column or row."""
+class RefineryFileError(ValueError):
+    """Raised when refinery data (an input) cannot be read; the message names the file, column or row.
+
+    The output side has its own error: `refinery_quaterion.exporters.ModelExportError`.
+    """
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class DataFile:
         """The file read by its format's reader (see `READERS`): parsed JSON, or a DataFrame for a table.
 
         Raises:
-            ExportError: If the file cannot be read as its format, naming the file.
+            RefineryFileError: If the file cannot be read as its format, naming the file.
         """
         return READERS[self.suffix].read(self)
 
@@ -90,19 +93,19 @@ class DataFile:
         The SDK's double-encoded JSON (a JSON string holding the JSON) is unwrapped.
 
         Raises:
-            ExportError: For text that is not UTF-8 or not JSON (naming the line and column),
+            RefineryFileError: For text that is not UTF-8 or not JSON (naming the line and column),
                 or a file whose format is a table.
         """
         content = self.content()
         if isinstance(content, pd.DataFrame):
-            raise ExportError(f"{self.name}: is a table ({self.suffix}), not JSON")
+            raise RefineryFileError(f"{self.name}: is a table ({self.suffix}), not JSON")
         return content
 
     def frame(self) -> pd.DataFrame:
         """The file as a table: CSV / TSV / XLSX, or JSON holding a list of records.
 
         Raises:
-            ExportError: If the file is not a table, naming the file and what was expected.
+            RefineryFileError: If the file is not a table, naming the file and what was expected.
         """
         content = self.content()
         return content if isinstance(content, pd.DataFrame) else records_frame(content, self.name)
@@ -115,7 +118,7 @@ class InputFormat:
     Attributes:
         name: The suffix, e.g. ``".csv"`` (after any compression suffix is removed).
         read: ``read(file) -> content``: parsed JSON (``records_frame`` makes it a table) or a
-            DataFrame; raises `ExportError` naming ``file.name``.
+            DataFrame; raises `RefineryFileError` naming ``file.name``.
         description: One line for the docs and ``--help``.
         example: A file name of the format.
     """
@@ -166,14 +169,14 @@ def read_data_file(path: str | os.PathLike, *, password: str | bytes | None = No
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ExportError: For a folder, an unsupported name, a corrupt archive or member, a missing
+        RefineryFileError: For a folder, an unsupported name, a corrupt archive or member, a missing
             or wrong password; the message names the file and the zip member.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        raise ExportError(f"{path}: is a folder; expected {_expected()}")
+        raise RefineryFileError(f"{path}: is a folder; expected {_expected()}")
     suffix, compression = _split_name(path.name)
     if suffix == ".zip" and compression is None:
         member, data = _read_zip(path, password)
@@ -182,11 +185,11 @@ def read_data_file(path: str | os.PathLike, *, password: str | bytes | None = No
         return DataFile(name, inner, _decompress(data, inner_compression, name))
     if suffix not in READERS:
         shown = path.suffix.lower() if compression is None else suffix + path.suffix.lower()
-        raise ExportError(f"{path}: unsupported file type {shown!r}; expected {_expected()}")
+        raise RefineryFileError(f"{path}: unsupported file type {shown!r}; expected {_expected()}")
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise ExportError(f"{path}: cannot read the file ({err})") from err
+        raise RefineryFileError(f"{path}: cannot read the file ({err})") from err
     return DataFile(str(path), suffix, _decompress(data, compression, str(path)))
 
 
@@ -206,7 +209,7 @@ def load_records(path: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ExportError: If the file is not a table of records (a `ValueError`); the message
+        RefineryFileError: If the file is not a table of records (a `ValueError`); the message
             names the file.
     """
     return read_data_file(path).frame()
@@ -227,24 +230,24 @@ def records_frame(payload: Any, name: str) -> pd.DataFrame:
         One row per record.
 
     Raises:
-        ExportError: If ``payload`` is not a table (e.g. a project snapshot, a number, a list
+        RefineryFileError: If ``payload`` is not a table (e.g. a project snapshot, a number, a list
             holding a non-object), naming the file and the first offending record.
     """
     if isinstance(payload, dict) and "records_data" in payload:
-        raise ExportError(f"{name}: is a refinery project snapshot, not a table of records; "
+        raise RefineryFileError(f"{name}: is a refinery project snapshot, not a table of records; "
                           "read it with load_export() and combine_labels()")
     if isinstance(payload, dict) and payload and all(isinstance(v, dict) for v in payload.values()):
         columns = list(payload)
         index = list(dict.fromkeys(key for values in payload.values() for key in values))
         payload = [{c: payload[c].get(i) for c in columns if i in payload[c]} for i in index]
     if not isinstance(payload, list):
-        raise ExportError(
+        raise RefineryFileError(
             f"{name}: JSON is a {type(payload).__name__}; expected a list of records, a project snapshot "
             "(with 'records_data'), or the SDK's double-encoded JSON string"
         )
     bad = next((i for i, row in enumerate(payload) if not isinstance(row, dict)), None)
     if bad is not None:
-        raise ExportError(
+        raise RefineryFileError(
             f"{name}: record {bad} is a {type(payload[bad]).__name__}; expected a list of objects "
             "(orient='records')"
         )
@@ -288,13 +291,13 @@ def _decompress(data: bytes, compression: str | None, name: str) -> bytes:
     }
     try:
         return openers[compression](data)
-    except ExportError as err:
-        raise ExportError(f"{name}: {err}") from err
+    except RefineryFileError as err:
+        raise RefineryFileError(f"{name}: {err}") from err
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as err:
-        raise ExportError(f"{name}: not a valid {COMPRESSIONS[compression]} file ({err})") from err
+        raise RefineryFileError(f"{name}: not a valid {COMPRESSIONS[compression]} file ({err})") from err
     except Exception as err:  # zstandard.ZstdError and the like
         if type(err).__module__.split(".")[0] in ("zstandard", "_zstd", "pyzstd"):
-            raise ExportError(f"{name}: not a valid zstandard file ({err})") from err
+            raise RefineryFileError(f"{name}: not a valid zstandard file ({err})") from err
         raise
 
 
@@ -302,7 +305,7 @@ def _zstd_decompress(data: bytes) -> bytes:
     try:
         import zstandard
     except ImportError:
-        raise ExportError(
+        raise RefineryFileError(
             "reading .zst files needs the zstandard package (`pip install zstandard`); "
             "or decompress the file first (`zstd -d FILE`)"
         ) from None
@@ -314,7 +317,7 @@ def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise ExportError(f"{path}: not a valid zip file ({err})") from err
+        raise RefineryFileError(f"{path}: not a valid zip file ({err})") from err
     with archive:
         members = [
             info
@@ -326,38 +329,39 @@ def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
         data_members = [m for m in members if _split_name(m.filename)[0] in READERS]
         if not data_members:
             names = [m.filename for m in members] or "nothing"
-            raise ExportError(f"{path}: the zip holds no .json, .csv or .xlsx file (it holds {names})")
+            raise RefineryFileError(f"{path}: the zip holds no .json, .csv or .xlsx file (it holds {names})")
         if len(data_members) > 1:
             names = [m.filename for m in data_members]
-            raise ExportError(f"{path}: the zip holds several data files {names}; expected exactly one")
+            raise RefineryFileError(f"{path}: the zip holds several data files {names}; expected exactly one")
         info = data_members[0]
         encrypted = bool(info.flag_bits & 0x1)
         if info.compress_type == 99:  # WinZip AES
             return info.filename, _read_aes(path, info.filename, password)
         if encrypted and password is None:
-            raise ExportError(f"{path}: {info.filename} is password protected; pass password=")
+            raise RefineryFileError(f"{path}: {info.filename} is password protected; pass password=")
         pwd = password.encode() if isinstance(password, str) else password
         try:
             return info.filename, archive.read(info, pwd=pwd if encrypted else None)
         except RuntimeError as err:
             if "password" in str(err).lower():
-                raise ExportError(f"{path}: wrong password for {info.filename}") from err
-            raise ExportError(f"{path}: cannot read zip member {info.filename} ({err})") from err
+                raise RefineryFileError(f"{path}: wrong password for {info.filename}") from err
+            raise RefineryFileError(f"{path}: cannot read zip member {info.filename} ({err})") from err
         except NotImplementedError as err:
-            raise ExportError(f"{path}: zip member {info.filename} uses an unsupported compression ({err})") from err
+            message = f"{path}: zip member {info.filename} uses an unsupported compression ({err})"
+            raise RefineryFileError(message) from err
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as err:
             if encrypted:  # a wrong password can slip past the check byte and garble the stream
-                raise ExportError(f"{path}: wrong password for {info.filename} ({err})") from err
-            raise ExportError(f"{path}: zip member {info.filename} is corrupt ({err})") from err
+                raise RefineryFileError(f"{path}: wrong password for {info.filename} ({err})") from err
+            raise RefineryFileError(f"{path}: zip member {info.filename} is corrupt ({err})") from err
 
 
 def _read_aes(path: Path, member: str, password: str | bytes | None) -> bytes:
     if password is None:
-        raise ExportError(f"{path}: {member} is password protected (AES); pass password=")
+        raise RefineryFileError(f"{path}: {member} is password protected (AES); pass password=")
     try:
         import pyzipper
     except ImportError as err:
-        raise ExportError(
+        raise RefineryFileError(
             f"{path}: {member} is AES-encrypted, which Python's zipfile cannot read; "
             "install pyzipper (`pip install pyzipper`) or re-download the file without a password"
         ) from err
@@ -366,9 +370,9 @@ def _read_aes(path: Path, member: str, password: str | bytes | None) -> bytes:
         try:
             return archive.read(member, pwd=pwd)
         except RuntimeError as err:
-            raise ExportError(f"{path}: wrong password for {member}") from err
+            raise RefineryFileError(f"{path}: wrong password for {member}") from err
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-            raise ExportError(f"{path}: zip member {member} is corrupt ({err})") from err
+            raise RefineryFileError(f"{path}: zip member {member} is corrupt ({err})") from err
 
 
 # --------------------------------------------------------------------------------------
@@ -381,7 +385,7 @@ def _text(file: DataFile) -> str:
     try:
         return file.data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ExportError(f"{file.name}: not UTF-8 text ({err})") from err
+        raise RefineryFileError(f"{file.name}: not UTF-8 text ({err})") from err
 
 
 @register_reader(".json", description="JSON: a list of records, a refinery project snapshot, or the SDK's "
@@ -391,12 +395,12 @@ def _read_json(file: DataFile) -> Any:
         payload = json.loads(_text(file))
     except json.JSONDecodeError as err:
         where = f"line {err.lineno}, column {err.colno}"
-        raise ExportError(f"{file.name}: invalid JSON at {where}: {err.msg}") from err
+        raise RefineryFileError(f"{file.name}: invalid JSON at {where}: {err.msg}") from err
     if isinstance(payload, str):  # the SDK's download_to= writes a JSON string holding the JSON
         try:
             payload = json.loads(payload)
         except json.JSONDecodeError as err:
-            raise ExportError(f"{file.name}: holds a JSON string that is not JSON itself ({err.msg})") from err
+            raise RefineryFileError(f"{file.name}: holds a JSON string that is not JSON itself ({err.msg})") from err
     return payload
 
 
@@ -409,7 +413,8 @@ def _read_jsonl(file: DataFile) -> list[Any]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ExportError(f"{file.name}: invalid JSON on line {number}, column {err.colno}: {err.msg}") from err
+            message = f"{file.name}: invalid JSON on line {number}, column {err.colno}: {err.msg}"
+            raise RefineryFileError(message) from err
     return rows
 
 
@@ -438,7 +443,7 @@ def _read_csv(file: DataFile) -> pd.DataFrame:
         return pd.read_csv(io.StringIO(text), sep=delimiter, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         shown = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "'|'"}[delimiter]
-        raise ExportError(f"{file.name}: not a readable CSV file (delimiter: {shown}; {err})") from err
+        raise RefineryFileError(f"{file.name}: not a readable CSV file (delimiter: {shown}; {err})") from err
 
 
 @register_reader(".xlsx", description="Excel workbook: its first sheet, a header row, then one record per row "
@@ -447,6 +452,6 @@ def _read_xlsx(file: DataFile) -> pd.DataFrame:
     try:
         return pd.read_excel(io.BytesIO(file.data))
     except ImportError as err:
-        raise ExportError(f"{file.name}: reading .xlsx needs openpyxl (`pip install openpyxl`)") from err
+        raise RefineryFileError(f"{file.name}: reading .xlsx needs openpyxl (`pip install openpyxl`)") from err
     except Exception as err:  # openpyxl raises many types for a broken workbook
-        raise ExportError(f"{file.name}: not a readable .xlsx workbook ({err})") from err
+        raise RefineryFileError(f"{file.name}: not a readable .xlsx workbook ({err})") from err

@@ -10,7 +10,7 @@
 Everything becomes a `RefineryExport`: one row per record with its attributes, plus, for
 each classification task, the columns ``__{task}__MANUAL``, ``__{task}__WEAK_SUPERVISION`` and
 ``__{task}__WEAK_SUPERVISION__confidence`` (the SDK layout), and the detected
-`ClassificationTask` s. `ExportError` is defined in `refinery_quaterion.data.readers` and
+`ClassificationTask` s. `RefineryFileError` is defined in `refinery_quaterion.data.readers` and
 re-exported here.
 """
 
@@ -27,12 +27,12 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from refinery_quaterion._util import is_missing, plain
-from refinery_quaterion.data.readers import ExportError, read_data_file, records_frame
+from refinery_quaterion.data.readers import RefineryFileError, read_data_file, records_frame
 from refinery_quaterion.data.snapshot import read_snapshot
 
 __all__ = [
     "ClassificationTask",
-    "ExportError",
+    "RefineryFileError",
     "RefineryExport",
     "SupportsRecordExport",
     "load_export",
@@ -105,21 +105,21 @@ class RefineryExport:
         """Return the task called ``name`` (or the only task when ``name`` is ``None``).
 
         Raises:
-            ExportError: If there is no such task (listing the tasks that exist), or if
+            RefineryFileError: If there is no such task (listing the tasks that exist), or if
                 ``name`` is omitted and there is not exactly one task.
         """
         if name is None:
             if len(self.tasks) == 1:
                 return next(iter(self.tasks.values()))
             if not self.tasks:
-                raise ExportError(f"{self.source}: no classification task found; {self._columns_hint()}")
-            raise ExportError(
+                raise RefineryFileError(f"{self.source}: no classification task found; {self._columns_hint()}")
+            raise RefineryFileError(
                 f"{self.source}: several classification tasks ({', '.join(map(repr, self.tasks))}); "
                 "name one with task="
             )
         if name not in self.tasks:
             known = ", ".join(map(repr, self.tasks)) or "none"
-            raise ExportError(
+            raise RefineryFileError(
                 f"{self.source}: no classification task {name!r}; tasks found: {known}. "
                 + ("" if self.tasks else self._columns_hint())
             )
@@ -191,7 +191,7 @@ def load_export(source: Any, *, password: str | bytes | None = None) -> Refinery
         The records and the classification tasks found in them.
 
     Raises:
-        ExportError: For anything that is not refinery data; the message names the file,
+        RefineryFileError: For anything that is not refinery data; the message names the file,
             column or row and says what was expected.
         FileNotFoundError: If a path does not exist.
     """
@@ -201,11 +201,11 @@ def load_export(source: Any, *, password: str | bytes | None = None) -> Refinery
         frame = source.get_record_export(tokenize=False)
         name = f"<{type(source).__name__}.get_record_export()>"
         if not isinstance(frame, pd.DataFrame):
-            raise ExportError(f"{name} returned {type(frame).__name__}, expected a pandas DataFrame")
+            raise RefineryFileError(f"{name} returned {type(frame).__name__}, expected a pandas DataFrame")
         return _from_frame(frame, name)
     if isinstance(source, (str, os.PathLike)):
         return _from_path(Path(source), password)
-    raise ExportError(
+    raise RefineryFileError(
         f"cannot read refinery data from a {type(source).__name__}; expected a DataFrame, an object "
         "with get_record_export(), or a path to a .json/.csv/.xlsx/.zip file (optionally compressed)"
     )
@@ -255,7 +255,7 @@ class _TaskColumns:
 
 def _from_frame(frame: pd.DataFrame, name: str) -> RefineryExport:
     if len(frame.columns) == 0:
-        raise ExportError(f"{name}: the table has no columns")
+        raise RefineryFileError(f"{name}: the table has no columns")
     frame = frame.drop(columns=[c for c in frame.columns if str(c).endswith(_TOKENIZED_SUFFIX)])
     frame = frame.rename(columns=str)
     notes: list[str] = []
@@ -384,7 +384,7 @@ def _task_confidence(
     differ = both & ((parsed[sdk] - parsed[ui]).abs() > 5e-5)
     if differ.any():
         row = differ.index[differ.to_numpy()][0]
-        raise ExportError(
+        raise RefineryFileError(
             f"{name}: task {task!r} has both confidence columns {ui!r} and {sdk!r}, and they disagree "
             f"(row {plain(row)!r}: {plain(parsed[ui][row])!r} vs {plain(parsed[sdk][row])!r}); keep one of them"
         )
@@ -399,7 +399,7 @@ def _parse_confidence(column: pd.Series, column_name: str, name: str) -> pd.Seri
         if is_missing(value):
             return float("nan")
         if isinstance(value, bool):
-            raise ExportError(f"{name}: column {column_name!r}, row {row!r}: confidence {value!r} is a bool")
+            raise RefineryFileError(f"{name}: column {column_name!r}, row {row!r}: confidence {value!r} is a bool")
         if isinstance(value, (int, float)):
             number = float(value)
         else:
@@ -409,12 +409,12 @@ def _parse_confidence(column: pd.Series, column_name: str, name: str) -> pd.Seri
             try:
                 number = float(text)
             except ValueError:
-                raise ExportError(
+                raise RefineryFileError(
                     f"{name}: column {column_name!r}, row {row!r}: confidence {value!r} is not a number "
                     "(expected a value between 0 and 1, a numeric string such as '0.6220', or empty)"
                 ) from None
         if not 0.0 <= number <= 1.0:
-            raise ExportError(
+            raise RefineryFileError(
                 f"{name}: column {column_name!r}, row {row!r}: confidence {number} is outside 0..1"
             )
         return number

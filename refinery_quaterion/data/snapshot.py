@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from refinery_quaterion.data.readers import ExportError
+from refinery_quaterion.data.readers import RefineryFileError
 
 __all__ = ["SNAPSHOT_KEYS", "Snapshot", "SnapshotTask", "read_snapshot"]
 
@@ -87,7 +87,7 @@ def read_snapshot(payload: Mapping[str, Any], name: str) -> Snapshot:
         The records and the classification tasks with their labels.
 
     Raises:
-        ExportError: If a table is missing or not a list, or a record is not
+        RefineryFileError: If a table is missing or not a list, or a record is not
             ``{'id': ..., 'data': {...}}``.
     """
     _check_tables(payload, name)
@@ -112,13 +112,13 @@ def _missing_id(value: Any) -> bool:
 
 
 def _check_tables(payload: Mapping[str, Any], name: str) -> None:
-    """An `ExportError` unless ``payload`` holds every table of `SNAPSHOT_KEYS` as a list."""
+    """An `RefineryFileError` unless ``payload`` holds every table of `SNAPSHOT_KEYS` as a list."""
     missing = [key for key in SNAPSHOT_KEYS if key not in payload]
     if missing:
-        raise ExportError(f"{name}: project snapshot lacks {missing}; expected keys {list(SNAPSHOT_KEYS)}")
+        raise RefineryFileError(f"{name}: project snapshot lacks {missing}; expected keys {list(SNAPSHOT_KEYS)}")
     for key in SNAPSHOT_KEYS:
         if not isinstance(payload[key], list):
-            raise ExportError(f"{name}: {key!r} is a {type(payload[key]).__name__}, expected a list")
+            raise RefineryFileError(f"{name}: {key!r} is a {type(payload[key]).__name__}, expected a list")
 
 
 def _records(rows: list[Any], columns: list[str], name: str) -> tuple[pd.DataFrame, list[Any]]:
@@ -127,7 +127,7 @@ def _records(rows: list[Any], columns: list[str], name: str) -> tuple[pd.DataFra
     record_ids = []
     for i, record in enumerate(rows):
         if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("data"), dict):
-            raise ExportError(f"{name}: records_data[{i}] is not {{'id': ..., 'data': {{...}}}}")
+            raise RefineryFileError(f"{name}: records_data[{i}] is not {{'id': ..., 'data': {{...}}}}")
         records.append(record["data"])
         record_ids.append(record["id"])
     frame = pd.DataFrame.from_records(records, columns=columns or None)

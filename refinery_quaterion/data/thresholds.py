@@ -234,7 +234,7 @@ def choose_threshold(
         The threshold, the numbers behind it and a one-sentence reason.
 
     Raises:
-        ExportError: Unknown task.
+        RefineryFileError: Unknown task.
     """
     export = as_export(export)
     info = export.task(task)
@@ -274,7 +274,7 @@ def threshold_report(
         with ``auto``, ``chosen``.
 
     Raises:
-        ExportError: Unknown task.
+        RefineryFileError: Unknown task.
         ValueError: A threshold outside 0..1, or no thresholds.
     """
     export = as_export(export)
