@@ -47,6 +47,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from refinery_quaterion.errors import OutputExistsError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -199,7 +201,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     parent.mkdir(parents=True, exist_ok=True)
     with _writer_lock(parent, clean=True, name=path.name):
         if os.path.lexists(path) and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+            raise OutputExistsError(path)
         tmp = _new_temp(parent, path.name, folder=True)
         try:
             _step("dir:created")
@@ -230,7 +232,7 @@ def _install(tmp: Path, path: Path, *, overwrite: bool) -> None:
                 return
             except FileExistsError:
                 if not overwrite:
-                    raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+                    raise OutputExistsError(path) from None
                 continue
         try:
             exchanged = _exchange(tmp, path)

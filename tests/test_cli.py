@@ -12,6 +12,7 @@ import pytest
 from refinery_fixtures import sdk_frame
 
 from refinery_quaterion.cli import build_parser, main
+from refinery_quaterion.errors import MISSING, Fix, OutputExistsError, SettingError
 
 COMMANDS = ["prepare", "thresholds", "train", "evaluate", "search", "index", "export"]
 
@@ -167,7 +168,7 @@ def test_thresholds_marks_a_given_min_confidence(tmp_path, capsys) -> None:
         (["prepare", "{export}", "--text", "{{Body}}", "--out", "{tmp}/x"], "uses 'Body'"),
         (["thresholds", "{export}", "--thresholds", "a,b"], "--thresholds: expected comma-separated numbers"),
         (["evaluate", "{tmp}", "{export}", "--ks", "0,5"], "--ks: values must be >= 1"),
-        (["train", "{tmp}", "--out", "{tmp}/model"], "no prepare.json; pass --text"),
+        (["train", "{tmp}", "--out", "{tmp}/model"], "no prepare.json, so the text template is unknown; pass --text"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, capsys, argv, message) -> None:
@@ -227,23 +228,45 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
 @pytest.mark.parametrize(
     ("error", "message"),
     [
-        (FileExistsError("out already exists; pass overwrite=True (--overwrite) to replace it"),
-         "out already exists; pass --overwrite to replace it"),
-        (ValueError("cannot stratify: class(es) ['a'] have a single record; pass stratify=False or label more"),
+        (OutputExistsError("out"), "out already exists; pass --overwrite to replace it"),
+        (SettingError("cannot stratify: class(es) ['a'] have a single record", fixes=(Fix("stratify", False),),
+                      alternative="label more"),
          "cannot stratify: class(es) ['a'] have a single record; pass --no-stratify or label more"),
-        (ValueError("no record left (min_confidence=0.9). Lower min_confidence or label more records."),
-         "no record left (min_confidence=0.9). Lower --min-confidence or label more records."),
-        (ValueError("no record has a manual label; label some records in refinery, or use train_val_split"),
-         "no record has a manual label; label some records in refinery, or drop --holdout manual"),
+        (SettingError("no record left ({min_confidence})", settings={"min_confidence": 0.9},
+                      fixes=(Fix("min_confidence", MISSING, "with a lower value"),), alternative="label more records"),
+         "no record left (--min-confidence 0.9); pass --min-confidence with a lower value or label more records"),
+        (SettingError("no record has a manual label", fixes=(Fix("holdout", None),),
+                      alternative="label some records in refinery"),
+         "no record has a manual label; leave out --holdout or label some records in refinery"),
+        (SettingError("{min_weight} drops all 3 records", settings={"min_weight": 0.9},
+                      fixes=(Fix("min_weight", MISSING, "with a lower value"),)),
+         "--min-weight 0.9 drops all 3 records; pass --min-weight with a lower value"),
+        (SettingError("{encoder_backend} runs a frozen encoder only", settings={"encoder_backend": "onnx"},
+                      fixes=(Fix("encoder_backend", "torch"), Fix("trainable_encoder", False))),
+         "--backend onnx runs a frozen encoder only; pass --backend torch or leave out --trainable-encoder"),
+        (SettingError("x is protected", fixes=(Fix("password", MISSING),)), "x is protected; pass --password"),
+        (SettingError("several tasks", fixes=(Fix("task", MISSING, "to name one"),)),
+         "several tasks; pass --task to name one"),
+        (SettingError("no cache", fixes=(Fix("embedding_cache", None),)), "no cache; pass --no-cache"),
         (FileNotFoundError(2, "No such file or directory", "data/x.json"), "data/x.json: No such file or directory"),
         (KeyError("label 'x' is not in the label map ['a', 'b']"), "label 'x' is not in the label map ['a', 'b']"),
         (ValueError("first line\n  second line"), "first line second line"),
     ],
 )
 def test_library_messages_speak_in_options(error, message) -> None:
-    from refinery_quaterion.cli._errors import user_message
+    """Errors carry the settings as data; the CLI spells them as the flags of the command (here: train/prepare)."""
+    from refinery_quaterion.cli import _command_parser, build_parser
+    from refinery_quaterion.cli._errors import FlagSpeaker, user_message
 
-    assert user_message(error) == message
+    parser = build_parser()
+    speakers = [_command_parser(parser, command) for command in ("prepare", "train")]
+    if isinstance(error, SettingError):  # the flag lives on one of the two commands
+        rendered = [user_message(error, p) for p in speakers]
+        assert message in rendered, rendered
+        assert "=" not in message or "=" in error.template
+        assert FlagSpeaker(None).fix(Fix("overwrite", True)) == "pass overwrite=True"  # no parser: the API's words
+    else:
+        assert user_message(error) == message
 
 
 @pytest.mark.parametrize("error", [KeyError(5018994430540684683), TypeError("x"), AttributeError("y"),

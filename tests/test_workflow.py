@@ -41,7 +41,7 @@ def test_prepare_records_in_memory_and_to_a_folder(tmp_path: Path) -> None:
         prepare_records(export, tmp_path / "p", task="Topic", text="{Title}")
     with pytest.raises(ValueError, match="uses 'Body'"):
         prepare_records(export, task="Topic", text="{Body}")
-    with pytest.raises(ValueError, match="no prepare.json; pass --text"):
+    with pytest.raises(ValueError, match="no prepare.json, so the text template is unknown; pass text= or prepare the folder first"):
         load_prepared(tmp_path)
 
 

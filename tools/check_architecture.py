@@ -4,7 +4,7 @@ The package is one folder per stage of the flow, in this order (a module may imp
 stage and the stages before it, never one after it):
 
     base (_compat, _io, _util, _bars, _lazy, _version, errors, registry)
-      -> data -> model -> training -> evaluate -> search -> exporters -> workflow -> cli -> lab
+      -> data -> model -> training -> evaluate -> search -> exporters -> scale -> workflow -> cli -> lab
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``: each is an arrow a
 reader follows. The package root (``__init__``, ``__main__``) only re-exports and is left out.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 PACKAGE = "refinery_quaterion"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
-STAGES = ("base", "data", "model", "training", "evaluate", "search", "exporters", "workflow", "cli", "lab")
+STAGES = ("base", "data", "model", "training", "evaluate", "search", "exporters", "scale", "workflow", "cli", "lab")
 BASE_MODULES = ("_compat", "_io", "_util", "_bars", "_lazy", "_version", "errors", "registry")
 FACADE = {PACKAGE, f"{PACKAGE}.__main__"}
 MAX_MODULE_LINES = 500

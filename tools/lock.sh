@@ -3,7 +3,7 @@
 #
 #   requirements.lock      runtime: the package's dependencies and its runtime extras
 #                          (offline-model, search, onnx) -- what a library user installs
-#   requirements-dev.lock  `-r requirements.lock` plus the dev, docs and bench extras
+#   requirements-dev.lock  `-r requirements.lock` plus the dev, docs, bench and scale extras
 #
 # Neither file holds torch or torch's own CUDA packages (nvidia-*, cuda-*, triton): torch is installed
 # first, with its dependencies, by pip's normal resolver (see README "Install"). The pins are resolved
@@ -107,7 +107,7 @@ extras = project["optional-dependencies"]
 own = re.compile(r"^(quaterion|quaterion-models|torch|refinery-quaterion)\b", re.I)
 def keep(reqs): return [r for r in reqs if not own.match(r)]
 runtime = keep(project["dependencies"]) + [r for e in ("offline-model", "search", "onnx") for r in keep(extras[e])]
-dev = [r for e in ("dev", "docs", "bench") for r in keep(extras[e])]
+dev = [r for e in ("dev", "docs", "bench", "scale") for r in keep(extras[e])]
 (work / "runtime.in").write_text("\n".join(runtime) + "\n")
 (work / "dev.in").write_text("\n".join(dev) + "\n")
 PY

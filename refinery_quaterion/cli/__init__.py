@@ -89,6 +89,14 @@ def _output(args: argparse.Namespace) -> Iterator[None]:
         warnings.showwarning = previous
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    """The parser of one subcommand (its options name the settings errors refer to)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -119,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = args.on_interrupt(args) if getattr(args, "on_interrupt", None) else None
         parser.exit(EXIT_INTERRUPTED, f"{command}: {interrupt_message(err, note)}\n")
     except Exception as err:
-        message = user_message(err)
+        message = user_message(err, _command_parser(parser, args.command))
         if args.debug:
             traceback.print_exc()
         if message is None:

@@ -3,17 +3,21 @@
 A user error (a missing or malformed file, a bad value, a stale index, a locked index folder,
 an unreachable Qdrant server, a missing extra) is printed as one line, ``refinery-quaterion
 COMMAND: error: MESSAGE``, with exit code 2. The library's messages name the file, column or
-value; this module only puts them on one line and speaks in options (``--overwrite``, not
-``overwrite=True``). An interrupt (Ctrl-C) exits with 130. Anything else is a bug: one line
-saying so, exit code 1, and the traceback with ``--debug``.
+value. An error that names settings is a `refinery_quaterion.errors.SettingError`: it carries the
+settings and the fixes as data, and `FlagSpeaker` spells them as the command's own flags
+(``--overwrite``, not ``overwrite=True``), found by the setting's name among the command's
+options. An interrupt (Ctrl-C) exits with 130. Anything else is a bug: one line saying so, exit
+code 1, and the traceback with ``--debug``.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
 import zlib
+from typing import Any
 
 from refinery_quaterion.cli._common import CliError, one_line
+from refinery_quaterion.errors import MISSING, Fix, SettingError, api_fix, api_setting
 
 EXIT_USER_ERROR = 2
 """Exit code of a user error (as argparse uses for a bad command line)."""
@@ -27,17 +31,75 @@ EXIT_BROKEN_PIPE = 141
 EXIT_INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 
-_API_SPELLINGS = (
-    (re.compile(r"overwrite=True \(--overwrite\)"), "--overwrite"),
-    (re.compile(r"overwrite=True"), "--overwrite"),
-    (re.compile(r"if_stale='rebuild' to rebuild it \(CLI: --rebuild\)"), "--rebuild to rebuild it"),
-    (re.compile(r"\bstratify=False\b"), "--no-stratify"),
-    (re.compile(r"\bpass trainable_encoder=False\b"), "drop --trainable-encoder"),
-    (re.compile(r"\bencoder_backend=(?=\S)"), "--backend "),
-    (re.compile(r"\bencoder_backend\b"), "--backend"),
-    (re.compile(r"\b([Ll]ower) min_confidence\b"), r"\1 --min-confidence"),
-    (re.compile(r"\bor use train_val_split\b"), "or drop --holdout manual"),
-)
+SETTING_FLAGS: dict[str, str] = {"encoder_backend": "--backend"}
+"""Library settings whose flag is not named after them (``--backend`` sets ``encoder_backend``)."""
+
+FIX_PHRASES: dict[tuple[str, Any], str] = {("embedding_cache", None): "pass --no-cache",
+                                           ("holdout", None): "leave out --holdout"}
+"""Fixes the CLI says in its own words (no flag sets ``embedding_cache=None``; ``--no-cache`` does that)."""
+
+
+class FlagSpeaker:
+    """Spells library settings as the flags of one command (its argparse parser).
+
+    A setting is found by the ``dest`` of the command's options (or `SETTING_FLAGS`); a setting
+    the command has no flag for keeps the library's spelling.
+
+    Args:
+        parser: The command's parser (``None``: no flags known).
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser | None):
+        self.actions = {action.dest: action for action in (parser._actions if parser else []) if action.option_strings}
+
+    def _action(self, setting: str) -> argparse.Action | None:
+        flag = SETTING_FLAGS.get(setting)
+        for action in self.actions.values():
+            if flag in action.option_strings or (flag is None and action.dest == setting):
+                return action
+        return None
+
+    def setting(self, name: str, value: Any) -> str:
+        """``--min-weight 0.9`` for ``min_weight=0.9``; a switch alone (``--no-stratify`` for ``stratify=False``)."""
+        negation = self.actions.get(f"no_{name}")
+        if negation is not None and isinstance(value, bool) and negation.nargs == 0:
+            return negation.option_strings[-1]
+        action = self._action(name)
+        if action is None:
+            return api_setting(name, value)
+        flag = _flag_for(action, value)
+        if action.nargs == 0 or value is MISSING or isinstance(value, bool):
+            return flag
+        return f"{flag} {value}"
+
+    def fix(self, fix: Fix) -> str:
+        """``pass --overwrite``, ``leave out --trainable-encoder``, ``pass --backend torch``."""
+        if (fix.setting, fix.value) in FIX_PHRASES:
+            return FIX_PHRASES[fix.setting, fix.value]
+        negation = self.actions.get(f"no_{fix.setting}")
+        if negation is not None and isinstance(fix.value, bool) and negation.nargs == 0:
+            return f"{'pass' if not fix.value else 'leave out'} {negation.option_strings[-1]}"
+        action = self._action(fix.setting)
+        if action is None:
+            return api_fix(fix)
+        if action.nargs == 0 and isinstance(fix.value, bool) and fix.value != _switch_sets(action):
+            negative = [s for s in action.option_strings if s.startswith("--no-")]
+            return f"pass {negative[0]}" if negative else f"leave out {action.option_strings[-1]}"
+        return f"pass {self.setting(fix.setting, fix.value)}"
+
+
+def _switch_sets(action: argparse.Action) -> Any:
+    """The value a switch (``store_true``/``store_false``/``BooleanOptionalAction``) sets when given."""
+    return getattr(action, "const", True) if not isinstance(action, argparse.BooleanOptionalAction) else True
+
+
+def _flag_for(action: argparse.Action, value: Any) -> str:
+    """The option string that gives ``value``: ``--no-stratify`` for False on a negatable switch."""
+    longs = [s for s in action.option_strings if s.startswith("--")] or list(action.option_strings)
+    if isinstance(value, bool) and action.nargs == 0:
+        wanted = [s for s in longs if s.startswith("--no-") == (value != _switch_sets(action))]
+        return (wanted or longs)[0]
+    return next((s for s in longs if not s.startswith("--no-")), longs[0])
 
 
 def is_qdrant_error(err: BaseException) -> bool:
@@ -46,16 +108,20 @@ def is_qdrant_error(err: BaseException) -> bool:
                for cls in type(err).__mro__)
 
 
-def user_message(err: BaseException) -> str | None:
+def user_message(err: BaseException, parser: argparse.ArgumentParser | None = None) -> str | None:
     """The one-line message of a user error, or ``None`` when ``err`` is a bug.
 
     User errors: `CliError`; ``ValueError`` and its subclasses (``RefineryFileError``,
     ``StaleIndexError``, ``ModelExportError``, invalid JSON); ``OSError`` (missing, existing or
     unreadable files); ``ImportError`` (a missing extra; the message names it); ``zlib.error``
     (corrupt compressed data); a ``KeyError`` whose message is a sentence (the library's, such
-    as an unknown label; a bare key is a bug); and errors of the Qdrant client.
+    as an unknown label; a bare key is a bug); and errors of the Qdrant client. A
+    `refinery_quaterion.errors.SettingError` is spelled in the flags of ``parser`` (the command's).
     """
-    if isinstance(err, CliError | ValueError | ImportError | zlib.error):
+    if isinstance(err, SettingError):
+        speaker = FlagSpeaker(parser)
+        message = one_line(err.render(speaker.setting, speaker.fix))
+    elif isinstance(err, CliError | ValueError | ImportError | zlib.error):
         message = one_line(err)
     elif isinstance(err, OSError):
         filename = getattr(err, "filename", None)
@@ -68,8 +134,6 @@ def user_message(err: BaseException) -> str | None:
         message = f"Qdrant request failed: {one_line(err) or type(err).__name__}"
     else:
         return None
-    for pattern, replacement in _API_SPELLINGS:
-        message = pattern.sub(replacement, message)
     return message or type(err).__name__
 
 

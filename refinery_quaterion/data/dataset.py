@@ -22,6 +22,7 @@ from refinery_quaterion._util import is_missing, plain
 from refinery_quaterion.data.readers import load_records
 from refinery_quaterion.data.splits import split_by_source, train_val_split
 from refinery_quaterion.data.text import TextSpec, TextTemplate, is_blank
+from refinery_quaterion.errors import MISSING, Fix, SettingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from quaterion.dataset import SimilarityGroupSample
@@ -171,10 +172,8 @@ class RefineryExportDataset:
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
         if label_column not in frame.columns:
-            raise ValueError(
-                f"no label column {label_column!r}; columns: {list(frame.columns)}. "
-                "Run combine_labels() first or pass label_column=."
-            )
+            raise SettingError(f"no label column {label_column!r}; columns: {list(frame.columns)}",
+                               fixes=(Fix("label_column", MISSING),), alternative="run combine_labels() first")
         self.template = TextTemplate.coerce(text)
         self.template.validate(frame.columns, source="the dataset frame")
         labels = frame[label_column]

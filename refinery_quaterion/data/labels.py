@@ -27,6 +27,7 @@ from refinery_quaterion.data.thresholds import (
     _choose,
     threshold_report,
 )
+from refinery_quaterion.errors import MISSING, Fix, SettingError
 
 __all__ = ["DROP_REASONS", "LabelCleaning", "LabelReport", "combine_labels", "threshold_report"]
 
@@ -408,14 +409,14 @@ def _check_enough_left(
     """A `ValueError` when no record, or only one class, is left after combining labels."""
     if out.empty:
         confidence, blank_dropped = labels.confidence, int(selection.blank_drop.sum())
-        raise ValueError(
+        raise SettingError(
             f"{export.source}: no record of task {info.name!r} is left after combining labels "
-            f"(min_confidence={threshold:g}): {len(export.records)} records, "
+            f"({{min_confidence}}): {len(export.records)} records, "
             f"{int(selection.has_manual.sum())} with a manual label, {int(selection.has_weak.sum())} with a "
             f"weak-supervision label (max confidence {confidence.max() if confidence.notna().any() else 'n/a'})"
-            + (f", {blank_dropped} with a blank text" if blank_dropped else "")
-            + ". Lower min_confidence or label more records."
-        )
+            + (f", {blank_dropped} with a blank text" if blank_dropped else ""),
+            settings={"min_confidence": float(f"{threshold:g}")},
+            fixes=(Fix("min_confidence", MISSING, "with a lower value"),), alternative="label more records")
     classes = sorted(out["label"].unique())
     if len(classes) < 2:
         raise ValueError(

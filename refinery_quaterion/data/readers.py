@@ -38,11 +38,13 @@ from typing import Any
 
 import pandas as pd
 
+from refinery_quaterion.errors import MISSING, Fix, SettingError
 from refinery_quaterion.registry import Registry
 
 __all__ = [
     "COMPRESSIONS",
     "DataFile",
+    "PasswordNeededError",
     "RefineryFileError",
     "InputFormat",
     "READERS",
@@ -63,6 +65,20 @@ class RefineryFileError(ValueError):
 
     The output side has its own error: `refinery_quaterion.exporters.ModelExportError`.
     """
+
+
+class PasswordNeededError(SettingError, RefineryFileError):
+    """A zip member is password protected and no password was given (``password=`` fixes it).
+
+    Args:
+        problem: What is protected (file and member).
+    """
+
+    def __init__(self, problem: str):
+        SettingError.__init__(self, problem, fixes=(Fix("password", MISSING),))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.template,)
 
 
 @dataclass(frozen=True)
@@ -338,7 +354,7 @@ def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
         if info.compress_type == 99:  # WinZip AES
             return info.filename, _read_aes(path, info.filename, password)
         if encrypted and password is None:
-            raise RefineryFileError(f"{path}: {info.filename} is password protected; pass password=")
+            raise PasswordNeededError(f"{path}: {info.filename} is password protected")
         pwd = password.encode() if isinstance(password, str) else password
         try:
             return info.filename, archive.read(info, pwd=pwd if encrypted else None)
@@ -357,7 +373,7 @@ def _read_zip(path: Path, password: str | bytes | None) -> tuple[str, bytes]:
 
 def _read_aes(path: Path, member: str, password: str | bytes | None) -> bytes:
     if password is None:
-        raise RefineryFileError(f"{path}: {member} is password protected (AES); pass password=")
+        raise PasswordNeededError(f"{path}: {member} is password protected (AES)")
     try:
         import pyzipper
     except ImportError as err:

@@ -29,6 +29,7 @@ import pandas as pd
 from refinery_quaterion._util import is_missing, plain
 from refinery_quaterion.data.readers import RefineryFileError, read_data_file, records_frame
 from refinery_quaterion.data.snapshot import read_snapshot
+from refinery_quaterion.errors import MISSING, Fix, SettingError
 
 __all__ = [
     "ClassificationTask",
@@ -46,6 +47,16 @@ class SupportsRecordExport(Protocol):
     def get_record_export(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         """Return the project's records as a DataFrame."""
         ...
+
+
+class TaskNeededError(SettingError, RefineryFileError):
+    """The data holds several classification tasks and none was named (``task=`` fixes it)."""
+
+    def __init__(self, problem: str):
+        SettingError.__init__(self, problem, fixes=(Fix("task", MISSING, "to name one"),))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.template,)
 
 
 @dataclass
@@ -113,10 +124,7 @@ class RefineryExport:
                 return next(iter(self.tasks.values()))
             if not self.tasks:
                 raise RefineryFileError(f"{self.source}: no classification task found; {self._columns_hint()}")
-            raise RefineryFileError(
-                f"{self.source}: several classification tasks ({', '.join(map(repr, self.tasks))}); "
-                "name one with task="
-            )
+            raise TaskNeededError(f"{self.source}: several classification tasks ({', '.join(map(repr, self.tasks))})")
         if name not in self.tasks:
             known = ", ".join(map(repr, self.tasks)) or "none"
             raise RefineryFileError(

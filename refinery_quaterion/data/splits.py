@@ -26,6 +26,7 @@ import pandas as pd
 
 from refinery_quaterion._util import fields_dict, to_jsonable
 from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.errors import Fix, SettingError
 
 __all__ = [
     "DuplicateReport",
@@ -213,10 +214,8 @@ def train_val_split(
             counts = strata.value_counts()
             if (counts < 2).any():
                 small = list(counts[counts < 2].index)
-                raise ValueError(
-                    f"cannot stratify: class(es) {small} have a single record; "
-                    "pass stratify=False or label more records"
-                )
+                raise SettingError(f"cannot stratify: class(es) {small} have a single record",
+                                   fixes=(Fix("stratify", False),), alternative="label more records")
         train, val = train_test_split(frame, test_size=val_size, random_state=seed, stratify=strata)
         return train.reset_index(drop=True), val.reset_index(drop=True)
 
@@ -231,10 +230,8 @@ def train_val_split(
         counts = pd.Series(group_strata).value_counts()
         if (counts < 2).any():
             small = list(counts[counts < 2].index)
-            raise ValueError(
-                f"cannot stratify: class(es) {small} have a single distinct text (identical texts stay together); "
-                "pass stratify=False or label more records"
-            )
+            raise SettingError(f"cannot stratify: class(es) {small} have a single distinct text (identical texts "
+                               "stay together)", fixes=(Fix("stratify", False),), alternative="label more records")
     n_groups = len(first_rows)
     group_val: float | int = val_size
     if isinstance(val_size, int):
@@ -327,8 +324,9 @@ def split_by_source(
     test = records[source == "manual"]
     pool = records[source == "weak_supervision"]
     if test.empty:
-        raise ValueError("no record has a manual label (label_source 'manual'): the manual labels are the test "
-                         "set of this protocol; label some records in refinery, or use train_val_split")
+        raise SettingError("no record has a manual label (label_source 'manual'): the manual labels are the test "
+                           "set of this protocol", fixes=(Fix("holdout", None, "(a random split)"),),
+                           alternative="label some records in refinery")
     if pool.empty:
         raise ValueError("no record is labeled by weak supervision (label_source 'weak_supervision'): nothing to "
                          "train on; run weak supervision in refinery or lower min_confidence")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._io import atomic_dir, atomic_write_text
+from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.evaluate._inputs import EmbeddingsLike, label_codes, label_list
 from refinery_quaterion.evaluate.metrics import TIE_RULE, RetrievalMetrics
 from refinery_quaterion.evaluate.probe import LinearProbeReport, linear_probe_report
@@ -113,7 +114,7 @@ def evaluation_report(
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(out_dir)
     extras = _checked_extra_plots(extra_plots)
     probe = _checked_probe(probe, embeddings_by_name)
     evaluated = _evaluate(embeddings_by_name, labels, ks, map_ks, block_size, probe, distribution_k)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from refinery_quaterion._io import atomic_dir
+from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.exporters.model_card import write_card
 from refinery_quaterion.exporters.source import ExportSource, read_model
 from refinery_quaterion.model.runtime import ONNX_EXTRA
@@ -235,7 +236,7 @@ def export_model(
     settings = ExportSettings(format=format, quantize=quantize, opset=opset, check=check, overwrite=overwrite)
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(out)
     if isinstance(model_or_path, str | os.PathLike):
         _refuse_source_folder(Path(model_or_path), out)
     source = read_model(model_or_path, label_map=label_map)

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from refinery_quaterion.errors import Fix, SettingError
 from refinery_quaterion.model.runtime import ONNX_EXTRA, ONNX_OPSET, length_sorted_batches, require_onnx
 from refinery_quaterion.registry import Registry
 
@@ -227,9 +228,9 @@ def check_backend(name: Any, *, trainable: bool = False) -> str:
         return name
     if trainable and not BACKENDS[name].trainable:
         usable = [n for n, b in BACKENDS.items() if b.trainable]
-        raise ValueError(f"encoder_backend={name!r} runs a frozen encoder only (it serves the frozen pass of "
-                         f"training and evaluation); a trainable encoder needs encoder_backend in {usable}, or "
-                         "pass trainable_encoder=False")
+        raise SettingError("{encoder_backend} runs a frozen encoder only (it serves the frozen pass of training and "
+                           "evaluation)", settings={"encoder_backend": name},
+                           fixes=(*(Fix("encoder_backend", u) for u in usable), Fix("trainable_encoder", False)))
     return name
 
 

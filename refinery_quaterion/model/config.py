@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from refinery_quaterion._util import to_jsonable
 from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.errors import Fix, SettingError
 from refinery_quaterion.model.backends import DEFAULT_BACKEND, check_backend
 from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
 from refinery_quaterion.model.pretrained import MINILM_ALIAS
@@ -235,8 +236,9 @@ class ModelConfig(_Config):
         if self.memory_cache is not None and not isinstance(self.memory_cache, bool):
             raise TypeError(f"memory_cache must be True, False or None, got {self.memory_cache!r}")
         if self.memory_cache and self.trainable_encoder:
-            raise ValueError("memory_cache=True needs a frozen encoder: a trainable encoder changes its output "
-                             "every step; pass memory_cache=None/False or trainable_encoder=False")
+            raise SettingError("{memory_cache} needs a frozen encoder: a trainable encoder changes its output every "
+                               "step", settings={"memory_cache": True},
+                               fixes=(Fix("memory_cache", False), Fix("trainable_encoder", False)))
         if self.head == "empty" and not self.trainable_encoder:
             raise ValueError("nothing to train: head='empty' with a frozen encoder leaves the embeddings "
                              "unchanged; pick another head or set trainable_encoder=True")

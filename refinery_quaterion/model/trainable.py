@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from refinery_quaterion import _compat  # noqa: F401  (quaterion shims: before quaterion is imported)
+from refinery_quaterion.errors import Fix, SettingError
 
 # isort: split
 import numpy as np
@@ -133,8 +134,8 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
             settings["num_groups"] = len(settings["num_groups"])
         model_config = (config or ModelConfig()).replace(**settings)
         if embedding_cache is not None and model_config.trainable_encoder:
-            raise ValueError("embedding_cache stores a frozen encoder's vectors; a trainable encoder changes "
-                             "them, so pass embedding_cache=None or trainable_encoder=False")
+            raise SettingError("the embedding cache stores a frozen encoder's vectors; a trainable encoder changes "
+                               "them", fixes=(Fix("embedding_cache", None), Fix("trainable_encoder", False)))
         # Plain attributes only before super().__init__(), which calls the configure_* hooks.
         self.model_config = model_config
         self.fit_config: FitConfig | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from refinery_quaterion import _compat  # noqa: F401  (quaterion shims: before quaterion is imported)
+from refinery_quaterion.errors import Fix, SettingError
 
 # isort: split
 import numpy as np
@@ -156,9 +157,9 @@ def _adopt_template(model: DistilBertSimilarityModel, datasets: Mapping[str, Dat
         if not encoder.template_explicit:
             model.set_template(template)
         elif encoder.template.spec != template.spec:
-            raise ValueError(f"the model renders records with text={encoder.template.spec!r} but {name} uses "
-                             f"text={template.spec!r}; pass the same template to both (or text=None to the "
-                             "model to adopt the dataset's)")
+            raise ValueError(f"the model renders records with the template {encoder.template.spec!r} but {name} "
+                             f"uses {template.spec!r}; give both the same template (or the model none, to adopt "
+                             "the dataset's)")
 
 
 def fit(
@@ -262,9 +263,11 @@ def _checked_config(model: DistilBertSimilarityModel, config: FitConfig | None, 
             "early_stopping cannot be added to your own trainer; add an EarlyStopping callback to it"
         )
     if config.sample_weighting == "confidence" and not LOSSES[model.model_config.loss].takes_weights:
-        raise ValueError(f"sample_weighting='confidence' needs a loss that takes per-record weights "
-                         f"({', '.join(LOSSES.weighted())}); loss {model.model_config.loss!r} does not. Use "
-                         "sample_weighting='none' (min_weight still drops low-confidence records)")
+        raise SettingError(f"{{sample_weighting}} needs a loss that takes per-record weights "
+                           f"({', '.join(LOSSES.weighted())}); loss {model.model_config.loss!r} does not",
+                           settings={"sample_weighting": "confidence"},
+                           fixes=(Fix("sample_weighting", "none", "(a minimum weight still drops low-confidence "
+                                      "records)"),))
     return config
 
 

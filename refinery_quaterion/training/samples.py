@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from refinery_quaterion import _compat  # noqa: F401  (quaterion shims: before quaterion is imported)
+from refinery_quaterion.errors import MISSING, Fix, SettingError
 
 # isort: split
 import numpy as np
@@ -128,8 +129,9 @@ def training_records(dataset: Dataset, name: str, *, min_weight: float = 0.0) ->
     if min_weight > 0:
         keep = weights >= min_weight
         if not keep.any():
-            raise ValueError(f"min_weight={min_weight} drops all {size} records of {name} (highest weight "
-                             f"{weights.max():.3g}); lower it")
+            raise SettingError(f"{{min_weight}} drops all {size} records of {name} (highest weight "
+                               f"{weights.max():.3g})", settings={"min_weight": min_weight},
+                               fixes=(Fix("min_weight", MISSING, "with a lower value"),))
         if not keep.all():
             index = np.flatnonzero(keep)
             return TrainingRecords([objects[i] for i in index], ids[index], weights[index],

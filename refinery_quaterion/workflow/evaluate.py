@@ -12,6 +12,7 @@ import pandas as pd
 
 from refinery_quaterion.data.dataset import load_records
 from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.evaluate import DEFAULT_KS, EvaluationReport, compare, evaluation_report, format_table
 from refinery_quaterion.model.inference import EmbeddingModel
 from refinery_quaterion.training.model_files import load
@@ -115,7 +116,7 @@ def evaluate_model(
     """
     started = time.perf_counter()
     if report_dir is not None and os.path.lexists(report_dir) and not overwrite:
-        raise FileExistsError(f"{report_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(report_dir)
     if not isinstance(model, EmbeddingModel):
         model = load(model, embedding_cache=embedding_cache)
     template = TextTemplate.coerce(model.template)

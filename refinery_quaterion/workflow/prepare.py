@@ -18,6 +18,7 @@ from refinery_quaterion.data.dataset import LabelMap, load_records
 from refinery_quaterion.data.labels import LabelReport, combine_labels
 from refinery_quaterion.data.splits import HoldoutSplit, split_by_source, train_val_split
 from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.errors import MISSING, Fix, OutputExistsError, SettingError
 
 __all__ = ["HOLDOUTS", "PreparedRecords", "load_prepared", "prepare_records"]
 
@@ -113,7 +114,7 @@ def prepare_records(
     if holdout is not None and holdout not in HOLDOUTS:
         raise ValueError(f"holdout must be one of {list(HOLDOUTS)} or None, got {holdout!r}")
     if out is not None and os.path.lexists(out) and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(out)
     source = export
     if isinstance(export, str | os.PathLike):
         from refinery_quaterion.data.refinery import load_export
@@ -188,16 +189,17 @@ def load_prepared(folder: str | os.PathLike, *, text: TextSpec | None = None,
     """
     folder = Path(folder)
     if not folder.exists():
-        raise FileNotFoundError(f"{folder}: no such folder; expected the folder written by prepare_records "
-                                f"(`refinery-quaterion prepare EXPORT --out {folder}`)")
+        raise FileNotFoundError(f"{folder}: no such folder; expected a prepared folder (with train.json, val.json "
+                                "and prepare.json)")
     if not folder.is_dir():
-        raise NotADirectoryError(f"{folder}: is a file; expected the folder written by prepare_records "
-                                 "(with train.json, val.json and prepare.json)")
+        raise NotADirectoryError(f"{folder}: is a file; expected a prepared folder (with train.json, val.json "
+                                 "and prepare.json)")
     settings_file = folder / "prepare.json"
     if text is None:
         if not settings_file.is_file():
-            raise ValueError(f"{folder}: no prepare.json; pass --text (text=) or run `refinery-quaterion prepare` "
-                             "first")
+            raise SettingError(f"{folder}: no prepare.json, so the text template is unknown",
+                               fixes=(Fix("text", MISSING),),
+                               alternative="prepare the folder first")
         try:
             settings = json.loads(settings_file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:

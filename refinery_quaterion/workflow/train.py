@@ -11,6 +11,7 @@ import pandas as pd
 
 from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset
 from refinery_quaterion.data.text import TextSpec
+from refinery_quaterion.errors import MISSING, Fix, OutputExistsError, SettingError
 from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.config import FitConfig, ModelConfig
 from refinery_quaterion.model.pretrained import MINILM_ALIAS
@@ -91,15 +92,15 @@ def train_model(
     started = time.perf_counter()
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(out)
     model_changes = {k: v for k, v in (("text", text), ("pretrained", pretrained), ("seed", seed)) if v is not None}
     model_config = (model_config or ModelConfig(pretrained=MINILM_ALIAS)).replace(**model_changes)
     fit_changes = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed),
                                      ("progress", progress)) if v is not None}
     fit_config = (fit_config or FitConfig()).replace(**fit_changes)
     if model_config.text is None:
-        raise ValueError("train_model needs a text template: pass text= (e.g. '{Title}. {Description}') "
-                         "or ModelConfig(text=...)")
+        raise SettingError("train_model needs a text template, e.g. '{{Title}}. {{Description}}'",
+                           fixes=(Fix("text", MISSING),))
     train_ds = RefineryExportDataset(train, text=model_config.text, label_column=label_column)
     val_ds = (
         RefineryExportDataset(val, text=model_config.text, label_map=train_ds.label_map, label_column=label_column)
