@@ -27,9 +27,9 @@ def refinery_cases() -> dict[str, Any]:
 
     return {
         "banking": RefineryCase(EXAMPLES / "banking_intents" / "data" / "snapshot_data.json.zip", task="intent",
-                                text="{text}", name="banking"),
+                                template="{text}", name="banking"),
         "clickbait": RefineryCase(EXAMPLES / "clickbait" / "data" / "clickbait.zip", task="clickbait",
-                                  text="{headline}", name="clickbait"),
+                                  template="{headline}", name="clickbait"),
     }
 
 

@@ -42,14 +42,23 @@ import numpy as np
 import pandas as pd
 from _common import RESULTS, TEXT, ag_news, machine, peak_rss_mib, write_results
 
-from refinery_quaterion import ModelConfig, TextTemplate, compare, evaluate_model, load, train_model
+from refinery_quaterion import (
+    EvalConfig,
+    FitConfig,
+    ModelConfig,
+    TextTemplate,
+    compare,
+    evaluate_model,
+    load,
+    train_model,
+)
 from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.exporters import OnnxEmbedder, export_model
 from refinery_quaterion.model.encoder import TransformerEncoder
 from refinery_quaterion.model.pretrained import quiet_transformers
 from refinery_quaterion.model.runtime import usable_cpus
 
-BASE = ModelConfig(pretrained="minilm", text=TEXT)
+BASE = ModelConfig(pretrained="minilm", template=TEXT)
 TOLERANCE = 0.005  # P@10 and P@1000 of a backend must be within this of torch
 SPEED_GOAL = 2.0  # int8 texts/s vs sentence-transformers
 ST, FP32, INT8 = "sentence-transformers (torch)", "ONNX Runtime fp32", "ONNX Runtime int8"
@@ -100,12 +109,12 @@ def cold_case(backend: str, work: Path, sample: int) -> tuple[dict[str, Any], Pa
                                        backend=backend, embedding_cache=cache).backend_runner()
     built = time.perf_counter()
     outcome = train_model(train, val, work / f"model-{backend}", model_config=BASE.replace(encoder_backend=backend),
-                          embedding_cache=cache, progress=False)
+                          fit_config=FitConfig(progress=False), embedding_cache=cache)
     trained = time.perf_counter()
     say(f"case {backend}: encoder ready in {built - start:.0f} s, trained in {trained - built:.0f} s; "
         f"evaluate_model ({len(test)} queries)")
-    evaluation = evaluate_model(outcome.path, test, reference=reference, report_dir=work / f"report-{backend}",
-                                embedding_cache=cache, progress=False)
+    evaluation = evaluate_model(outcome.path, test, EvalConfig(progress=False), reference=reference,
+                                report_dir=work / f"report-{backend}", embedding_cache=cache)
     end = time.perf_counter()
     used = load(outcome.path).encoder.backend
     if used != backend:
@@ -299,7 +308,7 @@ def main() -> None:
             results["case"] = previous.get("case")
             say("training the torch model (default embedding cache)")
             model_path = train_model(split("train", args.sample), split("val", args.sample), work / "model",
-                                     model_config=BASE, progress=False).path
+                                     model_config=BASE, fit_config=FitConfig(progress=False)).path
         results["export"] = export_part(model_path, work, args) if not args.case else previous.get("export")
     results["peak_rss_mib"] = peak_rss_mib()
     markdown = render(results)

@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 from _common import RESULTS, ROOT, TEXT, ag_news, machine, refinery_cases, write_results
 
+from refinery_quaterion import FitConfig
 from refinery_quaterion._io import atomic_write_text
 from refinery_quaterion.lab.cases import markdown_table, run_case
 from refinery_quaterion.lab.recipes import CASE_RECIPES, Recipe
@@ -89,7 +90,7 @@ def run_refinery_case(name: str, finetune: bool = False) -> dict[str, Any]:
     test = result.test
     payload = {
         "case": name, "export": str(Path(case.export).relative_to(ROOT)), "task": case.task,
-        "text": case.text, "seed": case.seed, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"),
+        "text": case.template, "seed": case.seed, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": round(time.perf_counter() - started, 1), "queries": len(test),
         "labels": int(test["label"].nunique()),
         "halves": [len(h) for h in result.halves] if result.halves else None,
@@ -185,7 +186,7 @@ def run_ag_news(quick: bool) -> None:
     from refinery_quaterion import ModelConfig, compare, load, train_model
     from refinery_quaterion.evaluate import DEFAULT_KS
 
-    base = ModelConfig(pretrained="minilm", text=TEXT)
+    base = ModelConfig(pretrained="minilm", template=TEXT)
     train, val, test = ag_news("train"), ag_news("val"), ag_news("test")
     labels = test["label"].astype(str).to_numpy()
     rows, seconds, raw = [], {}, None
@@ -194,7 +195,7 @@ def run_ag_news(quick: bool) -> None:
             if quick and name not in QUICK:
                 continue
             outcome = train_model(train, val, Path(tmp) / "model", model_config=base.replace(**options),
-                                  overwrite=True, progress=False)
+                                  fit_config=FitConfig(progress=False), overwrite=True)
             model = load(outcome.path, embedding_cache=True)
             raw = model.encode_raw(test) if raw is None else raw
             embeddings = {"raw MiniLM": raw} if not rows else {}

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 from _common import machine, refinery_cases, write_results
 
-from refinery_quaterion import FitConfig, ModelConfig, compare, load, train_model
+from refinery_quaterion import FitConfig, LabelConfig, ModelConfig, compare, load, train_model
 from refinery_quaterion.data.splits import train_val_split
 from refinery_quaterion.lab.cases import markdown_table
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
@@ -35,12 +35,12 @@ SUBSET_SEED = 1
 
 def run(name: str, case: Any) -> list[dict[str, Any]]:
     """Every size and step budget of one case, scored on the validation half of its manual labels."""
-    prepared = prepare_records(case.export, task=case.task, text=case.text, val_size=case.val_size, seed=case.seed,
-                               holdout="manual")
+    prepared = prepare_records(case.export, LabelConfig(task=case.task, template=case.template, val_size=case.val_size,
+                                                        split_seed=case.seed, holdout="manual"))
     assert prepared.test is not None
-    val_half, _ = train_val_split(prepared.test, val_size=0.5, seed=case.seed, text=case.text)
+    val_half, _ = train_val_split(prepared.test, val_size=0.5, seed=case.seed, template=case.template)
     labels = val_half["label"].astype(str).to_numpy()
-    base = ModelConfig(pretrained=case.pretrained, text=case.text, seed=case.seed)
+    base = ModelConfig(pretrained=case.pretrained, template=case.template, seed=case.seed)
     raw = DistilBertSimilarityModel(base, embedding_cache=True).encode_raw(val_half, progress=False)
     rows = [{"case": name, "records": "–", "min_steps": "–", "epochs": "–",
              "val P@10": float(compare({"raw": raw}, labels, ks=(10,)).loc["raw", "P@10"]), "train s": 0.0}]
@@ -50,7 +50,7 @@ def run(name: str, case: Any) -> list[dict[str, Any]]:
             with tempfile.TemporaryDirectory() as tmp:
                 started = time.perf_counter()
                 outcome = train_model(train, None, Path(tmp) / "model", model_config=base, embedding_cache=True,
-                                      fit_config=FitConfig(seed=case.seed, min_steps=steps, progress="off"))
+                                      fit_config=FitConfig(min_steps=steps, progress="off"))
                 tuned = load(outcome.path, embedding_cache=True).apply_head(raw)
                 score = float(compare({"tuned": tuned}, labels, ks=(10,)).loc["tuned", "P@10"])
             rows.append({"case": name, "records": len(train), "min_steps": steps, "epochs": outcome.fit.epochs,

@@ -19,7 +19,15 @@ from pathlib import Path
 import pandas as pd
 from _common import TEXT, ag_news, machine, peak_rss_mib, write_results
 
-from refinery_quaterion import TextTemplate, evaluate_model, resolve_pretrained, train_model
+from refinery_quaterion import (
+    EvalConfig,
+    FitConfig,
+    ModelConfig,
+    TextTemplate,
+    evaluate_model,
+    resolve_pretrained,
+    train_model,
+)
 from refinery_quaterion.model.encoder import TransformerEncoder
 
 
@@ -47,10 +55,11 @@ def whole_case(cache: Path) -> dict[str, float]:
     reference = pd.concat([train, val], ignore_index=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = train_model(train, val, Path(tmp) / "model", text=TEXT, embedding_cache=cache, progress=False)
+        outcome = train_model(train, val, Path(tmp) / "model", model_config=ModelConfig(template=TEXT),
+                              fit_config=FitConfig(progress=False), embedding_cache=cache)
         trained = time.perf_counter()
-        evaluate_model(outcome.path, test, reference=reference, report_dir=Path(tmp) / "report",
-                       embedding_cache=cache, progress=False)
+        evaluate_model(outcome.path, test, EvalConfig(progress=False), reference=reference,
+                       report_dir=Path(tmp) / "report", embedding_cache=cache)
     end = time.perf_counter()
     return {"train_s": trained - start, "evaluate_s": end - trained, "total_s": end - start,
             "fit_train_s": outcome.fit.train_time_s, "epochs": outcome.fit.epochs,

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                "train_val_split"),
     "data.cleaning": ("CleaningReport", "clean_labels"),
     "data.dataset": ("LabelMap", "RefineryExportDataset"),
+    "data.config": ("LabelConfig",),
     "model.cache": ("EmbeddingCache", "default_cache_dir"),
     "model.components": ("HEADS", "LOSSES", "OPTIMIZERS"),
     "model.config": ("FitConfig", "ModelConfig"),
@@ -42,8 +43,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "exporters": ("EXPORT_FORMATS", "ExportResult", "ModelExportError", "OnnxEmbedder", "export_model"),
     "evaluate": (
         "DEFAULT_KS",
+        "EvalConfig",
         "EvaluationReport",
         "LinearProbeReport",
+        "ProbeConfig",
+        "ProbeSet",
         "RetrievalMetrics",
         "compare",
         "evaluation_report",
@@ -60,7 +64,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "evaluate.plots": ("plot_precision_distribution", "plot_topk_curve"),
     "evaluate.label_plots": ("plot_confusion_matrix", "plot_threshold_curve"),
-    "search": ("SearchHit", "SimilarityIndex", "StaleIndexError", "model_fingerprint"),
+    "search": ("IndexConfig", "IndexingResult", "SearchHit", "SimilarityIndex", "StaleIndexError", "index_records",
+               "load_vector_shards", "model_fingerprint"),
     "workflow.prepare": ("PreparedRecords", "load_prepared", "prepare_records"),
     "workflow.train": ("TrainOutcome", "train_model"),
     "workflow.evaluate": ("EvaluationOutcome", "evaluate_model"),
@@ -72,6 +77,7 @@ __all__ = ["__version__", *_names]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from refinery_quaterion.data.cleaning import CleaningReport, clean_labels
+    from refinery_quaterion.data.config import LabelConfig
     from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset
     from refinery_quaterion.data.labels import DROP_REASONS, LabelReport, combine_labels
     from refinery_quaterion.data.readers import DataFile, RefineryFileError, load_records, read_data_file
@@ -88,8 +94,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from refinery_quaterion.data.thresholds import AutoThreshold, ThresholdChoice, choose_threshold, threshold_report
     from refinery_quaterion.evaluate import (
         DEFAULT_KS,
+        EvalConfig,
         EvaluationReport,
         LinearProbeReport,
+        ProbeConfig,
+        ProbeSet,
         RetrievalMetrics,
         compare,
         evaluation_report,
@@ -114,7 +123,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from refinery_quaterion.model.inference import EmbeddingModel, ModelFileError
     from refinery_quaterion.model.pretrained import MINILM_ALIAS, ModelNotFoundError, resolve_pretrained
     from refinery_quaterion.model.trainable import DistilBertSimilarityModel
-    from refinery_quaterion.search import SearchHit, SimilarityIndex, StaleIndexError, model_fingerprint
+    from refinery_quaterion.search import (
+        IndexConfig,
+        IndexingResult,
+        SearchHit,
+        SimilarityIndex,
+        StaleIndexError,
+        index_records,
+        load_vector_shards,
+        model_fingerprint,
+    )
     from refinery_quaterion.training.fit import FitResult, TrainingInterrupted, fit
     from refinery_quaterion.training.model_files import load, save
     from refinery_quaterion.workflow.evaluate import EvaluationOutcome, evaluate_model

@@ -104,8 +104,8 @@ def synthetic_split(synthetic_frame: pd.DataFrame):
     from refinery_quaterion.data.dataset import RefineryExportDataset, train_val_split
 
     train_frame, val_frame = train_val_split(synthetic_frame, val_size=0.25, seed=42)
-    train = RefineryExportDataset(train_frame, text="{text}")
-    val = RefineryExportDataset(val_frame, text="{text}", label_map=train.label_map)
+    train = RefineryExportDataset(train_frame, template="{text}")
+    val = RefineryExportDataset(val_frame, template="{text}", label_map=train.label_map)
     return train, val
 
 

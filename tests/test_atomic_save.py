@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import exchange_supported
 
-from refinery_quaterion import _io
+from refinery_quaterion import ModelConfig, _io
 
 IO_FILE = Path(_io.__file__)
 KEY_LABELS = ("dir:created", "write:chunk", "file:written", "file:replaced", "dir:written", "dir:synced",
@@ -213,7 +213,7 @@ def test_sigkill_during_a_real_save_leaves_a_loadable_old_or_new_model(tiny_mode
     from refinery_quaterion.training.model_files import load, save
 
     label_map = synthetic_split[0].label_map
-    models = {version: DistilBertSimilarityModel(tiny_model_dir, num_groups=label_map) for version in ("old", "new")}
+    models = {version: DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, num_groups=len(label_map))) for version in ("old", "new")}
     with torch.no_grad():
         for parameter in models["new"].model.head.parameters():
             parameter.add_(0.5)  # two models that differ in every head weight

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import make_texts
 
-from refinery_quaterion import DistilBertSimilarityModel, ModelConfig, fit, load, save
+from refinery_quaterion import DistilBertSimilarityModel, FitConfig, ModelConfig, fit, load, save
 from refinery_quaterion.exporters import export_model, onnx_model
 from refinery_quaterion.model.backends import BACKENDS, MODELS_FOLDER, check_backend, register_backend
 from refinery_quaterion.model.cache import EmbeddingCache
@@ -37,7 +37,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def encoder_on(folder: Path, backend: str, cache: Path | None, **settings) -> TransformerEncoder:
-    return TransformerEncoder.from_pretrained(folder, text="{text}", backend=backend, embedding_cache=cache,
+    return TransformerEncoder.from_pretrained(folder, template="{text}", backend=backend, embedding_cache=cache,
                                               **settings)
 
 
@@ -81,7 +81,7 @@ def test_the_cache_keeps_backends_apart(tiny_model_dir: Path, tmp_path: Path, co
     encoders = {name: encoder_on(tiny_model_dir, name, cache) for name in ("torch", "onnx", "onnx-int8")}
     fingerprints = {name: encoder.fingerprint() for name, encoder in encoders.items()}
     assert len(set(fingerprints.values())) == 3
-    plain = TransformerEncoder.from_pretrained(tiny_model_dir, text="{text}", backend="torch")
+    plain = TransformerEncoder.from_pretrained(tiny_model_dir, template="{text}", backend="torch")
     assert fingerprints["torch"] == plain.fingerprint()  # torch adds nothing: older caches stay valid
     first = {name: encoder.encode(texts()) for name, encoder in encoders.items()}
     assert sorted(EmbeddingCache(cache).fingerprints()) == sorted(fingerprints.values())
@@ -99,12 +99,12 @@ def test_a_model_trains_saves_and_loads_with_an_onnx_backend(tiny_model_dir: Pat
                                                             tmp_path: Path, count_forward, monkeypatch) -> None:
     monkeypatch.setenv("REFINERY_QUATERION_CACHE", str(tmp_path / "default-cache"))  # load() without a cache
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, text="{text}", loss="triplet", encoder_backend="onnx-int8",
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, template="{text}", loss="triplet", encoder_backend="onnx-int8"),
                                       embedding_cache=tmp_path / "cache")
     assert model.encoder.backend == "onnx-int8"
     model.encoder.backend_runner()  # builds the graph (tracing runs the transformer once)
     counter = count_forward(model.encoder.transformer)
-    fit(model, train, val, epochs=2, batch_size=64, progress=False)
+    fit(model, train, val, FitConfig(epochs=2, batch_size=64, progress=False))
     assert counter.calls == 0  # the frozen pass ran on ONNX Runtime only
     path = save(model, tmp_path / "model", label_map=train.label_map)
     assert json.loads((path / "training_config.json").read_text())["model"]["encoder_backend"] == "onnx-int8"
@@ -126,7 +126,7 @@ def test_a_model_trains_saves_and_loads_with_an_onnx_backend(tiny_model_dir: Pat
 def test_a_trainable_encoder_refuses_other_backends(tiny_model_dir: Path) -> None:
     message = r"encoder_backend='onnx' runs a frozen encoder only.*trainable_encoder=False"
     with pytest.raises(ValueError, match=message):
-        DistilBertSimilarityModel(tiny_model_dir, text="{text}", trainable_encoder=True, encoder_backend="onnx")
+        DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, template="{text}", trainable_encoder=True, encoder_backend="onnx"))
     with pytest.raises(ValueError, match=message):
         encoder_on(tiny_model_dir, "onnx", None, trainable=True)
     trainable = encoder_on(tiny_model_dir, "torch", None, trainable=True)
@@ -203,7 +203,7 @@ def test_auto_is_onnx_for_a_frozen_encoder_and_torch_otherwise(tiny_model_dir: P
 
     assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "onnx"
     assert TransformerEncoder.from_pretrained(tiny_model_dir, trainable=True).backend == "torch"
-    assert DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True).encoder.backend == "torch"
+    assert DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, trainable_encoder=True)).encoder.backend == "torch"
     import torch
 
     with monkeypatch.context() as patch:  # a CUDA GPU: torch encodes there, faster than ONNX Runtime on the CPU

@@ -42,7 +42,7 @@ def _export_frame(n: int = 160, manual: int = 48, seed: int = 0) -> pd.DataFrame
 
 @pytest.fixture(scope="module")
 def case_result(tiny_model_dir, tmp_path_factory) -> CaseResult:
-    case = RefineryCase(_export_frame(), task="topic", text="{text}", name="synthetic",
+    case = RefineryCase(_export_frame(), task="topic", template="{text}", name="synthetic",
                         pretrained=str(tiny_model_dir))
     recipes = {
         "fixed 0.7": Recipe(min_confidence=0.7, sample_weighting="none", min_steps=0, fit={"epochs": 2}),

@@ -31,7 +31,7 @@ def _clusters() -> tuple[pd.DataFrame, np.ndarray]:
 
 def test_drops_weak_labels_their_neighbours_contradict() -> None:
     frame, vectors = _clusters()
-    records, report = combine_labels(frame, text="{text}")
+    records, report = combine_labels(frame, template="{text}")
     assert records["text"].tolist() == frame["text"].tolist()  # rows stay aligned with the vectors
     cleaned, cleaning = clean_labels(records, vectors, k=10, majority=0.7, report=report)
     dropped = sorted(set(records["text"]) - set(cleaned["text"]))
@@ -50,7 +50,7 @@ def test_drops_weak_labels_their_neighbours_contradict() -> None:
 
 def test_downweight_multiplies_the_weight_by_the_agreeing_share() -> None:
     frame, vectors = _clusters()
-    records, _ = combine_labels(frame, text="{text}")
+    records, _ = combine_labels(frame, template="{text}")
     cleaned, cleaning = clean_labels(records, vectors, k=10, action="downweight")
     assert len(cleaned) == len(records) and cleaning.downweighted_by_class == {"B": 3}
     changed = cleaned["weight"] != records["weight"]

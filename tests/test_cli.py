@@ -94,7 +94,7 @@ def test_prepare_writes_the_expected_files(tmp_path, capsys) -> None:
     assert set(train.columns) >= {"Title", "Description", "label", "label_source", "confidence"}
     assert json.loads((out / "labels.json").read_text()) == {"labels": ["Business", "Sports", "World"]}
     config = json.loads((out / "prepare.json").read_text())
-    assert config["text"] == "{Title}. {Description}" and config["task"] == "Topic"
+    assert config["template"] == "{Title}. {Description}" and config["task"] == "Topic"
     assert config["report"]["kept"] == 20 and config["report"]["total"] == 40
     assert "kept 20 of 40 records" in (out / "report.txt").read_text()
     assert "kept 20 of 40 records" in capsys.readouterr().out
@@ -220,9 +220,9 @@ def test_train_evaluate_search_end_to_end(tmp_path, tiny_model_dir, synthetic_fr
     assert len(lines) == 4
 
     index = tmp_path / "index"
-    for _ in range(2):  # re-indexing the same records replaces them
+    for written, note in ((40, ""), (0, "; 40 already indexed")):  # a rerun skips what is there, never duplicates
         assert main(["index", str(model), str(test), "--path", str(index), "--cache-dir", str(cache), "--quiet"]) == 0
-        assert f"indexed 40 records into 'refinery' at {index} (40 points)" in capsys.readouterr().out
+        assert f"indexed {written} records into 'refinery' at {index} (40 points{note})" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, synthe
     model_a = root / "model-a"
     assert main(["train", str(prepared), "--pretrained", str(tiny_model_dir), "--out", str(model_a), "--epochs", "2",
                  "--batch-size", "40", "--lr", "0.2", "--cache-dir", str(cache), "--quiet"]) == 0
-    model_b = train_model(frame.iloc[:120], None, root / "model-b", text="{text}",
-                          model_config=ModelConfig(pretrained=str(tiny_model_dir), lr=0.05, seed=1),
+    model_b = train_model(frame.iloc[:120], None, root / "model-b",
+                          model_config=ModelConfig(pretrained=str(tiny_model_dir), template="{text}", lr=0.05, seed=1),
                           fit_config=FitConfig(epochs=1, batch_size=40, progress=False), embedding_cache=cache).path
     return {"root": root, "prepared": prepared, "test": test, "other": other, "no_column": no_column,
             "no_label": no_label, "cache": cache, "a": model_a, "b": model_b}
@@ -135,14 +135,39 @@ def test_index_folder_open_elsewhere_is_one_line(world, capsys) -> None:
     with SimilarityIndex(load(world["a"]), path=folder):
         err = _fails(["index", str(world["a"]), str(world["test"]), "--path", str(folder), "--cache-dir",
                       str(world["cache"]), "-q"], capsys)
-    assert f"the index folder {folder} is already open in another client" in err
+    assert f"the index folder {folder} is open in another process" in err
 
 
 def test_unreachable_qdrant_server_is_one_line(world, capsys) -> None:
     url = "http://127.0.0.1:1"
     err = _fails(["index", str(world["a"]), str(world["test"]), "--url", url, "--cache-dir", str(world["cache"]),
                   "-q"], capsys)
-    assert f"cannot use the Qdrant server at {url}: " in err
+    assert f"cannot reach the Qdrant server at {url}: " in err
+
+
+def test_index_settings_options(world, capsys) -> None:
+    folder = world["root"] / "tuned-index"
+    common = ["--cache-dir", str(world["cache"]), "-q"]
+    assert main(["index", str(world["a"]), str(world["test"]), "--path", str(folder), "--hnsw-m", "8",
+                 "--hnsw-ef-construct", "32", "--search-ef", "16", "--quantization", "int8", "--oversampling", "3",
+                 "--on-disk", "--batch-size", "16", *common]) == 0
+    assert f"indexed 40 records into 'refinery' at {folder} (40 points)" in capsys.readouterr().out
+    config = json.loads((folder / "refinery" / "edge_config.json").read_text())
+    assert config["hnsw_config"]["m"] == 8 and config["hnsw_config"]["ef_construct"] == 32
+    assert "scalar" in config["quantization_config"] and config["vectors"][""]["on_disk"] is True
+    assert main(["search", str(world["a"]), str(world["test"]), "some query", "-k", "2", "--exact", *common]) == 0
+    err = _fails(["index", str(world["a"]), str(world["test"]), "--path", str(folder), "--hnsw-m", "2", *common],
+                 capsys)
+    assert "--hnsw-m must be an integer from 4 to 128, got 2" in err
+
+
+def test_old_engine_folder_is_one_line(world, capsys) -> None:
+    folder = world["root"] / "old-engine-index"
+    (folder / "collection" / "refinery").mkdir(parents=True)
+    (folder / "meta.json").write_text('{"collections": {"refinery": {}}, "aliases": {}}')
+    err = _fails(["index", str(world["a"]), str(world["test"]), "--path", str(folder), "--cache-dir",
+                  str(world["cache"]), "-q"], capsys)
+    assert f"{folder} is an index written by the old engine" in err and "delete the folder" in err
 
 
 def test_export_onnx_int8(world, capsys) -> None:

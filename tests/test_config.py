@@ -20,18 +20,19 @@ def test_defaults_and_derived_settings() -> None:
     assert not trainable.use_memory_cache
     assert not ModelConfig(memory_cache=False).use_memory_cache
     assert not ModelConfig(loss="triplet").needs_num_groups and not ModelConfig(num_groups=4).needs_num_groups
-    assert FitConfig() == FitConfig(epochs="auto", batch_size=128, seed=42, sample_weighting="auto", min_steps=600)
+    assert FitConfig() == FitConfig(epochs="auto", batch_size=128, sample_weighting="auto", min_steps=600)
+    assert ModelConfig().seed == 42 and "seed" not in FitConfig.field_names()  # one seed: the model's
     assert ModelConfig().encoder_backend == "auto"
 
 
 def test_to_dict_is_json_and_round_trips() -> None:
-    config = ModelConfig(pretrained="minilm", text="{Title}. {Description}", head="linear",
-                         head_options={"output_size": 16}, loss="triplet", loss_options={"mining": "all"},
-                         lr=0.01, num_groups=4, seed=None)
+    config = ModelConfig(pretrained="minilm", template="{Title}. {Description}", head="linear",
+                         head_options={"output_size": 16}, loss="triplet", loss_options={"mining": "all"}, lr=0.01,
+                         num_groups=4, seed=7)
     data = json.loads(json.dumps(config.to_dict()))
     assert data["head_options"] == {"output_size": 16, "dropout": 0.0}  # every option spelled out
     assert data["loss_options"] == {"margin": 0.5, "mining": "all", "distance_metric_name": "cosine", "soft": False}
-    assert data["text"] == "{Title}. {Description}" and data["memory_cache"] is None
+    assert data["template"] == "{Title}. {Description}" and data["memory_cache"] is None
     back = ModelConfig.from_dict({**data, "model_type": "bert", "raw_dim": 384, "dim": 16})  # facts are ignored
     assert back.to_dict() == data
     assert back.resolved_loss_options() == config.resolved_loss_options()
@@ -67,7 +68,8 @@ def test_settings_of_the_pre_0_2_format_are_refused() -> None:
         ({"head": "empty"}, ValueError, "nothing to train"),
         ({"val_precision_k": 0}, ValueError, "val_precision_k must be a positive integer or None"),
         ({"encoder_batch_size": 0}, ValueError, "encoder_batch_size must be a positive integer"),
-        ({"text": "{}"}, ValueError, "positional field"),
+        ({"template": "{}"}, ValueError, "positional field"),
+        ({"seed": None}, ValueError, "seed must be an integer, got None"),
         ({"pretrained": ""}, TypeError, "pretrained must be a model name or folder"),
         ({"trainable_encoder": "yes"}, TypeError, "trainable_encoder must be True or False"),
     ],
@@ -89,7 +91,6 @@ def test_bad_model_settings(settings: dict, error: type, message: str) -> None:
         ({"monitor": ""}, "monitor must be 'auto', 'loss', 'precision' or a logged metric name"),
         ({"devices": 0}, "devices must be a positive count"),
         ({"num_workers": -1}, "num_workers must be an integer >= 0"),
-        ({"seed": "x"}, "seed must be an integer"),
         ({"sample_weighting": "soft"}, r"sample_weighting must be one of \['auto', 'none', 'confidence'\], got 'soft'"),
         ({"min_weight": 1.5}, "min_weight must be a number from 0 to 1 .a confidence floor., got 1.5"),
         ({"min_weight": float("nan")}, "min_weight must be a number from 0 to 1"),
@@ -117,5 +118,5 @@ def test_replace_validates_and_names_unknown_settings() -> None:
 
 
 def test_a_callable_template_is_kept_in_memory_and_written_as_none() -> None:
-    config = ModelConfig(text=str.upper)
-    assert config.text is str.upper and config.to_dict()["text"] is None
+    config = ModelConfig(template=str.upper)
+    assert config.template is str.upper and config.to_dict()["template"] is None

@@ -33,7 +33,7 @@ def test_label_map_is_stable_and_round_trips(tmp_path) -> None:
 
 def test_dataset_yields_group_samples() -> None:
     frame, _ = combine_labels(sdk_frame(), "Topic")
-    dataset = RefineryExportDataset(frame, text="{Title}. {Description}")
+    dataset = RefineryExportDataset(frame, template="{Title}. {Description}")
     assert len(dataset) == 5
     sample = dataset[0]
     from quaterion.dataset import SimilarityGroupSample  # after refinery_quaterion: its shims apply
@@ -47,7 +47,7 @@ def test_dataset_yields_group_samples() -> None:
 def test_dataset_with_callable_template_and_shared_label_map() -> None:
     frame, _ = combine_labels(sdk_frame(), "Topic")
     label_map = LabelMap(["Business", "Sports", "Tech", "World"])
-    dataset = RefineryExportDataset(frame, text=lambda r: r["Title"].upper(), label_map=label_map)
+    dataset = RefineryExportDataset(frame, template=lambda r: r["Title"].upper(), label_map=label_map)
     assert dataset.texts[0] == "STOCKS RALLY"
     assert dataset[0].group == 0 and dataset[2].group == 3
     assert dataset.class_counts()["Tech"] == 0
@@ -74,7 +74,7 @@ def test_train_val_split_reproduces_sklearn_split() -> None:
 
 def test_ag_news_train_file_gives_8140_samples_in_4_groups() -> None:
     frame = pd.read_json(AG_NEWS / "labeled_data_train.json.gz")
-    dataset = RefineryExportDataset(frame, text="{Title}. {Description}")
+    dataset = RefineryExportDataset(frame, template="{Title}. {Description}")
     assert len(dataset) == 8140
     assert len(dataset.label_map) == 4
     assert dataset.label_map.names == ["Business", "Sci/Tech", "Sports", "World"]
@@ -106,15 +106,15 @@ def test_dataset_refuses_blank_texts_naming_the_first_row(blank) -> None:
 
 def test_dataset_weights_come_from_combine_labels() -> None:
     frame, _ = combine_labels(sdk_frame(), "Topic")
-    dataset = RefineryExportDataset(frame, text="{Title}")
+    dataset = RefineryExportDataset(frame, template="{Title}")
     assert dataset.weights.tolist() == pytest.approx(frame["weight"].tolist())
     assert dataset.weights.tolist() == pytest.approx([1.0, 0.95, 0.71, 1.0, 1.0])
     dataset.weights[0] = 5  # a copy: the dataset is not changed
     assert dataset.weights[0] == 1.0
     assert type(dataset[1]).__name__ == "SimilarityGroupSample"  # the sample type is unchanged
-    unweighted = RefineryExportDataset(frame.drop(columns="weight"), text="{Title}")
+    unweighted = RefineryExportDataset(frame.drop(columns="weight"), template="{Title}")
     assert unweighted.weights.tolist() == [1.0] * 5
-    assert RefineryExportDataset(frame, text="{Title}", weight_column=None).weights.tolist() == [1.0] * 5
+    assert RefineryExportDataset(frame, template="{Title}", weight_column=None).weights.tolist() == [1.0] * 5
 
 
 # ----------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def _duplicated(copies: int = 2) -> pd.DataFrame:
 def test_identical_texts_stay_on_one_side(stratify, val_size) -> None:
     frame = _duplicated()
     with pytest.warns(DuplicateTextWarning, match=r"80 of 80 records share their text .*40 texts occur more"):
-        train, val = train_val_split(frame, val_size=val_size, seed=42, stratify=stratify, text="{text}")
+        train, val = train_val_split(frame, val_size=val_size, seed=42, stratify=stratify, template="{text}")
     assert set(train["text"]).isdisjoint(val["text"])
     assert len(train) + len(val) == 80 and len(val) == 20
     if stratify:
@@ -146,7 +146,7 @@ def test_without_duplicates_the_split_is_sklearns() -> None:
     from sklearn.model_selection import train_test_split
 
     frame = _duplicated(copies=1)
-    ours, _ = train_val_split(frame, val_size=0.25, seed=42, stratify=False, text="{text}")
+    ours, _ = train_val_split(frame, val_size=0.25, seed=42, stratify=False, template="{text}")
     theirs, _ = train_test_split(frame, test_size=0.25, random_state=42)
     assert ours["record_id"].tolist() == theirs["record_id"].tolist()
 
@@ -155,13 +155,13 @@ def test_conflicting_labels_for_one_text_are_reported() -> None:
     frame = _duplicated(copies=1)
     extra = pd.DataFrame({"text": ["text 0", "  text   0 ", "text 1"], "label": ["b", "a", "b"], "record_id": [97, 98, 99]})
     frame = pd.concat([frame, extra], ignore_index=True)
-    report = duplicate_report(frame, text="{text}")
+    report = duplicate_report(frame, template="{text}")
     assert (report.duplicated_records, report.duplicate_texts, report.conflicting_texts) == (5, 2, 1)
     assert report.conflicts[0]["text"] == "text 0" and report.conflicts[0]["labels"] == {"a": 2, "b": 1}
     assert report.conflicts[0]["rows"] == [0, 40, 41]
     assert "1 texts carry different labels: 'text 0' (a×2, b×1)" in str(report)
     with pytest.warns(DuplicateTextWarning, match="texts carry different labels"):
-        train, val = train_val_split(frame, text="{text}")
+        train, val = train_val_split(frame, template="{text}")
     assert set(train["text"].str.split().str.join(" ")).isdisjoint(val["text"].str.split().str.join(" "))
     # Without a template, records compare on every non-label column: record_id differs, no duplicates.
     assert duplicate_report(frame).duplicated_records == 0
@@ -179,8 +179,8 @@ def test_split_by_source_on_the_banking_snapshot() -> None:
     if not BANKING.exists():
         pytest.skip("the banking snapshot is not shipped in this checkout")
     export = load_export(BANKING)
-    records, report = combine_labels(export, "intent", min_confidence=0.7, text="{text}")
-    split = split_by_source(records, val_size=0.2, seed=42, text="{text}")
+    records, report = combine_labels(export, "intent", min_confidence=0.7, template="{text}")
+    split = split_by_source(records, val_size=0.2, seed=42, template="{text}")
     train, val, test = split
     manual = export.records["__intent__MANUAL"]
     assert len(test) == 250 == int(manual.notna().sum())
@@ -201,6 +201,6 @@ def test_split_by_source_drops_training_copies_of_test_texts() -> None:
     records = pd.DataFrame({"text": ["x", "x", "y", "z", "w"], "label": ["a", "a", "b", "b", "c"],
                             "label_source": ["manual", "weak_supervision", "weak_supervision",
                                              "weak_supervision", "manual"]})
-    split = split_by_source(records, text="{text}")
+    split = split_by_source(records, template="{text}")
     assert split.train["text"].tolist() == ["y", "z"] and split.val.empty
     assert split.removed_overlap == 1 and split.test_only_labels == ["a", "c"]

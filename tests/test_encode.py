@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from refinery_quaterion import FitConfig, ModelConfig
 from refinery_quaterion.model.inference import EmbeddingModel
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 from refinery_quaterion.training.fit import fit
@@ -19,8 +20,8 @@ from refinery_quaterion.training.model_files import load, save
 def models(tiny_model_dir: Path, synthetic_split, tmp_path_factory) -> dict[str, object]:
     """A briefly trained model and the same model saved and loaded."""
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, lr=0.2)
-    fit(model, train, epochs=3, batch_size=64, progress=False)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, lr=0.2))
+    fit(model, train, None, FitConfig(epochs=3, batch_size=64, progress=False))
     folder = save(model, tmp_path_factory.mktemp("encode") / "model")
     return {"trained": model, "loaded": load(folder)}
 

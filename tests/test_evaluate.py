@@ -14,6 +14,7 @@ import torch
 from refinery_quaterion import evaluate
 from refinery_quaterion.evaluate import (
     LinearProbeReport,
+    ProbeSet,
     compare,
     evaluation_report,
     format_table,
@@ -375,7 +376,7 @@ def test_evaluation_report_folder(tmp_path):
 
     raw, tuned, labels = clustered(14, n=150)
     out = tmp_path / "report"
-    probe = {"fine-tuned": (tuned[:100], labels[:100], tuned[100:], labels[100:])}
+    probe = {"fine-tuned": ProbeSet(tuned[:100], labels[:100], tuned[100:], labels[100:])}
     extra = {"confusion": lambda p: plot_confusion_matrix(labels[::-1], labels, p)}
     report = evaluation_report(
         out, {"raw": raw, "fine-tuned": tuned}, labels, ks=(1, 5, 10), probe=probe, extra_plots=extra
@@ -414,6 +415,8 @@ def test_evaluation_report_folder(tmp_path):
     assert list(again.metrics.index) == ["raw"]
     with pytest.raises(ValueError, match="probe name 'other' is not a model"):
         evaluation_report(tmp_path / "x", {"raw": raw}, labels, probe={"other": probe["fine-tuned"]})
+    with pytest.raises(TypeError, match=r"probe\['raw'\] must be a ProbeSet, got tuple"):
+        evaluation_report(tmp_path / "x", {"raw": raw}, labels, probe={"raw": (raw, labels, raw, labels)})
     with pytest.raises(ValueError, match="distribution_k=7 is not one of ks"):
         evaluation_report(tmp_path / "y", {"raw": raw}, labels, ks=(1, 5), distribution_k=7)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

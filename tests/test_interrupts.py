@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from refinery_quaterion import FitConfig, ModelConfig
 from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.encoder import TransformerEncoder
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
@@ -48,10 +49,10 @@ def interrupt_at_cache_write(monkeypatch: pytest.MonkeyPatch, call: int) -> list
 def test_ctrl_c_during_training_raises_and_the_model_cannot_be_saved(tiny_model_dir: Path, synthetic_split,
                                                                     tmp_path: Path, monkeypatch) -> None:
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, lr=0.05)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, lr=0.05))
     interrupt_at_epoch(monkeypatch, 2)
     with pytest.raises(TrainingInterrupted, match=r"interrupted after 2 of 5 epoch\(s\)") as caught:
-        fit(model, train, val, epochs=5, batch_size=64, progress=False, output_dir=tmp_path / "run")
+        fit(model, train, val, FitConfig(epochs=5, batch_size=64, progress=False), output_dir=tmp_path / "run")
     assert isinstance(caught.value, KeyboardInterrupt)
     assert (caught.value.epochs, caught.value.max_epochs, caught.value.stage) == (2, 5, "training")
     assert not (tmp_path / "run" / "fit_result.json").exists()
@@ -71,8 +72,9 @@ def test_ctrl_c_in_train_model_saves_nothing(tiny_model_dir: Path, synthetic_fra
     (tmp_path / "models").mkdir()
     out = tmp_path / "models" / "m"
     with pytest.raises(TrainingInterrupted) as caught:
-        train_model(synthetic_frame.iloc[:120], synthetic_frame.iloc[120:160], out, text="{text}",
-                    pretrained=str(tiny_model_dir), epochs=3, progress=False, embedding_cache=None)
+        train_model(synthetic_frame.iloc[:120], synthetic_frame.iloc[120:160], out,
+                    model_config=ModelConfig(template="{text}", pretrained=str(tiny_model_dir)),
+                    fit_config=FitConfig(epochs=3, progress=False), embedding_cache=None)
     assert caught.value.epochs == 1
     assert not out.exists() and list((tmp_path / "models").iterdir()) == []
 
@@ -82,10 +84,11 @@ def test_ctrl_c_while_encoding_stops_at_once_and_the_cache_keeps_complete_chunks
     train, val = synthetic_split
     monkeypatch.setattr("refinery_quaterion.model.encoder._CHUNK", 8)  # one cache chunk per 8 texts
     cache = EmbeddingCache(tmp_path / "cache")
-    model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=cache, encoder_backend="torch")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, encoder_backend="torch"),
+                                      embedding_cache=cache)
     calls = interrupt_at_cache_write(monkeypatch, 5)
     with pytest.raises(TrainingInterrupted, match="while encoding the records") as caught:
-        fit(model, train, val, epochs=3, batch_size=64, progress=False)
+        fit(model, train, val, FitConfig(epochs=3, batch_size=64, progress=False))
     assert (caught.value.epochs, caught.value.stage) == (0, "encoding")
     assert calls[0] == 5  # stopped at once: quaterion did not go on to train on a half-filled cache
 
@@ -99,10 +102,10 @@ def test_ctrl_c_while_encoding_stops_at_once_and_the_cache_keeps_complete_chunks
     found, stored = EmbeddingCache(tmp_path / "cache").get_many(train.texts, fingerprint=fingerprint)
     assert found.sum() == 32
     np.testing.assert_allclose(stored[found], fresh.encode(np.asarray(train.texts)[found].tolist()), atol=1e-5)
-    model = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=EmbeddingCache(tmp_path / "cache"),
-                                      encoder_backend="torch")  # the counter counts the torch transformer's rows
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, encoder_backend="torch"),
+                                      embedding_cache=EmbeddingCache(tmp_path / "cache"))  # the counter counts the torch transformer's rows
     counter = count_forward(model.encoder.transformer)
-    result = fit(model, train, val, epochs=1, batch_size=64, progress=False)
+    result = fit(model, train, val, FitConfig(epochs=1, batch_size=64, progress=False))
     assert result.epochs == 1 and counter.rows == len(set(train.texts) | set(val.texts)) - 32
 
 

@@ -130,7 +130,7 @@ def test_blank_rendered_texts_are_dropped_and_counted_by_class(blank) -> None:
     frame = sdk_frame()
     frame.loc[frame.Title == "Cup final", "Title"] = blank  # a weak Sports label
     frame.loc[frame.Title == "Peace deal", "Title"] = blank  # a manual World label
-    combined, report = combine_labels(frame, "Topic", text="{Title}")
+    combined, report = combine_labels(frame, "Topic", template="{Title}")
     assert "Cup final" not in set(combined["Title"]) and len(combined) == 3
     assert report.dropped["blank_text"] == 2
     assert report.dropped_by_class["blank_text"] == {"Sports": 1, "World": 1}
@@ -153,7 +153,7 @@ def test_without_a_template_only_fully_empty_records_are_blank() -> None:
 
 def test_template_checked_against_the_export() -> None:
     with pytest.raises(ValueError, match=r"uses 'Body', which is not a column of <DataFrame>"):
-        combine_labels(sdk_frame(), "Topic", text="{Title} {Body}")
+        combine_labels(sdk_frame(), "Topic", template="{Title} {Body}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,12 +248,12 @@ def banking():
 
 
 def test_auto_threshold_on_the_banking_snapshot(banking) -> None:
-    choice = choose_threshold(banking, "intent", text="{text}")
+    choice = choose_threshold(banking, "intent", template="{text}")
     assert not choice.fell_back
     assert choice.compared >= 200 and choice.agreement > 0.99
     assert 0.0 <= choice.value < 0.7  # the fixed 0.7 throws away good labels here
     assert choice.coverage > 0.95
-    records, report = combine_labels(banking, "intent", min_confidence="auto", text="{text}")
+    records, report = combine_labels(banking, "intent", min_confidence="auto", template="{text}")
     assert report.kept_weak == choice.weak_kept and report.kept_manual == 250
     assert set(records["weight"][records["label_source"] == "manual"]) == {1.0}
     weak = records[records["label_source"] == "weak_supervision"]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from refinery_quaterion import FitConfig, ModelConfig
 from refinery_quaterion.data.dataset import RefineryExportDataset
 from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.components import HEADS, LOSSES
@@ -54,7 +55,7 @@ def test_missing_model_error_names_the_minilm_alias(bad: str) -> None:
 
 def test_folder_without_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="config.json.*minilm"):
-        DistilBertSimilarityModel(pretrained=tmp_path)
+        DistilBertSimilarityModel(ModelConfig(pretrained=tmp_path))
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def test_chunks_keep_order_and_are_cached_one_by_one(tmp_path: Path, tiny_model_
 
 
 def test_encode_renders_records_with_the_template(tiny_model_dir: Path) -> None:
-    enc = TransformerEncoder.from_pretrained(tiny_model_dir, text="{title}. {body}")
+    enc = TransformerEncoder.from_pretrained(tiny_model_dir, template="{title}. {body}")
     records = [{"title": "goal match", "body": "the team"}, {"title": "market", "body": "stock profit"}]
     np.testing.assert_allclose(enc.encode(records), enc.encode(["goal match. the team", "market. stock profit"]),
                                atol=1e-6)
@@ -114,7 +115,7 @@ def test_frozen_encoder_stays_in_eval_mode(tiny_model_dir: Path) -> None:
 
 
 def test_encoder_save_load_round_trip(tmp_path: Path, tiny_model_dir: Path) -> None:
-    enc = TransformerEncoder.from_pretrained(tiny_model_dir, text="{title}", pooling="cls", max_length=16)
+    enc = TransformerEncoder.from_pretrained(tiny_model_dir, template="{title}", pooling="cls", max_length=16)
     enc.save(tmp_path / "enc")
     back = TransformerEncoder.load(tmp_path / "enc")
     assert (back.pooling, back.max_length, back.template.spec) == ("cls", 16, "{title}")
@@ -123,7 +124,7 @@ def test_encoder_save_load_round_trip(tmp_path: Path, tiny_model_dir: Path) -> N
 
 
 def test_a_lambda_template_cannot_be_saved(tmp_path: Path, tiny_model_dir: Path) -> None:
-    enc = TransformerEncoder.from_pretrained(tiny_model_dir, text=lambda r: r["title"])
+    enc = TransformerEncoder.from_pretrained(tiny_model_dir, template=lambda r: r["title"])
     with pytest.raises(ValueError, match="format string"):
         enc.save(tmp_path / "enc")
 
@@ -186,8 +187,8 @@ def test_cache_files_and_validation(tmp_path: Path) -> None:
 
 def _one_step(model: DistilBertSimilarityModel, split) -> float:
     train, _ = split
-    small = RefineryExportDataset(pd.DataFrame(train.records[:32]), text="{text}", label_map=train.label_map)
-    result = fit(model, small, epochs=1, batch_size=32, progress=False)
+    small = RefineryExportDataset(pd.DataFrame(train.records[:32]), template="{text}", label_map=train.label_map)
+    result = fit(model, small, None, FitConfig(epochs=1, batch_size=32, progress=False))
     assert result.epochs == 1
     assert result.last_train_loss is not None and np.isfinite(result.last_train_loss)
     return result.last_train_loss
@@ -197,17 +198,17 @@ def _one_step(model: DistilBertSimilarityModel, split) -> float:
 def test_each_head_trains_one_step_or_is_refused(head: str, tiny_model_dir: Path, synthetic_split) -> None:
     if head == "empty":
         with pytest.raises(ValueError, match="nothing to train"):
-            DistilBertSimilarityModel(tiny_model_dir, head=head)
-        model = DistilBertSimilarityModel(tiny_model_dir, head=head, trainable_encoder=True)
+            DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, head=head))
+        model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, head=head, trainable_encoder=True))
     else:
-        model = DistilBertSimilarityModel(tiny_model_dir, head=head)
+        model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, head=head))
     _one_step(model, synthetic_split)
     assert model.encode(["goal match"]).shape == (1, model.model.head.output_size)
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_each_loss_trains_one_step_or_is_refused(loss: str, tiny_model_dir: Path, synthetic_split) -> None:
-    model = DistilBertSimilarityModel(tiny_model_dir, loss=loss)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss=loss))
     if loss in ("softmax", "arcface"):
         # Class-aware losses wait for the number of labels; fit() takes it from the label map.
         assert model.needs_num_groups and model.loss is None
@@ -219,12 +220,10 @@ def test_each_loss_trains_one_step_or_is_refused(loss: str, tiny_model_dir: Path
 
 
 def test_head_and_loss_options(tiny_model_dir: Path, synthetic_split) -> None:
-    model = DistilBertSimilarityModel(tiny_model_dir, head="linear", head_options={"output_size": 8},
-                                      loss="triplet", loss_options={"mining": "all", "margin": 0.2},
-                                      optimizer="adamw", weight_decay=0.01)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, head="linear", head_options={"output_size": 8}, loss="triplet", loss_options={"mining": "all", "margin": 0.2}, optimizer="adamw", weight_decay=0.01))
     _one_step(model, synthetic_split)
     assert model.encode(["goal"]).shape == (1, 8)
-    stacked = DistilBertSimilarityModel(tiny_model_dir, head="stacked", head_options={"output_sizes": [64, 16]})
+    stacked = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, head="stacked", head_options={"output_sizes": [64, 16]}))
     assert stacked.model.head.output_size == 16
 
 
@@ -238,26 +237,31 @@ def test_head_and_loss_options(tiny_model_dir: Path, synthetic_split) -> None:
         ({"loss": "triplet", "loss_options": {"mining": "hard", "foo": 1}}, r"\['foo'\]"),
         ({"loss": "softmax", "num_groups": 1}, "num_groups must be an integer >= 2"),
         ({"trainable_encoder": True, "memory_cache": True}, "memory_cache=True needs a frozen encoder"),
-        ({"trainable_encoder": True, "embedding_cache": "x"}, "embedding_cache"),
+
         ({"lr": 0}, "lr must be a positive number"),
     ],
 )
 def test_bad_settings_are_refused_clearly(kwargs: dict, message: str, tiny_model_dir: Path) -> None:
     with pytest.raises(ValueError, match=message):
-        DistilBertSimilarityModel(tiny_model_dir, **kwargs)
+        DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, **kwargs))
+
+
+def test_a_disk_cache_is_refused_for_a_trainable_encoder(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="embedding_cache"):
+        DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, trainable_encoder=True), embedding_cache="x")
 
 
 def test_bad_loss_option_value_is_refused(tiny_model_dir: Path) -> None:
     with pytest.raises(ValueError, match="mining strategy"):
-        DistilBertSimilarityModel(tiny_model_dir, loss="triplet", loss_options={"mining": "hardest"})
+        DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="triplet", loss_options={"mining": "hardest"}))
 
 
 def test_cache_defaults_follow_the_encoder(tiny_model_dir: Path) -> None:
-    frozen = DistilBertSimilarityModel(tiny_model_dir)
+    frozen = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir))
     assert frozen.configure_caches() is not None
-    trainable = DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True)
+    trainable = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, trainable_encoder=True))
     assert trainable.configure_caches() is None
-    assert DistilBertSimilarityModel(tiny_model_dir, memory_cache=False).configure_caches() is None
+    assert DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, memory_cache=False)).configure_caches() is None
 
 
 def test_validation_precision_equals_the_evaluate_engine() -> None:

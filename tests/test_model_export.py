@@ -20,7 +20,7 @@ import torch
 from conftest import CLASS_WORDS, NOISE_WORDS, SPECIAL_TOKENS, make_texts
 
 import refinery_quaterion
-from refinery_quaterion import DistilBertSimilarityModel, RefineryExportDataset, load, save
+from refinery_quaterion import DistilBertSimilarityModel, ModelConfig, RefineryExportDataset, load, save
 from refinery_quaterion.exporters import EXPORT_FORMATS, ModelExportError, OnnxEmbedder, export_model
 
 needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
@@ -70,14 +70,14 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
     """``get(case) -> folder`` of a saved model with that head, random (non-identity) head weights."""
     made: dict[str, Path] = {}
     frame = make_texts(40)
-    label_map = RefineryExportDataset(frame, text="{text}").label_map
+    label_map = RefineryExportDataset(frame, template="{text}").label_map
 
     def get(case: str) -> Path:
         if case not in made:
             head, head_options, options = CASES[case]
             pretrained = tiny_bert_dir if case.startswith("bert") else tiny_model_dir
-            model = DistilBertSimilarityModel(pretrained, text="{text}", head=head, head_options=head_options,
-                                              loss="triplet", **options)
+            model = DistilBertSimilarityModel(ModelConfig(pretrained=pretrained, template="{text}", head=head,
+                                                          head_options=head_options, loss="triplet", **options))
             generator = torch.Generator().manual_seed(len(made))
             with torch.no_grad():
                 for weights in model.model.head.parameters():
@@ -241,7 +241,7 @@ def test_folder_contents_and_model_card(saved_models, tmp_path: Path) -> None:
 
 @needs_onnx
 def test_export_of_a_model_in_memory(tiny_model_dir: Path, tmp_path: Path) -> None:
-    model = DistilBertSimilarityModel(tiny_model_dir, text="{text}", head="gated", loss="triplet")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, template="{text}", head="gated", loss="triplet"))
     result = export_model(model, tmp_path / "onnx", format="onnx", label_map=["a", "b"])
     assert result.checks["min_cosine"] >= 0.9999
     assert json.loads((result.path / "label_map.json").read_text()) == {"labels": ["a", "b"]}
@@ -251,8 +251,7 @@ def test_export_of_a_model_in_memory(tiny_model_dir: Path, tmp_path: Path) -> No
 
 @needs_onnx
 def test_a_head_that_cannot_be_expressed_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
-    softmax = DistilBertSimilarityModel(tiny_model_dir, text="{text}", head="stacked", loss="triplet",
-                                        head_options={"output_sizes": [16, 16], "activation_fn": "softmax"})
+    softmax = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, template="{text}", head="stacked", loss="triplet", head_options={"output_sizes": [16, 16], "activation_fn": "softmax"}))
     for fmt in EXPORT_FORMATS:
         with pytest.raises(ModelExportError, match=r"head 'stacked' \(StackedProjectionHead\).*'softmax'"):
             export_model(softmax, tmp_path / fmt, format=fmt)
@@ -264,7 +263,7 @@ def test_a_head_that_cannot_be_expressed_is_refused(tiny_model_dir: Path, tmp_pa
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x * x
 
-    model = DistilBertSimilarityModel(tiny_model_dir, text="{text}", head="gated", loss="triplet")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, template="{text}", head="gated", loss="triplet"))
     model.model.head = TwistedHead()
     with pytest.raises(ModelExportError, match=r"TwistedHead\) cannot be exported.*exportable head classes"):
         export_model(model, tmp_path / "twisted")

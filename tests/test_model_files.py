@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from refinery_quaterion import FitConfig, ModelConfig
 from refinery_quaterion.data.dataset import LabelMap
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 from refinery_quaterion.training.fit import fit
@@ -19,8 +20,8 @@ from refinery_quaterion.training.model_files import ModelFileError, load, save
 def saved(tiny_model_dir: Path, synthetic_split, tmp_path_factory) -> tuple[DistilBertSimilarityModel, Path]:
     """An arcface model trained for one epoch on the 4 synthetic labels, and its saved folder."""
     train, _ = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir)
-    fit(model, train, epochs=1, batch_size=64, progress=False)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir))
+    fit(model, train, None, FitConfig(epochs=1, batch_size=64, progress=False))
     return model, save(model, tmp_path_factory.mktemp("files") / "model", label_map=train.label_map)
 
 
@@ -43,7 +44,7 @@ def test_save_refuses_a_label_map_that_does_not_fit_the_model(saved, synthetic_s
                                          r"on 4 labels \['business'"):
         save(model, tmp_path / "m", label_map=renamed)
     assert not (tmp_path / "m").exists()
-    untrained = DistilBertSimilarityModel(tiny_model_dir, loss="triplet")  # knows no labels
+    untrained = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="triplet"))  # knows no labels
     with pytest.raises(ValueError, match="save needs the labels the model was trained on"):
         save(untrained, tmp_path / "m")
     folder = save(model, tmp_path / "m")  # the model's own label map by default

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from refinery_quaterion import ModelConfig
 from refinery_quaterion.model.config import FitConfig
 
 SCRIPT = """
@@ -17,17 +18,18 @@ import sys
 sys.path.insert(0, {tests!r})
 from conftest import make_texts
 from refinery_quaterion.data.dataset import RefineryExportDataset, train_val_split
+from refinery_quaterion.model.config import FitConfig, ModelConfig
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 from refinery_quaterion.training.fit import fit
 from refinery_quaterion.training.model_files import save
 
 train_frame, val_frame = train_val_split(make_texts(120), val_size=0.25, seed=1)
-train = RefineryExportDataset(train_frame, text="{{text}}")
-val = RefineryExportDataset(val_frame, text="{{text}}", label_map=train.label_map)
+train = RefineryExportDataset(train_frame, template="{{text}}")
+val = RefineryExportDataset(val_frame, template="{{text}}", label_map=train.label_map)
 for run, settings in enumerate([{{}}, {{"progress": "off"}}, {{"progress": False}}, {{"verbose": True}}]):
     print(f"=== run {{run}}", file=sys.stderr, flush=True)
-    model = DistilBertSimilarityModel({model!r})
-    fit(model, train, val, epochs=3, batch_size=32, **settings)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained={model!r}))
+    fit(model, train, val, FitConfig(epochs=3, batch_size=32, **settings))
     save(model, {out!r} + str(run), label_map=train.label_map)
     sys.stdout.flush(); sys.stderr.flush()
 """
@@ -79,7 +81,7 @@ def test_the_bar_mode_shows_one_bar_per_stage(tiny_model_dir: Path, synthetic_sp
     from refinery_quaterion.training.fit import fit
 
     train, val = synthetic_split
-    fit(DistilBertSimilarityModel(tiny_model_dir), train, val, epochs=2, batch_size=64, progress="bar")
+    fit(DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir)), train, val, FitConfig(epochs=2, batch_size=64, progress="bar"))
     err = capsys.readouterr().err
     final = {line.split(":")[0]: line for line in err.replace("\r", "\n").splitlines() if "100%" in line}
     assert set(final) == {"Encoding", "Training"}

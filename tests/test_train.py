@@ -35,9 +35,9 @@ def trained(tiny_model_dir: Path, synthetic_split, tmp_path_factory) -> tuple[Di
     """A frozen-encoder model trained with quaterion's cache and a disk embedding cache."""
     train, val = synthetic_split
     cache = tmp_path_factory.mktemp("emb-cache")
-    model = DistilBertSimilarityModel(tiny_model_dir, lr=0.2, embedding_cache=cache)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, lr=0.2), embedding_cache=cache)
     model.before = precision_at_10(model.encode_raw(val.records), val.labels)  # type: ignore[attr-defined]
-    result = fit(model, train, val, epochs=30, batch_size=64, progress=False)
+    result = fit(model, train, val, FitConfig(epochs=30, batch_size=64, progress=False))
     return model, result
 
 
@@ -56,10 +56,10 @@ def test_frozen_encoder_with_cache_improves_precision(trained, synthetic_split) 
 
 def test_trainable_encoder_improves_precision(tiny_model_dir: Path, synthetic_split) -> None:
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, trainable_encoder=True, encoder_lr=3e-3)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, trainable_encoder=True, encoder_lr=3e-3))
     assert model.configure_caches() is None
     before = precision_at_10(model.encode_raw(val.records), val.labels)
-    result = fit(model, train, val, epochs=5, batch_size=64, progress=False)
+    result = fit(model, train, val, FitConfig(epochs=5, batch_size=64, progress=False))
     after = precision_at_10(model.encode(val.records), val.labels)
     assert after >= before + 0.15, (before, after)
     assert result.epochs == 5
@@ -67,10 +67,10 @@ def test_trainable_encoder_improves_precision(tiny_model_dir: Path, synthetic_sp
 
 def test_frozen_encoder_without_any_cache_trains(tiny_model_dir: Path, synthetic_split, count_forward) -> None:
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, memory_cache=False, lr=0.05, encoder_backend="torch")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, memory_cache=False, lr=0.05, encoder_backend="torch"))
     assert model.configure_caches() is None
     calls = count_forward(model.encoder.transformer)
-    result = fit(model, train, val, epochs=2, batch_size=64, progress=False)
+    result = fit(model, train, val, FitConfig(epochs=2, batch_size=64, progress=False))
     assert calls.rows == 2 * (len(train) + len(val))  # encoded every epoch, no cache
     assert result.epochs == 2 and result.last_val_precision is not None
 
@@ -79,8 +79,8 @@ def test_same_seed_gives_the_same_model(tiny_model_dir: Path, synthetic_split) -
     train, val = synthetic_split
     runs = []
     for _ in range(2):
-        model = DistilBertSimilarityModel(tiny_model_dir, lr=0.05)
-        fit(model, train, val, epochs=3, batch_size=64, progress=False, seed=7)
+        model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, lr=0.05, seed=7))
+        fit(model, train, val, FitConfig(epochs=3, batch_size=64, progress=False))
         runs.append(model.encode(val.texts))
     np.testing.assert_array_equal(runs[0], runs[1])
 
@@ -119,7 +119,7 @@ def test_save_refuses_an_existing_folder_unless_overwrite(trained, synthetic_spl
     config = json.loads((tmp_path / "m" / "training_config.json").read_text())
     assert config["extra"] == {"run": 2}
     assert config["model"]["head"] == "skip_connection" and config["model"]["loss"] == "arcface"
-    assert config["model"]["text"] == "{text}" and config["training"]["epochs"] == 30
+    assert config["model"]["template"] == "{text}" and config["training"]["epochs"] == 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp folders left
 
 
@@ -147,7 +147,8 @@ def test_saved_settings_are_the_configs_and_load_reads_them_back(trained, synthe
     train, val = synthetic_split
     save(model, tmp_path / "m", label_map=train.label_map)
     saved = json.loads((tmp_path / "m" / "training_config.json").read_text())
-    assert saved["format"] == 2
+    assert saved["format"] == 3
+    assert saved["model"]["template"] == "{text}" and "text" not in saved["model"] and "seed" not in saved["fit"]
     assert saved["model"] == {**model.model_config.to_dict(), "model_type": "distilbert", "raw_dim": 32, "dim": 32}
     assert saved["model"]["num_groups"] == len(train.label_map) and saved["model"]["memory_cache"] is None
     assert saved["fit"] == FitConfig(epochs=30, batch_size=64, progress=False).to_dict()
@@ -164,8 +165,8 @@ def test_saved_settings_are_the_configs_and_load_reads_them_back(trained, synthe
     assert rebuilt.model_config == model.model_config
 
 
-def test_a_format_1_folder_is_refused(trained, synthetic_split, tmp_path: Path) -> None:
-    """Folders written before ModelConfig/FitConfig (format 1) are refused, saying why; bad settings too."""
+def test_folders_of_format_1_and_2_are_refused(trained, synthetic_split, tmp_path: Path) -> None:
+    """Folders of 0.2 and earlier (format 1: before the configs; 2: ``text``, two seeds) are refused; bad settings too."""
     model, _ = trained
     train, _ = synthetic_split
     folder = save(model, tmp_path / "old", label_map=train.label_map)
@@ -182,35 +183,42 @@ def test_a_format_1_folder_is_refused(trained, synthetic_split, tmp_path: Path) 
         "labels": train.label_map.names, "extra": None,
     }
     (folder / "training_config.json").write_text(json.dumps(format_1))
-    with pytest.raises(ModelFileError, match=r"before 0\.2 \(format 1\), which this version no longer reads"):
+    with pytest.raises(ModelFileError, match=r"0\.2 or earlier \(format 1\), which this version no longer reads"):
+        load(folder)
+    (folder / "training_config.json").write_text(json.dumps({**written, "format": 2}))
+    with pytest.raises(ModelFileError, match=r"0\.2 or earlier \(format 2\), which this version no longer reads"):
         load(folder)
     (folder / "training_config.json").write_text(json.dumps({**written, "model": {"head": "sequential"}}))
     with pytest.raises(ModelFileError, match=r"training_config.json: does not hold valid settings: unknown head"):
         load(folder)
 
 
-def test_fit_takes_a_config_or_keywords(tiny_model_dir: Path, synthetic_split) -> None:
+def test_fit_and_the_model_take_their_config_only(tiny_model_dir: Path, synthetic_split) -> None:
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(ModelConfig(pretrained=str(tiny_model_dir), loss="triplet"), memory_cache=False)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=str(tiny_model_dir), loss="triplet", memory_cache=False))
     assert model.model_config.memory_cache is False and model.configure_caches() is None
-    result = fit(model, train, config=FitConfig(epochs=2, batch_size=64, progress=False), epochs=1)
+    result = fit(model, train, None, FitConfig(epochs=1, batch_size=64, progress=False))
     assert result.epochs == 1 and model.fit_config == FitConfig(epochs=1, batch_size=64, progress=False)
-    with pytest.raises(TypeError, match=r"unknown FitConfig setting\(s\) \['epoch'\]"):
-        fit(model, train, epoch=1)
-    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['heads'\]"):
-        DistilBertSimilarityModel(tiny_model_dir, heads="linear")
-    with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['cache'\]"):
-        DistilBertSimilarityModel(tiny_model_dir, cache=False)  # the pre-0.2 name of memory_cache
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epochs'"):
+        fit(model, train, epochs=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="config must be a FitConfig, got dict"):
+        fit(model, train, None, {"epochs": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lr'"):
+        DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir), lr=0.1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="config must be a ModelConfig, got str"):
+        DistilBertSimilarityModel("minilm")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"unknown FitConfig setting\(s\) \['seed'\]"):
+        FitConfig(epochs=1).replace(seed=1)  # the seed is the model's: ModelConfig.seed
 
 
 def test_embedding_cache_serves_the_training_cache_pass(tiny_model_dir: Path, synthetic_split, tmp_path: Path,
                                                         count_forward) -> None:
     train, val = synthetic_split
-    first = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=tmp_path / "cache")
-    fit(first, train, val, epochs=1, batch_size=64, progress=False)
-    again = DistilBertSimilarityModel(tiny_model_dir, embedding_cache=tmp_path / "cache")
+    first = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir), embedding_cache=tmp_path / "cache")
+    fit(first, train, val, FitConfig(epochs=1, batch_size=64, progress=False))
+    again = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir), embedding_cache=tmp_path / "cache")
     calls = count_forward(again.encoder.transformer)
-    fit(again, train, val, epochs=2, batch_size=64, progress=False)
+    fit(again, train, val, FitConfig(epochs=2, batch_size=64, progress=False))
     assert calls.calls == 0
 
 
@@ -218,8 +226,8 @@ def test_early_stopping_restores_the_best_epoch(tiny_model_dir: Path, synthetic_
                                                 monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     train, val = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir, lr=0.05)
-    result = fit(model, train, val, epochs=40, batch_size=64, progress=False, early_stopping=2,
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, lr=0.05))
+    result = fit(model, train, val, FitConfig(epochs=40, batch_size=64, progress=False, early_stopping=2),
                  output_dir=tmp_path / "run")
     assert result.monitor == "validation_precision@10" and result.best_epoch is not None
     assert result.stopped_early == (result.epochs < 40)
@@ -236,33 +244,33 @@ def test_text_none_adopts_the_dataset_template_and_conflicts_are_refused(tiny_mo
     frame = pd.DataFrame({"title": ["goal match", "market stock", "team coach", "bank profit"] * 4,
                           "body": ["the team", "a bank", "league", "trade"] * 4,
                           "label": ["sports", "business"] * 8})
-    dataset = RefineryExportDataset(frame, text="{title}. {body}")
-    model = DistilBertSimilarityModel(tiny_model_dir)
-    fit(model, dataset, epochs=1, batch_size=16, progress=False)
+    dataset = RefineryExportDataset(frame, template="{title}. {body}")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir))
+    fit(model, dataset, None, FitConfig(epochs=1, batch_size=16, progress=False))
     assert model.template.spec == "{title}. {body}"
-    other = DistilBertSimilarityModel(tiny_model_dir, text="{title}")
+    other = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, template="{title}"))
     with pytest.raises(ValueError, match=r"the template '\{title\}' but train_dataset uses .*same template"):
-        fit(other, dataset, epochs=1, progress=False)
+        fit(other, dataset, None, FitConfig(epochs=1, progress=False))
 
 
 def test_fit_argument_errors(tiny_model_dir: Path, synthetic_split) -> None:
     train, _ = synthetic_split
-    model = DistilBertSimilarityModel(tiny_model_dir)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir))
     with pytest.raises(ValueError, match="early_stopping needs a val_dataset"):
-        fit(model, train, early_stopping=2)
+        fit(model, train, None, FitConfig(early_stopping=2))
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
-        fit(model, train, epochs=0)
-    softmax = DistilBertSimilarityModel(tiny_model_dir, loss="softmax", num_groups=2)
+        fit(model, train, None, FitConfig(epochs=0))
+    softmax = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="softmax", num_groups=2))
     with pytest.raises(ValueError, match="outside 0..1 for num_groups=2"):
-        fit(softmax, train, epochs=1, progress=False)
+        fit(softmax, train, None, FitConfig(epochs=1, progress=False))
 
 
 def test_auto_epochs_reach_min_steps_on_small_training_sets(tiny_model_dir: Path, synthetic_split) -> None:
     train, _ = synthetic_split  # 150 records: 3 batches of 64 an epoch
     results = {}
     for settings in ({"min_steps": 45}, {"min_steps": 12}, {"min_steps": 45, "epochs": 2}):
-        model = DistilBertSimilarityModel(tiny_model_dir)
-        results[str(settings)] = fit(model, train, batch_size=64, progress=False, **settings).epochs
+        model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir))
+        results[str(settings)] = fit(model, train, None, FitConfig(batch_size=64, progress=False, **settings)).epochs
         assert model.training_summary["max_epochs"] == results[str(settings)]
     # 45 steps need 15 epochs; 12 steps are reached within the 10 epochs of "auto"; explicit epochs stay
     assert list(results.values()) == [15, 10, 2]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from refinery_quaterion import FitConfig, ModelConfig
 from refinery_quaterion.data.dataset import RefineryExportDataset
 from refinery_quaterion.model._losses import GroupAwareMNRLoss, WeightedArcFaceLoss, WeightedSoftmaxLoss, weighted_mean
 from refinery_quaterion.model.components import LOSSES
@@ -29,9 +30,9 @@ def conflicting(dataset: RefineryExportDataset, n: int, weight: float) -> pd.Dat
 
 
 def head_after(tiny_model_dir: Path, frame: pd.DataFrame, label_map, **settings) -> dict[str, torch.Tensor]:
-    dataset = RefineryExportDataset(frame, text="{text}", label_map=label_map)
-    model = DistilBertSimilarityModel(tiny_model_dir, lr=0.05, num_groups=label_map)
-    fit(model, dataset, epochs=4, batch_size=512, progress=False, **settings)  # one batch per epoch
+    dataset = RefineryExportDataset(frame, template="{text}", label_map=label_map)
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, lr=0.05, num_groups=len(label_map)))
+    fit(model, dataset, None, FitConfig(epochs=4, batch_size=512, progress=False, **settings))  # one batch per epoch
     return {k: v.clone() for k, v in model.model.head.state_dict().items()}
 
 
@@ -60,8 +61,8 @@ def test_the_dataset_weights_reach_the_loss(memory_cache: bool, tiny_model_dir: 
                                             monkeypatch) -> None:
     train, _ = synthetic_split
     weights = np.round(np.linspace(0.3, 1.0, len(train)), 4)
-    dataset = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), text="{text}")
-    model = DistilBertSimilarityModel(tiny_model_dir, memory_cache=memory_cache)
+    dataset = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), template="{text}")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, memory_cache=memory_cache))
     seen: list[np.ndarray] = []
     original = WeightedArcFaceLoss.forward
 
@@ -70,7 +71,7 @@ def test_the_dataset_weights_reach_the_loss(memory_cache: bool, tiny_model_dir: 
         return original(self, embeddings, groups, weights)
 
     monkeypatch.setattr(WeightedArcFaceLoss, "forward", spy)
-    fit(model, dataset, epochs=2, batch_size=64, progress=False, sample_weighting="confidence")
+    fit(model, dataset, None, FitConfig(epochs=2, batch_size=64, progress=False, sample_weighting="confidence"))
     first_epoch = np.concatenate(seen[: len(seen) // 2])
     np.testing.assert_allclose(np.sort(first_epoch), np.sort(weights), rtol=1e-6)
 
@@ -78,16 +79,17 @@ def test_the_dataset_weights_reach_the_loss(memory_cache: bool, tiny_model_dir: 
 def test_a_loss_without_weights_is_refused_and_the_floor_drops_records(tiny_model_dir: Path, synthetic_split) -> None:
     train, _ = synthetic_split
     weights = np.where(np.arange(len(train)) % 3 == 0, 0.4, 0.9)
-    dataset = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), text="{text}")
+    dataset = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), template="{text}")
     with pytest.raises(ValueError, match=r"\(softmax, arcface, multiple_negatives_ranking\); loss 'triplet' does not"):
-        fit(DistilBertSimilarityModel(tiny_model_dir, loss="triplet"), dataset, sample_weighting="confidence")
-    model = DistilBertSimilarityModel(tiny_model_dir, loss="triplet")
-    result = fit(model, dataset, epochs=1, batch_size=64, progress=False, min_weight=0.5)
+        fit(DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="triplet")), dataset, None,
+            FitConfig(sample_weighting="confidence"))
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="triplet"))
+    result = fit(model, dataset, None, FitConfig(epochs=1, batch_size=64, progress=False, min_weight=0.5))
     dropped = int((weights < 0.5).sum())
     assert result.dropped_records == dropped and model.training_summary["train_records"] == len(train) - dropped
     assert "below min_weight left out" in str(result)
     with pytest.raises(ValueError, match=r"min_weight=0.95 drops all 150 records of train_dataset"):
-        fit(model, dataset, min_weight=0.95)
+        fit(model, dataset, None, FitConfig(min_weight=0.95))
     assert LOSSES.weighted() == ["softmax", "arcface", "multiple_negatives_ranking"]
 
 
@@ -105,20 +107,21 @@ def test_auto_weighting_weighs_by_confidence_only_when_there_is_something_to_wei
                           head_after(tiny_model_dir, base, train.label_map, sample_weighting="none")) == 0
 
     weights = np.where(np.arange(len(train)) % 3 == 0, 0.4, 0.9)
-    varied = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), text="{text}")
+    varied = RefineryExportDataset(frame_of(train, 1.0).assign(weight=weights), template="{text}")
     resolved = {}
     for loss in ("arcface", "triplet"):  # triplet takes no weights: "auto" trains it unweighted, without an error
-        model = DistilBertSimilarityModel(tiny_model_dir, loss=loss)
-        fit(model, varied, epochs=1, batch_size=64, progress=False)
+        model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss=loss))
+        fit(model, varied, None, FitConfig(epochs=1, batch_size=64, progress=False))
         resolved[loss] = (model.fit_config.sample_weighting, model.training_summary["sample_weighting"])
     assert resolved == {"arcface": ("auto", "confidence"), "triplet": ("auto", "none")}
 
 
 def test_a_weighted_pair_loss_trains(tiny_model_dir: Path, synthetic_split) -> None:
     train, val = synthetic_split
-    dataset = RefineryExportDataset(frame_of(train, 0.5), text="{text}")
-    model = DistilBertSimilarityModel(tiny_model_dir, loss="multiple_negatives_ranking")
-    result = fit(model, dataset, val, epochs=1, batch_size=32, progress=False, sample_weighting="confidence")
+    dataset = RefineryExportDataset(frame_of(train, 0.5), template="{text}")
+    model = DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="multiple_negatives_ranking"))
+    result = fit(model, dataset, val,
+                 FitConfig(epochs=1, batch_size=32, progress=False, sample_weighting="confidence"))
     assert result.epochs == 1 and np.isfinite(result.last_train_loss)
 
 

@@ -6,7 +6,7 @@ Usage: python train.py [--epochs N] [--out output/model]
 import argparse
 from pathlib import Path
 
-from refinery_quaterion import load_records, train_model
+from refinery_quaterion import FitConfig, ModelConfig, load_records, train_model
 
 HERE = Path(__file__).parent
 TEXT = "{Title}. {Description}"
@@ -20,6 +20,8 @@ train = load_records(HERE / "data" / "labeled_data_train.json.gz")
 val = load_records(HERE / "data" / "labeled_data_val.json.gz")
 print(f"train {len(train)} records, val {len(val)} records, text {TEXT!r}")
 
-outcome = train_model(train, val, args.out, text=TEXT, pretrained="minilm", epochs=args.epochs, overwrite=True)
+fit_config = FitConfig() if args.epochs is None else FitConfig(epochs=args.epochs)
+outcome = train_model(train, val, args.out, model_config=ModelConfig(pretrained="minilm", template=TEXT),
+                      fit_config=fit_config, overwrite=True)
 print(outcome.fit)
 print(f"model saved to {outcome.path} in {outcome.seconds:.1f} s")

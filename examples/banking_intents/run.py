@@ -19,7 +19,8 @@ from refinery_quaterion.lab.recipes import Recipe
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parents[1] / "benchmarks" / "results"
-CASE = RefineryCase(HERE / "data" / "snapshot_data.json.zip", task="intent", text="{text}", name="banking intents")
+CASE = RefineryCase(HERE / "data" / "snapshot_data.json.zip", task="intent", template="{text}",
+                    name="banking intents")
 QUERIES = ["I think someone stole my card", "how much money do I have left", "can I roll over my retirement plan"]
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

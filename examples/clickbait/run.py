@@ -15,7 +15,7 @@ from refinery_quaterion.lab.cases import RefineryCase, run_case
 from refinery_quaterion.lab.recipes import CASE_RECIPES, Recipe
 
 HERE = Path(__file__).parent
-CASE = RefineryCase(HERE / "data" / "clickbait.zip", task="clickbait", text="{headline}", name="clickbait")
+CASE = RefineryCase(HERE / "data" / "clickbait.zip", task="clickbait", template="{headline}", name="clickbait")
 QUERIES = ["You won't believe what this cat did next", "Senate passes budget bill after long debate"]
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

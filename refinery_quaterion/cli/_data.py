@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refinery_quaterion.cli._common import (
     DEFAULT_TEXT,
@@ -16,6 +16,9 @@ from refinery_quaterion.cli._common import (
     refuse_existing,
     share_or_count,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from refinery_quaterion.data.config import LabelConfig
 
 DEFAULT_THRESHOLDS = "0,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95"
 """Thresholds ``thresholds`` shows unless ``--thresholds`` is given."""
@@ -75,15 +78,21 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_thresholds, on_interrupt=lambda a: "nothing was written")
 
 
+def label_config(args: argparse.Namespace) -> LabelConfig:
+    """The `LabelConfig` of ``prepare``'s flags (``--text`` is its ``template``, ``--seed`` its ``split_seed``)."""
+    from refinery_quaterion.data.config import LabelConfig
+
+    return LabelConfig(task=args.task, min_confidence=_min_confidence(args), template=args.text,
+                       val_size=args.val_size, stratify=not args.no_stratify, holdout=args.holdout,
+                       split_seed=args.seed)
+
+
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from refinery_quaterion.workflow import prepare_records
 
     refuse_existing(args.out, args.overwrite)
-    prepared = prepare_records(
-        args.export, args.out, task=args.task, text=args.text, min_confidence=_min_confidence(args),
-        val_size=args.val_size, seed=args.seed, stratify=not args.no_stratify, holdout=args.holdout,
-        password=args.password, overwrite=args.overwrite,
-    )
+    prepared = prepare_records(args.export, label_config(args), out=args.out, password=args.password,
+                               overwrite=args.overwrite)
     print(prepared.report)
     if prepared.holdout is not None:
         print(f"\n{prepared.holdout}")
@@ -103,7 +112,7 @@ def _cmd_thresholds(args: argparse.Namespace) -> None:
     fixed = args.min_confidence if args.min_confidence != "auto" else None
     export = load_export(args.export, password=args.password)
     table = threshold_report(export, args.task, thresholds=sorted(set(values) | ({fixed} if fixed is not None
-                                                                                   else set())), text=args.text)
+                                                                                   else set())), template=args.text)
     choice = table.attrs.get("threshold_choice") or {}
     if fixed is not None:
         table["chosen"] = table["threshold"] == fixed

@@ -31,8 +31,9 @@ EXIT_BROKEN_PIPE = 141
 EXIT_INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 
-SETTING_FLAGS: dict[str, str] = {"encoder_backend": "--backend"}
-"""Library settings whose flag is not named after them (``--backend`` sets ``encoder_backend``)."""
+SETTING_FLAGS: dict[str, str] = {"encoder_backend": "--backend", "template": "--text", "split_seed": "--seed"}
+"""Library settings whose flag is not named after them (``--backend`` sets ``encoder_backend``, ``--text`` the
+``template``, ``prepare --seed`` the ``split_seed``)."""
 
 FIX_PHRASES: dict[tuple[str, Any], str] = {("embedding_cache", None): "pass --no-cache",
                                            ("holdout", None): "leave out --holdout"}

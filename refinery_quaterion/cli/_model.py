@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refinery_quaterion.cli._common import (
     LazyText,
@@ -21,6 +21,11 @@ from refinery_quaterion.cli._common import (
     records_file,
     refuse_existing,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from refinery_quaterion.data.text import TextSpec
+    from refinery_quaterion.evaluate.config import EvalConfig
+    from refinery_quaterion.model.config import FitConfig, ModelConfig
 
 
 def _default_ks() -> str:
@@ -114,15 +119,28 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
+def train_configs(args: argparse.Namespace, template: TextSpec) -> tuple[ModelConfig, FitConfig]:
+    """The `ModelConfig` and `FitConfig` of ``train``'s flags (``--seed`` is the model's one seed)."""
     from refinery_quaterion.model.config import FitConfig, ModelConfig
+
+    model_config = ModelConfig(pretrained=args.pretrained, template=template, head=args.head, loss=args.loss,
+                               trainable_encoder=args.trainable_encoder, seed=args.seed, **_model_options(args))
+    return model_config, FitConfig(batch_size=args.batch_size, **_fit_options(args))
+
+
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    """The `EvalConfig` of ``evaluate``'s flags."""
+    from refinery_quaterion.evaluate.config import EvalConfig
+
+    return EvalConfig(ks=ints(str(args.ks), "--ks"), label_column=args.label_column, progress=progress(args))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
     from refinery_quaterion.workflow import load_prepared, train_model
 
     refuse_existing(args.out, args.overwrite)
-    prepared = load_prepared(args.data, text=args.text)
-    model_config = ModelConfig(pretrained=args.pretrained, text=prepared.text, head=args.head, loss=args.loss,
-                               trainable_encoder=args.trainable_encoder, seed=args.seed, **_model_options(args))
-    fit_config = FitConfig(batch_size=args.batch_size, seed=args.seed, **_fit_options(args))
+    prepared = load_prepared(args.data, template=args.text)
+    model_config, fit_config = train_configs(args, prepared.template)
     outcome = train_model(prepared.train, prepared.val, args.out, model_config=model_config, fit_config=fit_config,
                           embedding_cache=cache(args), overwrite=args.overwrite)
     print(outcome.fit)
@@ -133,15 +151,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from refinery_quaterion.evaluate import format_table
     from refinery_quaterion.workflow import evaluate_model
 
-    ks = ints(str(args.ks), "--ks")
+    config = eval_config(args)
     model_folder(args.model)
     records_file(args.test, "TEST", hint="test.json,val.json")
     for path in args.probe_train or []:
         records_file(path, "--probe-train", hint="train.json")
     refuse_existing(args.report, args.overwrite, "--report")
     outcome = evaluate_model(
-        load_model(args), args.test, reference=args.probe_train, label_column=args.label_column, ks=ks,
-        report_dir=args.report, overwrite=args.overwrite, progress=progress(args),
+        load_model(args), args.test, config, reference=args.probe_train, report_dir=args.report,
+        overwrite=args.overwrite,
     )
     print(format_table(outcome.metrics, digits=3))
     if args.report is not None:

@@ -20,52 +20,114 @@ from refinery_quaterion.cli._common import (
     status,
 )
 from refinery_quaterion.cli._errors import is_qdrant_error
+from refinery_quaterion.errors import api_fix, api_setting
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``search`` and ``index`` to the subparsers ``sub``."""
     p = add_model_command(sub, "search", parents, data="records to search",
-                          help="nearest records to a query (embedded Qdrant)",
-                          description="Index DATA with the model in embedded Qdrant (in memory, or --index-path to "
-                          "keep it) and print the k nearest records to each query. DATA is always read: a kept "
-                          "index is rebuilt when the model or DATA changed since it was built, else reused.")
+                          help="nearest records to a query (embedded Qdrant Edge)",
+                          description="Index DATA with the model in embedded Qdrant Edge (in memory, or "
+                          "--index-path to keep it) and print the k nearest records to each query. DATA is always "
+                          "read: a kept index is rebuilt when the model or DATA changed since it was built, else "
+                          "reused.")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="query text(s)")
     p.add_argument("-k", type=int, default=5, help="results per query (default: %(default)s)")
     p.add_argument("--label", default=None, help="only return records with this label")
     p.add_argument("--index-path", type=Path, default=None,
                    help="keep the index in this folder and reuse it while the model and DATA are unchanged")
+    _add_index_args(p)
     add_runtime_args(p)
     p.set_defaults(func=_cmd_search, on_interrupt=lambda a: "an interrupted index is rebuilt by the next run")
 
     p = add_model_command(sub, "index", parents, data="records to index",
                           help="upload records to a Qdrant server or folder",
                           description="Embed DATA with the model and upload it to a Qdrant server/cluster (--url) "
-                          "or an embedded index folder (--path). Re-uploading the same records replaces them. An "
-                          "index built with another model is refused unless --rebuild is given.")
+                          "or an embedded index folder (--path), streamed in bounded memory. A rerun (after an "
+                          "interrupt, or on a grown file) embeds only records that are new or changed; records "
+                          "already indexed are skipped. An index built with another model is refused unless "
+                          "--rebuild is given.")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", default=None, help="Qdrant server URL, e.g. http://localhost:6333")
-    target.add_argument("--path", type=Path, default=None, help="embedded Qdrant folder (new, empty, or an index)")
+    target.add_argument("--path", type=Path, default=None,
+                        help="embedded Qdrant Edge folder (new, empty, or an index)")
     p.add_argument("--api-key", default=None, help="Qdrant API key (Qdrant Cloud)")
     p.add_argument("--collection", default="refinery", help="collection name (default: %(default)s)")
     p.add_argument("--id-field", default=None, help="record field with a unique id (default: derived from the text)")
     p.add_argument("--batch-size", type=int, default=256, help="points per upload batch (default: %(default)s)")
+    p.add_argument("--chunk-size", type=int, default=4096, metavar="N",
+                   help="records read, embedded and written at a time; bounds the memory (default: %(default)s)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="upload streams to a Qdrant server (default: %(default)s)")
     p.add_argument("--rebuild", action="store_true",
                    help="make the collection hold exactly DATA: empty it when it was built with another model "
                    "or from other records, and re-embed (nothing is done when it is up to date)")
+    _add_index_args(p)
     add_runtime_args(p)
-    p.set_defaults(func=_cmd_index, on_interrupt=lambda a: "the collection may hold part of DATA; run the "
-                   "command again (with --rebuild to start over)")
+    p.set_defaults(func=_cmd_index, on_interrupt=lambda a: "what was indexed stays searchable; run the same "
+                   "command again to continue (--rebuild starts over)")
+
+
+def _add_index_args(p: argparse.ArgumentParser) -> None:
+    """The options of `IndexConfig` that both commands take: HNSW graph, search, quantization, on-disk vectors."""
+    defaults = _defaults()
+    group = p.add_argument_group("index settings")
+    group.add_argument("--hnsw-m", type=int, default=defaults.hnsw_m,
+                       help="HNSW edges per node (default: %(default)s); build-time")
+    group.add_argument("--hnsw-ef-construct", type=int, default=defaults.hnsw_ef_construct,
+                       help="HNSW candidates while building (default: %(default)s); build-time")
+    group.add_argument("--search-ef", type=int, default=defaults.search_ef,
+                       help="HNSW candidates per query: more is better recall, slower (default: %(default)s)")
+    group.add_argument("--exact", action="store_true", help="search every vector exactly (no HNSW)")
+    group.add_argument("--quantization", choices=["int8"], default=None,
+                       help="int8 scalar quantization, rescored (4x smaller vectors in memory); build-time")
+    group.add_argument("--oversampling", type=float, default=defaults.oversampling,
+                       help="with --quantization: candidates fetched per hit and rescored (default: %(default)s)")
+    group.add_argument("--on-disk", action="store_true", help="keep the full vectors on disk (memory-mapped)")
+
+
+def _defaults() -> Any:
+    from refinery_quaterion.search.config import IndexConfig
+
+    return IndexConfig()
+
+
+def _index_config(args: argparse.Namespace, **fields: Any) -> Any:
+    """The `IndexConfig` of the options (a bad value is one line naming its option)."""
+    from refinery_quaterion.search.config import IndexConfig
+
+    options = {"hnsw_m": "--hnsw-m", "hnsw_ef_construct": "--hnsw-ef-construct", "search_ef": "--search-ef",
+               "oversampling": "--oversampling", "batch_size": "--batch-size", "parallel": "--parallel"}
+    values = {name: getattr(args, name) for name in options if hasattr(args, name)}
+    try:
+        return IndexConfig(exact=args.exact, quantization=args.quantization, on_disk=args.on_disk, **values,
+                           **fields)
+    except ValueError as err:
+        message = one_line(err)
+        for name, flag in options.items():
+            message = message.replace(f"IndexConfig.{name}", flag)
+        raise CliError(message) from err
+
+
+def _rebuild_flag(fix: Any) -> str:
+    return "pass --rebuild" if fix.setting == "if_stale" else api_fix(fix)
 
 
 @contextlib.contextmanager
 def _qdrant(location: str, *, opening: bool = False) -> Iterator[None]:
     """Turn the Qdrant client's errors (unreachable server; on ``opening``, a locked folder) into one line."""
+    from refinery_quaterion.search.collection import StaleIndexError
+
     try:
         yield
+    except StaleIndexError as err:  # its fix, if_stale="rebuild", is the --rebuild flag here
+        raise CliError(one_line(err.render(api_setting, _rebuild_flag))) from err
+    except ConnectionError as err:
+        raise CliError(one_line(err)) from err  # an unreachable --url (the message names it)
     except RuntimeError as err:
         if not opening:
             raise
-        raise CliError(one_line(err)) from err  # a local folder open in another client (the message names it)
+        raise CliError(one_line(err)) from err  # an index folder open elsewhere (the message names it)
     except Exception as err:
         if not is_qdrant_error(err):
             raise
@@ -89,8 +151,10 @@ def _cmd_search(args: argparse.Namespace) -> None:
     records = load_records(records_file(args.data, "DATA"))
     model = load_model(args)
     where = str(args.index_path) if args.index_path is not None else "memory"
-    with _open_index(model, where, path=args.index_path, if_stale="rebuild") as index:
-        written = index.build(records, progress=progress(args))
+    config = _index_config(args)
+    with _open_index(model, where, path=args.index_path, config=config, if_stale="rebuild") as index:
+        with _qdrant(where):
+            written = index.build(records, progress=progress(args))
         if args.index_path is None:
             status(args, f"embedded {written} records (in-memory index; --index-path keeps it)")
         elif index.rebuilt:
@@ -109,19 +173,23 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 def _cmd_index(args: argparse.Namespace) -> None:
     from refinery_quaterion.data.dataset import load_records
+    from refinery_quaterion.search.streaming import index_records
 
     model_folder(args.model)
-    records = load_records(records_file(args.data, "DATA"))
+    data = records_file(args.data, "DATA")
     model = load_model(args)
     where = args.url or str(args.path)
-    with _open_index(model, where, path=args.path, url=args.url, api_key=args.api_key, collection=args.collection,
-                     id_field=args.id_field, if_stale="rebuild" if args.rebuild else "error") as index:
+    config = _index_config(args, collection=args.collection, id_field=args.id_field)
+    with _open_index(model, where, path=args.path, url=args.url, api_key=args.api_key, config=config,
+                     if_stale="rebuild" if args.rebuild else "error") as index:
         with _qdrant(where):
-            if not args.rebuild:
-                added = index.add(records, batch_size=args.batch_size, progress=progress(args))
-                print(f"indexed {added} records into {args.collection!r} at {where} ({len(index)} points)")
+            if not args.rebuild:  # streamed in bounded memory; a rerun continues where the last one stopped
+                result = index_records(index, data, chunk_size=args.chunk_size, progress=progress(args))
+                skipped = f"; {result.skipped} already indexed" if result.skipped else ""
+                print(f"indexed {result.written} records into {args.collection!r} at {where} "
+                      f"({len(index)} points{skipped})")
                 return
-            written = index.build(records, batch_size=args.batch_size, progress=progress(args))
+            written = index.build(load_records(data), batch_size=args.batch_size, progress=progress(args))
             why = f" ({index.rebuilt})" if index.rebuilt else ""
             if written:
                 print(f"rebuilt {args.collection!r} at {where} from {written} records{why}")

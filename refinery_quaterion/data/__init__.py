@@ -8,7 +8,9 @@
 * `refinery_quaterion.data.cleaning`: suspected label errors (`clean_labels`);
 * `refinery_quaterion.data.text`: what text a record is embedded as (`TextTemplate`);
 * `refinery_quaterion.data.splits`: train/validation/test splits and leak checks;
-* `refinery_quaterion.data.dataset`: `RefineryExportDataset` and `LabelMap` for training.
+* `refinery_quaterion.data.dataset`: `RefineryExportDataset` and `LabelMap` for training;
+* `refinery_quaterion.data.config`: `LabelConfig` (how labels are prepared) and `StageConfig`, the base of every
+  stage's config.
 
 Nothing here imports torch until a dataset is built.
 """
@@ -27,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "splits": ("DuplicateReport", "DuplicateTextWarning", "HoldoutSplit", "duplicate_report", "split_by_source",
                "train_val_split"),
     "dataset": ("LabelMap", "RefineryExportDataset"),
+    "config": ("HOLDOUTS", "LabelConfig", "StageConfig"),
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

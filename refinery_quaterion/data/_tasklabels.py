@@ -72,7 +72,7 @@ def _multi_label(values: pd.Series, labels: Iterable[str]) -> pd.Series:
 
 
 def blank_texts(
-    export: RefineryExport, text: TextSpec | None, attributes: Sequence[str]
+    export: RefineryExport, template: TextSpec | None, attributes: Sequence[str]
 ) -> tuple[pd.Series, TextTemplate | None]:
     """Which records would be embedded as a blank text.
 
@@ -85,17 +85,17 @@ def blank_texts(
             and the file), or cannot render a record (naming the field and the row).
     """
     frame = export.records
-    if text is None:
+    if template is None:
         if not attributes:
             return pd.Series(False, index=frame.index), None
         blank = pd.Series(True, index=frame.index)
         for column in attributes:
             blank &= frame[column].map(_blank_value).astype(bool)
         return blank, None
-    template = TextTemplate.coerce(text)
-    template.validate(export.attributes, source=export.source)
-    rendered = template.render_many(frame.to_dict(orient="records"))
-    return pd.Series([not t.strip() for t in rendered], index=frame.index), template
+    compiled = TextTemplate.coerce(template)
+    compiled.validate(export.attributes, source=export.source)
+    rendered = compiled.render_many(frame.to_dict(orient="records"))
+    return pd.Series([not t.strip() for t in rendered], index=frame.index), compiled
 
 
 def _blank_value(value: Any) -> bool:

@@ -147,7 +147,7 @@ class RefineryExportDataset:
     Args:
         frame: Labeled records, e.g. the output of
             `refinery_quaterion.data.labels.combine_labels`.
-        text: Format string such as ``"{Title}. {Description}"`` or a callable
+        template: Format string such as ``"{Title}. {Description}"`` or a callable
             ``record -> str``; checked against the columns now.
         label_map: Mapping to use (pass the training set's map for validation/test sets);
             built from ``frame`` when omitted.
@@ -164,7 +164,7 @@ class RefineryExportDataset:
     def __init__(
         self,
         frame: pd.DataFrame,
-        text: TextSpec = "{text}",
+        template: TextSpec = "{text}",
         label_map: LabelMap | None = None,
         label_column: str = "label",
         weight_column: str | None = "weight",
@@ -174,7 +174,7 @@ class RefineryExportDataset:
         if label_column not in frame.columns:
             raise SettingError(f"no label column {label_column!r}; columns: {list(frame.columns)}",
                                fixes=(Fix("label_column", MISSING),), alternative="run combine_labels() first")
-        self.template = TextTemplate.coerce(text)
+        self.template = TextTemplate.coerce(template)
         self.template.validate(frame.columns, source="the dataset frame")
         labels = frame[label_column]
         missing = labels.isna() | (labels.astype(str) == "")
@@ -202,7 +202,7 @@ class RefineryExportDataset:
             raise ValueError(
                 f"{len(blank)} record(s) have a blank text (first at row {plain(index[first])!r}: template "
                 f"{self.template.spec!r} renders {texts[first]!r}); drop them with "
-                "combine_labels(..., text=template) or fix the template"
+                "combine_labels(..., template=...) or fix the template"
             )
 
     @staticmethod

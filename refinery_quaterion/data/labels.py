@@ -201,7 +201,7 @@ def combine_labels(
     *,
     use_weak_supervision: bool = True,
     attributes: Sequence[str] | None = None,
-    text: TextSpec | None = None,
+    template: TextSpec | None = None,
     auto: AutoThreshold | None = None,
 ) -> tuple[pd.DataFrame, LabelReport]:
     """Give each record one label: manual first, else a confident weak-supervision label.
@@ -211,7 +211,7 @@ def combine_labels(
     wins when both exist. Records with several labels (multi-label cells) are dropped, and
     so are records whose text is blank (reason ``blank_text``, counted by class).
 
-    Blank texts: with ``text=`` (the template you will train with) a record is dropped when
+    Blank texts: with ``template=`` (the template you will train with) a record is dropped when
     its rendered text is empty or whitespace. Without a template the library cannot know
     what will be embedded, so only records whose kept attributes are *all* missing or blank
     are dropped (a note in the report says so); `RefineryExportDataset` refuses any blank
@@ -229,7 +229,7 @@ def combine_labels(
             threshold (strict ``>``) between 0 and 1.
         use_weak_supervision: ``False`` keeps manual labels only.
         attributes: Record attributes to keep (default: all).
-        text: The text template (format string or callable) used to detect blank texts; its
+        template: The text template (format string or callable) used to detect blank texts; its
             fields must be attributes of the export.
         auto: Settings of ``min_confidence="auto"`` (default `AutoThreshold()`).
 
@@ -252,9 +252,9 @@ def combine_labels(
         min_confidence = _fixed_threshold(min_confidence)
     keep_attributes = _kept_attributes(export, attributes)
     notes = list(export.notes)
-    blank, _ = blank_texts(export, text, keep_attributes)
-    if text is None:
-        notes.append("no text template given (text=): only records whose attributes are all empty were "
+    blank, _ = blank_texts(export, template, keep_attributes)
+    if template is None:
+        notes.append("no text template given (template=): only records whose attributes are all empty were "
                      "checked for blank texts; pass the template you train with")
 
     labels = task_labels(export, info)

@@ -31,13 +31,7 @@ from refinery_quaterion.data.readers import RefineryFileError, read_data_file, r
 from refinery_quaterion.data.snapshot import read_snapshot
 from refinery_quaterion.errors import MISSING, Fix, SettingError
 
-__all__ = [
-    "ClassificationTask",
-    "RefineryFileError",
-    "RefineryExport",
-    "SupportsRecordExport",
-    "load_export",
-]
+__all__ = ["ClassificationTask", "RefineryExport", "RefineryFileError", "SupportsRecordExport", "load_export"]
 
 
 @runtime_checkable

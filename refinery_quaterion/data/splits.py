@@ -10,7 +10,7 @@
   other records.
 
 Records are "identical" when their rendered texts are equal after collapsing whitespace
-(with ``text=``, the template you train with), or, without a template, when all their
+(with ``template=``, the template you train with), or, without a template, when all their
 non-label columns are equal. Torch-free: nothing here imports the training stack.
 """
 
@@ -86,12 +86,12 @@ class DuplicateReport:
         return "\n".join(lines)
 
 
-def _keys(frame: pd.DataFrame, text: TextSpec | None, label_column: str) -> pd.Series:
+def _keys(frame: pd.DataFrame, template: TextSpec | None, label_column: str) -> pd.Series:
     """One grouping key per record: the whitespace-collapsed text, or the non-label columns."""
-    if text is not None:
-        template = TextTemplate.coerce(text)
-        template.validate(frame.columns, source="the records")
-        rendered = template.render_many(frame.to_dict(orient="records"))
+    if template is not None:
+        compiled = TextTemplate.coerce(template)
+        compiled.validate(frame.columns, source="the records")
+        rendered = compiled.render_many(frame.to_dict(orient="records"))
         return pd.Series([" ".join(t.split()) for t in rendered], index=frame.index)
     columns = [c for c in frame.columns if c != label_column and c not in _LABEL_COLUMNS]
     if not columns:
@@ -125,13 +125,13 @@ def _report(frame: pd.DataFrame, keys: pd.Series, label_column: str, text_given:
 
 
 def duplicate_report(
-    frame: pd.DataFrame, text: TextSpec | None = None, label_column: str = "label"
+    frame: pd.DataFrame, template: TextSpec | None = None, label_column: str = "label"
 ) -> DuplicateReport:
     """Count records that share a text, and texts that carry conflicting labels.
 
     Args:
         frame: Labeled records.
-        text: The template you train with; without it, records are compared on all their
+        template: The template you train with; without it, records are compared on all their
             non-label columns.
         label_column: Column holding the label names.
 
@@ -141,8 +141,8 @@ def duplicate_report(
     Raises:
         ValueError: If a template field is not a column.
     """
-    keys = _keys(frame, text, label_column)
-    return _report(frame, keys, label_column, text is not None)
+    keys = _keys(frame, template, label_column)
+    return _report(frame, keys, label_column, template is not None)
 
 
 def _check_val_size(val_size: float | int, n: int) -> float | int:
@@ -175,7 +175,7 @@ def train_val_split(
     stratify: bool | str = True,
     label_column: str = "label",
     *,
-    text: TextSpec | None = None,
+    template: TextSpec | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split labeled records into train and validation frames, identical texts on one side.
 
@@ -194,7 +194,7 @@ def train_val_split(
         stratify: ``True`` keeps class proportions using ``label_column``; a string names
             another column; ``False`` splits at random.
         label_column: Label column used when ``stratify is True``.
-        text: The template you train with, to find identical texts; without it, records are
+        template: The template you train with, to find identical texts; without it, records are
             identical when all their non-label columns are.
 
     Returns:
@@ -207,8 +207,8 @@ def train_val_split(
 
     val_size = _check_val_size(val_size, len(frame))
     strata = _strata(frame, stratify, label_column)
-    keys = _keys(frame, text, label_column)
-    report = _report(frame, keys, label_column, text is not None)
+    keys = _keys(frame, template, label_column)
+    report = _report(frame, keys, label_column, template is not None)
     if report.duplicated_records == 0:
         if strata is not None:
             counts = strata.value_counts()
@@ -280,7 +280,7 @@ def split_by_source(
     val_size: float | int = 0.0,
     seed: int = 42,
     stratify: bool | str = True,
-    text: TextSpec | None = None,
+    template: TextSpec | None = None,
     label_column: str = "label",
     source_column: str = "label_source",
 ) -> HoldoutSplit:
@@ -295,8 +295,8 @@ def split_by_source(
     ``combine_labels`` applies to the training records only.
 
     Example:
-        >>> records, report = combine_labels(export, "intent", min_confidence="auto", text="{text}")  # doctest: +SKIP
-        >>> train, val, test = split_by_source(records, val_size=0.2, text="{text}")  # doctest: +SKIP
+        >>> records, report = combine_labels(export, "intent", template="{text}")  # doctest: +SKIP
+        >>> train, val, test = split_by_source(records, val_size=0.2, template="{text}")  # doctest: +SKIP
 
     Args:
         records: Output of ``combine_labels``.
@@ -304,7 +304,7 @@ def split_by_source(
             `train_val_split`); ``0`` keeps them all for training.
         seed: Random seed of the validation split.
         stratify: As in `train_val_split`.
-        text: The template you train with (to find identical texts); see `train_val_split`.
+        template: The template you train with (to find identical texts); see `train_val_split`.
         label_column: Column holding the label names.
         source_column: Column saying where each label comes from.
 
@@ -331,7 +331,7 @@ def split_by_source(
         raise ValueError("no record is labeled by weak supervision (label_source 'weak_supervision'): nothing to "
                          "train on; run weak supervision in refinery or lower min_confidence")
     both = pd.concat([test, pool])
-    keys = _keys(both, text, label_column)
+    keys = _keys(both, template, label_column)
     test_keys = set(keys.iloc[: len(test)])
     overlap = keys.iloc[len(test):].isin(test_keys).to_numpy()
     pool = pool[~overlap]
@@ -339,7 +339,7 @@ def split_by_source(
         raise ValueError("every weak-supervision record has the text of a manually labeled one; nothing to train on")
     if val_size:
         train, val = train_val_split(pool, val_size=val_size, seed=seed, stratify=stratify,
-                                     label_column=label_column, text=text)
+                                     label_column=label_column, template=template)
     else:
         train, val = pool.reset_index(drop=True), pool.iloc[0:0].reset_index(drop=True)
     seen = set(train[label_column].astype(str))

@@ -14,7 +14,7 @@ Record = Mapping[str, Any]
 """A record: attribute name → value."""
 
 TextSpec = Union[str, Callable[[Record], str], "TextTemplate"]
-"""What a ``text=`` argument accepts: a format string, a callable ``record -> str``, or a `TextTemplate`."""
+"""What a ``template=`` argument accepts: a format string, a callable ``record -> str``, or a `TextTemplate`."""
 
 
 class TextTemplate:

@@ -209,7 +209,7 @@ def choose_threshold(
     task: str | None = None,
     settings: AutoThreshold | None = None,
     *,
-    text: TextSpec | None = None,
+    template: TextSpec | None = None,
 ) -> ThresholdChoice:
     """Pick the weak-supervision threshold from the manual labels (see the module description).
 
@@ -227,7 +227,7 @@ def choose_threshold(
         export: A `RefineryExport` or anything `load_export` accepts.
         task: Classification task name (may be omitted when there is one task).
         settings: Candidates, minimum overlap, fallback and wrong-label cost.
-        text: Text template; records whose rendered text is blank are not counted as kept
+        template: Text template; records whose rendered text is blank are not counted as kept
             (as `combine_labels` drops them).
 
     Returns:
@@ -238,7 +238,7 @@ def choose_threshold(
     """
     export = as_export(export)
     info = export.task(task)
-    blank, _ = blank_texts(export, text, export.attributes)
+    blank, _ = blank_texts(export, template, export.attributes)
     return _choose(task_labels(export, info), ~blank, settings or AutoThreshold())
 
 
@@ -247,7 +247,7 @@ def threshold_report(
     task: str | None = None,
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
     *,
-    text: TextSpec | None = None,
+    template: TextSpec | None = None,
     auto: AutoThreshold | None = AutoThreshold(),
 ) -> pd.DataFrame:
     """How the weak-supervision threshold trades data for label quality.
@@ -263,7 +263,7 @@ def threshold_report(
         export: A ``RefineryExport`` or anything ``load_export`` accepts.
         task: Classification task name (may be omitted when there is one task).
         thresholds: Confidence thresholds (strict ``>``), each between 0 and 1.
-        text: Text template; records whose rendered text is blank are not counted as kept.
+        template: Text template; records whose rendered text is blank are not counted as kept.
         auto: Settings of the automatic choice; ``None`` leaves it out (no ``chosen`` column).
 
     Returns:
@@ -283,7 +283,7 @@ def threshold_report(
     if not values:
         raise ValueError("thresholds is empty; pass e.g. (0.5, 0.7, 0.9)")
     labels = task_labels(export, info)
-    blank, _ = blank_texts(export, text, export.attributes)
+    blank, _ = blank_texts(export, template, export.attributes)
     usable = ~blank
     if auto is None:
         return _table(labels, values, usable)

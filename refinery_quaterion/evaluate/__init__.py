@@ -29,7 +29,8 @@ The package has one module per concept; every name below can be imported from
   a registered metric appears in every table and report;
 * `refinery_quaterion.evaluate.tables`: `compare` and the table writers;
 * `refinery_quaterion.evaluate.probe`: the linear probe;
-* `refinery_quaterion.evaluate.report`: the report folder (`evaluation_report`).
+* `refinery_quaterion.evaluate.report`: the report folder (`evaluation_report`);
+* `refinery_quaterion.evaluate.config`: how a model is evaluated (`EvalConfig`, `ProbeConfig`).
 
 The figures are imported from their own modules (they load matplotlib):
 
@@ -41,6 +42,7 @@ The figures are imported from their own modules (they load matplotlib):
 
 from __future__ import annotations
 
+from refinery_quaterion.evaluate.config import EvalConfig, ProbeConfig
 from refinery_quaterion.evaluate.metrics import (
     DEFAULT_KS,
     TIE_RULE,
@@ -51,7 +53,7 @@ from refinery_quaterion.evaluate.metrics import (
     r_precision,
     retrieval_metrics,
 )
-from refinery_quaterion.evaluate.probe import LinearProbeReport, linear_probe_report
+from refinery_quaterion.evaluate.probe import LinearProbeReport, ProbeSet, linear_probe_report
 from refinery_quaterion.evaluate.registry import (
     METRICS,
     Metric,
@@ -66,6 +68,7 @@ from refinery_quaterion.evaluate.tables import compare, format_table, print_tabl
 __all__ = [
     "compare",
     "DEFAULT_KS",
+    "EvalConfig",
     "evaluation_report",
     "EvaluationReport",
     "format_table",
@@ -79,6 +82,8 @@ __all__ = [
     "METRICS",
     "precision_at_k",
     "print_table",
+    "ProbeConfig",
+    "ProbeSet",
     "r_precision",
     "RankedBlock",
     "register_metric",

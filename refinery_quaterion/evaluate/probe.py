@@ -12,7 +12,24 @@ from refinery_quaterion._util import fields_dict, to_jsonable
 from refinery_quaterion.evaluate._inputs import EmbeddingsLike, as_matrix, label_codes, label_list, normalize_rows
 from refinery_quaterion.evaluate.tables import format_table
 
-__all__ = ["LinearProbeReport", "linear_probe_report"]
+__all__ = ["LinearProbeReport", "ProbeSet", "linear_probe_report"]
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """What a linear probe is trained and tested on: embeddings and labels of two sets of records.
+
+    Attributes:
+        train_embeddings: ``(n_train, d)`` array or tensor the classifier is fit on.
+        train_labels: ``n_train`` hashable labels, at least 2 distinct.
+        test_embeddings: ``(n_test, d)`` array or tensor it is tested on (same ``d``).
+        test_labels: ``n_test`` hashable labels.
+    """
+
+    train_embeddings: EmbeddingsLike
+    train_labels: Any
+    test_embeddings: EmbeddingsLike
+    test_labels: Any
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ import pandas as pd
 from refinery_quaterion._io import atomic_dir, atomic_write_text
 from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.evaluate._inputs import EmbeddingsLike, label_codes, label_list
+from refinery_quaterion.evaluate.config import ProbeConfig
 from refinery_quaterion.evaluate.metrics import TIE_RULE, RetrievalMetrics
-from refinery_quaterion.evaluate.probe import LinearProbeReport, linear_probe_report
+from refinery_quaterion.evaluate.probe import LinearProbeReport, ProbeSet, linear_probe_report
 from refinery_quaterion.evaluate.registry import METRICS
 from refinery_quaterion.evaluate.tables import _compare, format_table, frame_json, save_table, to_markdown
 
@@ -64,7 +65,8 @@ def evaluation_report(
     *,
     ks: int | Iterable[int] | None = None,
     map_ks: int | Iterable[int] | None = None,
-    probe: Mapping[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]] | None = None,
+    probe: Mapping[str, ProbeSet] | None = None,
+    probe_config: ProbeConfig | None = None,
     extra_plots: bool | Mapping[str, Callable[[Path], Any]] = True,
     distribution_k: int | None = None,
     block_size: int | None = None,
@@ -91,8 +93,9 @@ def evaluation_report(
         labels: ``n`` hashable labels.
         ks: ``k`` values of precision@k (default `DEFAULT_KS` up to ``n - 1``).
         map_ks: ``k`` values of mAP@k (default ``max(ks)``).
-        probe: Optional model name -> ``(train_emb, train_labels, test_emb, test_labels)``
-            for `linear_probe_report`; names must be keys of ``embeddings_by_name``.
+        probe: Optional model name -> `ProbeSet` (what `linear_probe_report` trains and
+            tests on); names must be keys of ``embeddings_by_name``.
+        probe_config: The probe's classifier (default `ProbeConfig()`).
         extra_plots: ``True`` (default) adds the per-query distribution plot; ``False``
             writes the top-k curve only; a mapping ``{name: fn}`` adds the distribution plot
             and calls ``fn(path)`` for each entry to write ``<out_dir>/<name>.png`` (e.g.
@@ -117,7 +120,8 @@ def evaluation_report(
         raise OutputExistsError(out_dir)
     extras = _checked_extra_plots(extra_plots)
     probe = _checked_probe(probe, embeddings_by_name)
-    evaluated = _evaluate(embeddings_by_name, labels, ks, map_ks, block_size, probe, distribution_k)
+    evaluated = _evaluate(embeddings_by_name, labels, ks, map_ks, block_size, probe, probe_config or ProbeConfig(),
+                          distribution_k)
     names = _file_names(evaluated.probes, extras, distribution=extra_plots is not False)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         _write_tables(tmp, names, evaluated, title, extras)
@@ -171,18 +175,18 @@ def _checked_extra_plots(extra_plots: bool | Mapping[str, Callable[[Path], Any]]
 
 
 def _checked_probe(
-    probe: Mapping[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]] | None,
+    probe: Mapping[str, ProbeSet] | None,
     embeddings_by_name: Mapping[str, EmbeddingsLike],
-) -> dict[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]]:
-    """The probe inputs as a dict, each name a model and each value four items."""
+) -> dict[str, ProbeSet]:
+    """The probe inputs as a dict, each name a model and each value a `ProbeSet`."""
     probe = dict(probe or {})
     for name, value in probe.items():
         if name not in embeddings_by_name:
             raise ValueError(
                 f"probe name {name!r} is not a model of embeddings_by_name ({list(embeddings_by_name)})"
             )
-        if not isinstance(value, tuple | list) or len(value) != 4:
-            raise ValueError(f"probe[{name!r}] must be (train_emb, train_labels, test_emb, test_labels)")
+        if not isinstance(value, ProbeSet):
+            raise TypeError(f"probe[{name!r}] must be a ProbeSet, got {type(value).__name__}")
     return probe
 
 
@@ -192,7 +196,8 @@ def _evaluate(
     ks: int | Iterable[int] | None,
     map_ks: int | Iterable[int] | None,
     block_size: int | None,
-    probe: dict[str, tuple[EmbeddingsLike, Any, EmbeddingsLike, Any]],
+    probe: dict[str, ProbeSet],
+    probe_config: ProbeConfig,
     distribution_k: int | None,
 ) -> _Evaluated:
     """Compute the metrics of every model and the linear probes."""
@@ -202,7 +207,9 @@ def _evaluate(
         distribution_k = 10 if 10 in ks_t else max(ks_t)
     elif distribution_k not in ks_t:
         raise ValueError(f"distribution_k={distribution_k} is not one of ks {list(ks_t)}")
-    probes = {name: linear_probe_report(*value) for name, value in probe.items()}
+    settings = probe_config.to_dict()
+    probes = {name: linear_probe_report(data.train_embeddings, data.train_labels, data.test_embeddings,
+                                        data.test_labels, **settings) for name, data in probe.items()}
     table = frame.copy()
     table.attrs = dict(frame.attrs)
     if probes:

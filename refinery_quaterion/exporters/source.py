@@ -126,7 +126,7 @@ def read_model(model_or_path: Any, *, label_map: Any = None) -> ExportSource:
     model_config = config.get("model") if isinstance(config.get("model"), Mapping) else {}
     template = _first_attr(model, ("template",), "text template", fallback=lambda: encoder.template)
     spec = getattr(template, "spec", template)
-    template_text = spec if isinstance(spec, str) else model_config.get("text")
+    template_text = spec if isinstance(spec, str) else model_config.get("template")
     template_ref = None if isinstance(template_text, str) else _callable_name(spec)
     path = getattr(model, "path", None)
     return ExportSource(

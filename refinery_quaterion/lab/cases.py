@@ -27,7 +27,7 @@ one number, they never become training labels.
 
 Example:
     >>> case = RefineryCase("examples/banking_intents/data/snapshot_data.json.zip", task="intent",
-    ...                     text="{text}", name="banking")  # doctest: +SKIP
+    ...                     template="{text}", name="banking")  # doctest: +SKIP
     >>> result = run_case(case, {"v0.1": CASE_RECIPES["fixed 0.7"], "default": Recipe()})  # doctest: +SKIP
     >>> print(result.table())  # doctest: +SKIP
 
@@ -95,10 +95,11 @@ class RefineryCase:
         export: The export: a file `refinery_quaterion.data.refinery.load_export` reads (a project
             snapshot, a UI download...) or an already loaded `refinery_quaterion.data.refinery.RefineryExport`.
         task: Classification task (may be omitted when the export has one).
-        text: Text template, e.g. ``"{text}"`` or ``"{Title}. {Description}"``.
+        template: Text template, e.g. ``"{text}"`` or ``"{Title}. {Description}"``.
         name: Name for tables and file names (default: the file name, or ``"case"``).
         pretrained: The encoder (``"minilm"``: the bundled all-MiniLM-L6-v2).
-        seed: Seed of the splits, the model and the training.
+        seed: Seed of the splits (`refinery_quaterion.data.config.LabelConfig.split_seed`) and of
+            the model and its training (`refinery_quaterion.model.config.ModelConfig.seed`).
         val_size: Weak-supervision records held out of training as its validation set (share or
             count; reported by training, never used to compare recipes); ``0``: train on all.
         password: Password of a protected UI download zip.
@@ -106,7 +107,7 @@ class RefineryCase:
 
     export: Any
     task: str | None = None
-    text: TextSpec = "{text}"
+    template: TextSpec = "{text}"
     name: str | None = None
     pretrained: str = "minilm"
     seed: int = 42
@@ -344,13 +345,13 @@ class _CaseRun:
         from refinery_quaterion.model.cache import EmbeddingCache
         from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 
-        template = TextTemplate.coerce(case.text)
+        template = TextTemplate.coerce(case.template)
         export = case.export
         if isinstance(export, str | os.PathLike):
             export = load_export(export, password=case.password)
         cache = EmbeddingCache.coerce(embedding_cache)
-        thresholds = threshold_report(export, case.task, text=template.spec)
-        base_model = ModelConfig(pretrained=case.pretrained, text=template.spec, seed=case.seed)
+        thresholds = threshold_report(export, case.task, template=template.spec)
+        base_model = ModelConfig(pretrained=case.pretrained, template=template.spec, seed=case.seed)
         encoder = DistilBertSimilarityModel(base_model, embedding_cache=cache)
         return cls(case=case, template=template, export=export, cache=cache, thresholds=thresholds,
                    base_model=base_model, encoder=encoder, progress=progress)
@@ -358,12 +359,13 @@ class _CaseRun:
     def prepare(self, name: str, recipe: Recipe) -> PreparedRecords:
         """The recipe's records: its weak labels for training, the manual labels held out (and cleaned if asked)."""
         from refinery_quaterion.data.cleaning import clean_labels
+        from refinery_quaterion.data.config import LabelConfig
         from refinery_quaterion.workflow import prepare_records
 
         case = self.case
-        prepared = prepare_records(self.export, task=case.task, text=self.template.spec,
-                                   min_confidence=recipe.min_confidence, val_size=case.val_size,
-                                   seed=case.seed, holdout="manual")
+        config = LabelConfig(task=case.task, template=self.template.spec, min_confidence=recipe.min_confidence,
+                             val_size=case.val_size, split_seed=case.seed, holdout="manual")
+        prepared = prepare_records(self.export, config)
         assert prepared.test is not None and prepared.report is not None
         self._hold_out(name, prepared.test)
         if recipe.clean is not None:
@@ -389,7 +391,7 @@ class _CaseRun:
 
         assert self.test is not None and prepared.report is not None
         model_config = recipe.model_config(self.base_model)
-        fit_config = recipe.fit_config(FitConfig(seed=self.case.seed, progress="auto" if self.progress else "off"))
+        fit_config = recipe.fit_config(FitConfig(progress="auto" if self.progress else "off"))
         outcome = train_model(prepared.train, prepared.val if len(prepared.val) else None, folder,
                               model_config=model_config, fit_config=fit_config, embedding_cache=self.cache,
                               overwrite=True)
@@ -423,7 +425,7 @@ class _CaseRun:
         assert self.test is not None
         test = self.test
         val_half, test_half = train_val_split(test.assign(_row=np.arange(len(test))), val_size=share,
-                                              seed=self.case.seed, text=self.template.spec)
+                                              seed=self.case.seed, template=self.template.spec)
         for prefix, half in (("val", val_half), ("test", test_half)):
             rows = half["_row"].to_numpy()
             part = compare({k: v[rows] for k, v in self.embeddings.items()}, labels[rows],

@@ -33,7 +33,7 @@ CLEAN_ACTIONS = ("drop", "downweight")
 FIT_SHORTCUTS = ("sample_weighting", "min_weight", "min_steps")
 """The `FitConfig` settings `Recipe` also takes as keywords of its own (folded into ``Recipe.fit``)."""
 
-RESERVED = ("seed", "text", "pretrained")
+RESERVED = ("seed", "template", "pretrained")
 """Settings that belong to the `refinery_quaterion.lab.cases.RefineryCase`, never to a `Recipe`."""
 
 
@@ -76,7 +76,7 @@ class Recipe:
             `refinery_quaterion.model.config.FitConfig`).
         TypeError: For ``model`` / ``fit`` keys that are not settings (listing the valid ones),
             settings given twice (e.g. ``sample_weighting`` here and in ``fit``), or ``seed``,
-            ``text`` or ``pretrained`` (settings of the case).
+            ``template`` or ``pretrained`` (settings of the case).
     """
 
     min_confidence: float | Literal["auto"] | None = None
@@ -106,13 +106,13 @@ class Recipe:
                 raise TypeError(f"{name} given twice: as Recipe({name}=...) and in fit=")
         object.__setattr__(self, "model", dict(self.model))
         object.__setattr__(self, "fit", {**self.fit, **shortcuts})
-        if "seed" in self.fit or any(name in self.model for name in RESERVED):
-            raise TypeError("seed, text and pretrained belong to the RefineryCase, not to a Recipe")
+        if any(name in self.model for name in RESERVED):
+            raise TypeError("seed, template and pretrained belong to the RefineryCase, not to a Recipe")
         self.model_config(ModelConfig())  # refuses unknown names and invalid values now, not at training
         self.fit_config(FitConfig())
 
     def model_config(self, base: ModelConfig) -> ModelConfig:
-        """``base`` (the case's model: encoder, text, seed) with this recipe's ``model`` settings applied.
+        """``base`` (the case's model: encoder, template, seed) with this recipe's ``model`` settings applied.
 
         Raises:
             TypeError: For a name that is not a setting.
@@ -121,7 +121,7 @@ class Recipe:
         return base.replace(**self.model)
 
     def fit_config(self, base: FitConfig) -> FitConfig:
-        """``base`` (the case's training: seed, progress) with this recipe's ``fit`` settings applied.
+        """``base`` (the case's training: progress) with this recipe's ``fit`` settings applied.
 
         Raises:
             TypeError: For a name that is not a setting.

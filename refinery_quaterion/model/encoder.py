@@ -112,7 +112,7 @@ class TransformerEncoder(Encoder):
     Args:
         transformer: A loaded ``transformers`` encoder model (``AutoModel``).
         tokenizer: Its tokenizer.
-        text: Template rendering a record as text (format string or callable); plain strings
+        template: Template rendering a record as text (format string or callable); plain strings
             are embedded as they are. ``None`` means ``"{text}"``, and lets
             `refinery_quaterion.training.fit.fit` adopt the training dataset's template.
         pooling: ``"mean"`` (mean of the token vectors, the default) or ``"cls"`` (first token).
@@ -150,7 +150,7 @@ class TransformerEncoder(Encoder):
         transformer: Any,
         tokenizer: Any,
         *,
-        text: TextSpec | None = None,
+        template: TextSpec | None = None,
         pooling: str = "mean",
         max_length: int = 128,
         trainable: bool = False,
@@ -171,8 +171,8 @@ class TransformerEncoder(Encoder):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.transformer = transformer
         self.tokenizer = tokenizer
-        self.template_explicit = text is not None
-        self.template = TextTemplate.coerce(text if text is not None else "{text}")
+        self.template_explicit = template is not None
+        self.template = TextTemplate.coerce(template if template is not None else "{text}")
         self.pooling = pooling
         self.max_length = max_length
         self.normalize = bool(normalize)
@@ -273,9 +273,9 @@ class TransformerEncoder(Encoder):
             self.transformer.eval()
         return self
 
-    def set_template(self, text: TextSpec) -> None:
+    def set_template(self, template: TextSpec) -> None:
         """Replace the text template."""
-        self.template = TextTemplate.coerce(text)
+        self.template = TextTemplate.coerce(template)
         self.template_explicit = True
 
     def texts_of(self, items: Any) -> list[str]:
@@ -453,12 +453,12 @@ class TransformerEncoder(Encoder):
         Raises:
             ValueError: If the text template is a callable that cannot be imported again.
         """
-        text = self.template.to_config()
+        template = self.template.to_config()
         settings: dict[str, Any] = {
             "format": 1,
             "source": self.source,
-            "text": text,
-            "text_callable": None if text is not None else _callable_ref(self.template.spec),
+            "template": template,
+            "template_callable": None if template is not None else _callable_ref(self.template.spec),
             "pooling": self.pooling,
             "max_length": self.max_length,
             "normalize": self.normalize,
@@ -482,10 +482,10 @@ class TransformerEncoder(Encoder):
             raise FileNotFoundError(f"{path} is not a saved TransformerEncoder (no encoder.json)")
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
         transformer, tokenizer = load_pretrained(path / "transformer")
-        text = settings.get("text")
-        if text is None and settings.get("text_callable"):
-            text = _import_ref(settings["text_callable"])
-        return cls(transformer, tokenizer, text=text, pooling=settings["pooling"],
+        template = settings.get("template")
+        if template is None and settings.get("template_callable"):
+            template = _import_ref(settings["template_callable"])
+        return cls(transformer, tokenizer, template=template, pooling=settings["pooling"],
                    max_length=settings["max_length"], normalize=settings.get("normalize", True),
                    trainable=settings.get("trainable", False), batch_size=settings.get("batch_size", 64),
                    source=settings.get("source"), backend=settings.get("backend", "torch"))  # before backends: torch

@@ -188,15 +188,15 @@ class EncodeMixin:
     def model_section(self) -> dict[str, Any]:
         """The ``model`` section of ``training_config.json``: `ModelConfig.to_dict` plus facts.
 
-        The facts are ``model_type`` (of the transformer), ``raw_dim`` and ``dim``; ``text`` is
-        the template in use (``None`` for a callable).
+        The facts are ``model_type`` (of the transformer), ``raw_dim`` and ``dim``; ``template``
+        is the template in use (``None`` for a callable).
         """
         encoder = self.encoder
         facts = {"model_type": getattr(encoder.transformer.config, "model_type", None),
                  "raw_dim": self.raw_dim, "dim": self.dim}
         if self.model_config is None:
-            return {**encoder.describe(), "text": self.template.to_config(), **facts}
-        return {**self.model_config.to_dict(), "text": self.template.to_config(), **facts}
+            return {**encoder.describe(), "template": self.template.to_config(), **facts}
+        return {**self.model_config.to_dict(), "template": self.template.to_config(), **facts}
 
     def config_sections(self) -> dict[str, Any]:
         """The ``model``, ``fit`` and ``training`` sections of ``training_config.json``."""
@@ -271,10 +271,10 @@ class EmbeddingModel(EncodeMixin):
 
 
 def _configs_of(config: Mapping[str, Any], where: Path | None) -> tuple[ModelConfig | None, FitConfig | None]:
-    """The `ModelConfig` and `FitConfig` recorded in a ``training_config.json`` (format 2)."""
-    if config.get("format") == 1:
-        message = ("was written by refinery-quaterion before 0.2 (format 1), which this version no longer "
-                   "reads; train the model again")
+    """The `ModelConfig` and `FitConfig` recorded in a ``training_config.json`` (format 3)."""
+    if config.get("format") in (1, 2):
+        message = (f"was written by refinery-quaterion 0.2 or earlier (format {config['format']}), which this "
+                   "version no longer reads; train the model again")
         raise ModelFileError(where / "training_config.json", message) if where is not None else ValueError(message)
     section = config.get("model")
     if section is None and "pretrained" in config:  # a bare model section

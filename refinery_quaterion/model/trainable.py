@@ -79,23 +79,19 @@ def _validation_precision(embeddings: Tensor, groups: Tensor, k: int) -> float:
 class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
     """A quaterion trainable model: a Hugging Face encoder, a head and a similarity loss.
 
-    Works with any Hugging Face encoder, DistilBERT being the default. By default the encoder
+    Works with any Hugging Face encoder; with no config it uses the bundled all-MiniLM-L6-v2
+    (``ModelConfig().pretrained == "minilm"``, offline), as the CLI does. By default the encoder
     is frozen and its output cached, so only the small head is trained (fast, also on CPU).
 
-    Build it from a `ModelConfig`, or from keyword settings (the fields of `ModelConfig`),
-    or both (the keywords update the config)::
+    Everything the model is comes from its `ModelConfig`::
 
-        DistilBertSimilarityModel("minilm", text="{Title}. {Description}", loss="triplet")
-        DistilBertSimilarityModel(ModelConfig(pretrained="minilm"), lr=0.01)
+        DistilBertSimilarityModel(ModelConfig(template="{Title}. {Description}", loss="triplet"))
 
     Args:
-        config: A `ModelConfig`, or the ``pretrained`` name or folder.
+        config: The `ModelConfig` (default: ``ModelConfig()``).
         embedding_cache: Disk cache (or folder) of the frozen encoder's vectors, reused across
             runs and by evaluation (not quaterion's in-memory ``memory_cache``).
         allow_download: Try the Hugging Face hub when ``pretrained`` is not available locally.
-        **settings: Fields of `ModelConfig` (``pretrained``, ``text``, ``head``,
-            ``loss_options``, ``lr`` ...); ``num_groups`` may also be a `LabelMap`.
-            ``cache=`` is a deprecated alias of ``memory_cache=``.
 
     Attributes:
         model_config: The `ModelConfig` (updated when ``fit`` adopts a template or sets
@@ -109,30 +105,21 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
             ``{"interrupted": True, ...}`` after an interrupted ``fit``, which ``save`` refuses.
 
     Raises:
-        ValueError: For invalid settings (see `ModelConfig`), or an ``embedding_cache`` with
-            a trainable encoder.
-        TypeError: For an unknown setting (listing the valid ones).
+        ValueError: For an ``embedding_cache`` with a trainable encoder.
+        TypeError: For a ``config`` that is not a `ModelConfig`.
         ModelNotFoundError: If ``pretrained`` cannot be loaded (the message names ``"minilm"``).
     """
 
     def __init__(
         self,
-        config: ModelConfig | str | os.PathLike | None = None,
+        config: ModelConfig | None = None,
         *,
         embedding_cache: EmbeddingCache | str | os.PathLike | None = None,
         allow_download: bool = False,
-        **settings: Any,
     ):
-        if isinstance(config, str | os.PathLike):
-            if "pretrained" in settings:
-                raise TypeError("pretrained given twice: as the first argument and as pretrained=")
-            settings["pretrained"] = config
-            config = None
-        elif config is not None and not isinstance(config, ModelConfig):
-            raise TypeError(f"config must be a ModelConfig or a pretrained model name, got {type(config).__name__}")
-        if isinstance(settings.get("num_groups"), LabelMap):
-            settings["num_groups"] = len(settings["num_groups"])
-        model_config = (config or ModelConfig()).replace(**settings)
+        if config is not None and not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        model_config = config or ModelConfig()
         if embedding_cache is not None and model_config.trainable_encoder:
             raise SettingError("the embedding cache stores a frozen encoder's vectors; a trainable encoder changes "
                                "them", fixes=(Fix("embedding_cache", None), Fix("trainable_encoder", False)))
@@ -192,10 +179,10 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
         self.model_config = self.model_config.replace(num_groups=count)
         self._loss = self.configure_loss()
 
-    def set_template(self, text: TextSpec) -> None:
-        """Render records with ``text`` from now on (encoder and ``model_config.text``)."""
-        self.encoder.set_template(text)
-        self.model_config = self.model_config.replace(text=self.encoder.template.spec)
+    def set_template(self, template: TextSpec) -> None:
+        """Render records with ``template`` from now on (encoder and ``model_config.template``)."""
+        self.encoder.set_template(template)
+        self.model_config = self.model_config.replace(template=self.encoder.template.spec)
 
     # -- quaterion hooks ------------------------------------------------------------------
 
@@ -203,7 +190,7 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
         """Load the transformer as a `TransformerEncoder`."""
         c = self.model_config
         return TransformerEncoder.from_pretrained(
-            c.pretrained, allow_download=self.allow_download, text=c.text, pooling=c.pooling,
+            c.pretrained, allow_download=self.allow_download, template=c.template, pooling=c.pooling,
             max_length=c.max_length, trainable=c.trainable_encoder, normalize=c.normalize,
             batch_size=c.encoder_batch_size, embedding_cache=self.embedding_cache, backend=c.encoder_backend,
         )
@@ -230,12 +217,8 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
 
     @contextlib.contextmanager
     def _seeded(self, offset: int = 0) -> Iterator[None]:
-        seed = self.model_config.seed
-        if seed is None:
-            yield
-            return
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + offset)
+            torch.manual_seed(self.model_config.seed + offset)
             yield
 
     def configure_metrics(self) -> list:

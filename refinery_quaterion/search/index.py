@@ -3,62 +3,59 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from refinery_quaterion.search._client import (
+import refinery_quaterion.search.edge as _edge  # registers the "edge" back end
+import refinery_quaterion.search.server as _server  # registers the "qdrant-client" back end
+from refinery_quaterion._bars import stage_bar
+from refinery_quaterion.search._checks import (
     check_options,
     check_positive_int,
-    connect,
+    chunks,
     encode_checked,
-    query_batches,
-    upsert,
-    warn_local_mode_size,
 )
 from refinery_quaterion.search.collection import (
-    LOCAL_MODE_MAX_POINTS,
     METADATA_FORMAT,
     IfStale,
     StaleIndexError,
-    check_vectors,
-    create_collection,
-    import_qdrant,
-    is_local,
-    model_staleness,
-    require_index_folder,
+    open_collection,
     short_fingerprint,
-    stored_metadata,
-    warn_missing_metadata,
-    warn_on_changed_settings,
-    write_metadata,
 )
-from refinery_quaterion.search.points import Points, data_fingerprint, records_to_points
+from refinery_quaterion.search.config import IndexConfig
+from refinery_quaterion.search.loading import BulkLoading
+from refinery_quaterion.search.points import Points, data_fingerprint, points_of
 from refinery_quaterion.search.protocol import SupportsEncode, check_encoder, model_fingerprint
 from refinery_quaterion.search.queries import (
     SearchHit,
     check_labels_known,
     filter_labels,
-    label_filter,
     query_text,
     query_texts,
     to_hit,
 )
+from refinery_quaterion.search.store import INDEX_BACKENDS, IndexStore, StoreTarget, backend_for
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
-    from qdrant_client.http import models as qmodels
 
-__all__ = ["LOCAL_MODE_MAX_POINTS", "IfStale", "SimilarityIndex"]
+__all__ = ["IfStale", "SimilarityIndex"]
 
-class SimilarityIndex:
+_REGISTERED = (_edge, _server)
+
+class SimilarityIndex(BulkLoading):
     """A Qdrant collection of embedded records, searchable by text or by record.
 
+    Without ``url``/``client`` the index runs on Qdrant's own engine embedded in this process
+    (the ``"edge"`` back end, see `refinery_quaterion.search.edge`): in memory, or persisted in
+    the folder ``path``. With ``url`` (or a ready ``client``) it lives on a Qdrant server,
+    cluster or Qdrant Cloud (the ``"qdrant-client"`` back end). Both behave alike.
+
     The collection is created with the encoder's dimension if it does not exist; an existing
-    collection is reused (that is how an on-disk index is reopened), after checking that its
+    collection is reused (that is how a persisted index is reopened), after checking that its
     vector size and distance match and that it was built with the same model: the collection
     stores the model's fingerprint (`refinery_quaterion.search.protocol.model_fingerprint`),
     and a different one means its vectors are stale (see ``if_stale``). To make the index hold
@@ -66,21 +63,18 @@ class SimilarityIndex:
 
     Args:
         encoder: The trained model (anything satisfying `SupportsEncode`).
-        collection: Qdrant collection name.
-        path: Local (embedded) mode: a folder to persist the index in, or ``":memory:"``.
-            The default when none of ``path``/``url``/``client`` is given is ``":memory:"``.
-            Only one client can open a folder at a time; `close` releases it. An existing
+        path: The folder to persist the embedded index in; ``None`` (or ``":memory:"``) keeps
+            it in memory (a temporary folder removed by `close`). Only one `SimilarityIndex`
+            (in any process) can open a folder at a time; `close` releases it. An existing
             folder must be empty or an index folder.
-        url: Server mode: URL of a Qdrant server or cluster, e.g. ``"http://localhost:6333"``.
+        url: URL of a Qdrant server or cluster, e.g. ``"http://localhost:6333"``; checked once
+            when opening.
         api_key: API key for ``url`` (Qdrant Cloud).
-        label_field: Record field holding the label; stored in the payload under this name
-            and used by ``filter_label``.
-        id_field: Record field holding a unique record id. Ints are used as point ids, strings
-            are mapped to UUID5s. When ``None``, the id is a UUID5 of the record's rendered
-            text, so records with the same text share one point.
-        distance: ``"cosine"`` (default), ``"dot"``, ``"euclid"`` or ``"manhattan"``.
         client: A ready ``qdrant_client.QdrantClient`` to use instead of ``path``/``url``; it
             is not closed by `close` (the caller owns it).
+        config: The index settings (`IndexConfig`: collection, label and id fields, HNSW,
+            search, quantization, upload); the defaults when ``None``.
+        distance: ``"cosine"`` (default), ``"dot"``, ``"euclid"`` or ``"manhattan"``.
         create: Create the collection when it is missing; with ``False`` a missing
             collection is an error (see `from_path`).
         if_stale: When the existing collection was built with another model (another
@@ -89,22 +83,28 @@ class SimilarityIndex:
             added again, e.g. with `build`) and sets `rebuilt` to the reason.
 
     Attributes:
+        config: The index settings.
+        backend: The index back end's name: ``"edge"`` or ``"qdrant-client"``.
+        location: Where the index lives: its folder, ``":memory:"``, the URL or ``"client"``.
         model_fingerprint: The fingerprint of ``encoder`` (``None`` when it cannot be told;
             then the model is not checked).
         rebuilt: Why the collection was emptied on opening (``if_stale="rebuild"``), else ``None``.
 
     Raises:
-        ImportError: If ``qdrant-client`` is not installed.
+        ImportError: If ``qdrant-edge-py`` (embedded) or ``qdrant-client`` (``url``/``client``)
+            is not installed.
         TypeError: If ``encoder`` lacks ``encode``/``dim``/``template`` or an argument has the
             wrong type.
         ValueError: If arguments conflict, ``path`` is a folder holding other files than an
-            index, or the existing collection has another vector size or distance.
+            index or an index of the old engine, or the existing collection has another vector
+            size or distance.
         StaleIndexError: If the collection was built with another model and ``if_stale`` is
             ``"error"``.
-        RuntimeError: If the folder is already open in another client.
+        RuntimeError: If the folder is open in another process or `SimilarityIndex`.
+        ConnectionError: If the server at ``url`` cannot be reached.
 
     Example:
-        >>> index = SimilarityIndex(model, path="news_index")  # doctest: +SKIP
+        >>> index = SimilarityIndex(model, "news_index", config=IndexConfig(id_field="id"))  # doctest: +SKIP
         >>> index.add(records)  # doctest: +SKIP
         10
         >>> index.search("Team wins the cup", k=1)[0].label  # doctest: +SKIP
@@ -114,87 +114,97 @@ class SimilarityIndex:
     def __init__(
         self,
         encoder: SupportsEncode,
-        *,
-        collection: str = "refinery",
         path: str | os.PathLike[str] | None = None,
+        *,
         url: str | None = None,
         api_key: str | None = None,
-        label_field: str = "label",
-        id_field: str | None = None,
-        distance: str = "cosine",
         client: QdrantClient | None = None,
+        config: IndexConfig | None = None,
+        distance: str = "cosine",
         create: bool = True,
         if_stale: IfStale = "error",
     ) -> None:
         check_encoder(encoder)
-        check_options(collection=collection, label_field=label_field, id_field=id_field, distance=distance,
-                      if_stale=if_stale, path=path, url=url, api_key=api_key, client=client)
-        qdrant_client = import_qdrant()
+        config = IndexConfig() if config is None else config
+        check_options(config=config, distance=distance, if_stale=if_stale, path=path, url=url, api_key=api_key,
+                      client=client)
         self.encoder = encoder
-        self.collection = collection
-        self.label_field = label_field
-        self.id_field = id_field
+        self.config = config
         self.distance = distance.lower()
         self.if_stale: IfStale = if_stale
         self.rebuilt: str | None = None
         self._stored: dict[str, Any] | None = None  # this package's collection metadata, if kept
         self._closed = False
-        self._size_warned = False
-        self._owns_client = client is None
-        self.location, self._client = connect(qdrant_client, path=path, url=url, api_key=api_key, client=client)
+        self._bulk_depth = 0
+        target = StoreTarget(path=None if path == ":memory:" else path, url=url, api_key=api_key, client=client)
+        self.backend = backend_for(target)
+        self._store: IndexStore = INDEX_BACKENDS.lookup(self.backend).open(
+            target, config, dim=int(encoder.dim), distance=self.distance)
+        self.location = self._store.location
         try:
             self.model_fingerprint = model_fingerprint(encoder)
-            self.is_local = is_local(self._client)
             self._prepare_collection(create)
-            if self.is_local:
-                self._warn_if_large(self.count())
         except BaseException:
             self.close()
             raise
 
     @classmethod
-    def from_path(cls, encoder: SupportsEncode, path: str | os.PathLike[str], *, collection: str = "refinery",
+    def from_path(cls, encoder: SupportsEncode, path: str | os.PathLike[str], *,
                   data: Iterable[Mapping[str, Any]] | pd.DataFrame | None = None, if_stale: IfStale = "error",
-                  **kwargs: Any) -> SimilarityIndex:
-        """Reopen an index persisted to ``path`` (local mode), checking that it is up to date.
+                  config: IndexConfig | None = None, **kwargs: Any) -> SimilarityIndex:
+        """Reopen an embedded index persisted to ``path``, checking that it is up to date.
 
         Unlike the constructor, this never creates a missing index: the folder and the
-        collection must exist. The index must have been built with ``encoder`` (same model
-        fingerprint) and, when ``data`` is given, from exactly these records (same data
-        fingerprint, see `build`); otherwise ``if_stale`` decides.
+        collection (``config.collection``) must exist. The index must have been built with
+        ``encoder`` (same model fingerprint) and, when ``data`` is given, from exactly these
+        records (same data fingerprint, see `build`); otherwise ``if_stale`` decides.
 
         Args:
             encoder: The model the index was built with.
             path: The index folder.
-            collection: Collection name.
             data: The records the index should hold (a DataFrame or mappings); ``None`` skips
                 the data check.
             if_stale: ``"error"`` raises `StaleIndexError` naming both fingerprints;
                 ``"rebuild"`` re-embeds ``data`` (which it then needs).
-            **kwargs: Other constructor arguments (``label_field``, ``id_field``, ...).
+            config: The index settings (collection, fields, search); the defaults when ``None``.
+            **kwargs: Other constructor arguments (``distance``).
 
         Returns:
             The reopened index.
 
         Raises:
-            FileNotFoundError: If ``path`` is not a Qdrant index folder.
-            ValueError: If the folder holds no such collection, or ``if_stale="rebuild"``
-                comes without ``data``.
+            FileNotFoundError: If ``path`` holds no index.
+            ValueError: If the folder was written by the old engine or holds no such collection,
+                or ``if_stale="rebuild"`` comes without ``data``.
             StaleIndexError: If the index is stale and ``if_stale`` is ``"error"``.
         """
-        folder = require_index_folder(Path(path))
+        folder = _edge.require_edge_folder(Path(path))
         if if_stale == "rebuild" and data is None:
             raise ValueError("from_path(if_stale='rebuild') needs data=, the records to rebuild the index from")
-        index = cls(encoder, path=folder, collection=collection, create=False, if_stale=if_stale, **kwargs)
+        index = cls(encoder, folder, config=config, create=False, if_stale=if_stale, **kwargs)
         if data is None:
             return index
         try:
-            index._sync(data, if_stale=if_stale, batch_size=256, progress=False)
+            index._sync(data, if_stale=if_stale, batch_size=index.config.batch_size, progress=False)
         except BaseException:
             index.close()
             raise
         return index
 
+    @property
+    def collection(self) -> str:
+        """The collection name (``config.collection``)."""
+        return self.config.collection
+
+    @property
+    def label_field(self) -> str:
+        """The record field holding the label (``config.label_field``)."""
+        return self.config.label_field
+
+    @property
+    def id_field(self) -> str | None:
+        """The record field holding the record id (``config.id_field``)."""
+        return self.config.id_field
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -209,41 +219,13 @@ class SimilarityIndex:
         return {**self._settings(), "model_fingerprint": self.model_fingerprint, "data_fingerprint": data}
 
     def _prepare_collection(self, create: bool) -> None:
-        if self._client.collection_exists(self.collection):
-            info = self._client.get_collection(self.collection)
-            check_vectors(info, self.collection, self.location, int(self.encoder.dim), self.distance)
-            stored = stored_metadata(info)
-            if stored is None:
-                warn_missing_metadata(self.collection, self.location)
-                return
-            warn_on_changed_settings(stored, self._settings(), self.collection, self.location)
-            self._stored = stored
-            reason = model_staleness(
-                stored, self.model_fingerprint, f"collection {self.collection!r} at {self.location}"
-            )
-            if reason is None:
-                return
-            if self.if_stale == "error":
-                raise StaleIndexError(f"{reason}; pass if_stale='rebuild' to rebuild it (CLI: --rebuild), or use "
-                                      "another path or collection")
-            self._recreate()
-            self.rebuilt = reason
-            return
-        if not create:
-            existing = sorted(c.name for c in self._client.get_collections().collections)
-            raise ValueError(f"no collection {self.collection!r} at {self.location}; existing collections: {existing}")
-        self._create()
-
-    def _create(self) -> None:
-        create_collection(
-            self._client, self.collection, dim=int(self.encoder.dim), distance=self.distance,
-            metadata=self._metadata(None), local=self.is_local, label_field=self.label_field,
-        )
-        self._stored = stored_metadata(self._client.get_collection(self.collection))
+        self._stored, self.rebuilt = open_collection(
+            self._store, settings=self._settings(), fresh=self._metadata(None), collection=self.collection,
+            model=self.model_fingerprint, if_stale=self.if_stale, create=create)
 
     def _recreate(self) -> None:
-        self._client.delete_collection(self.collection)
-        self._create()
+        self._store.reset(self._metadata(None))
+        self._stored = self._store.read_metadata()
 
     @property
     def data_fingerprint(self) -> str | None:
@@ -256,26 +238,25 @@ class SimilarityIndex:
         if self._stored.get("data_fingerprint") == value and self._stored.get("format") == METADATA_FORMAT:
             return
         metadata = {**self._stored, **self._metadata(value)}
-        write_metadata(self._client, self.collection, metadata)
+        self._store.write_metadata(metadata)
         self._stored = metadata
 
     def _holds(self, fingerprint: str, n_points: int) -> bool:
         """Whether the index holds exactly the points of ``fingerprint`` (built by `build`)."""
         return self.data_fingerprint == fingerprint and self.count() == n_points
 
-
-    def build(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int = 256,
-               progress: bool = True) -> int:
+    def build(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int | None = None,
+              progress: bool = True) -> int:
         """Make the index hold exactly ``records``, embedding them only when needed.
 
         The records' data fingerprint (ids, texts and payloads, see `add`) is stored with the
         collection. When the index already holds these records, embedded by this model, nothing
-        is done; otherwise the collection is emptied and the records are embedded and written.
-        An interrupted build is redone by the next one.
+        is done; otherwise the collection is emptied and the records are embedded and written
+        as one bulk load (`bulk_load`). An interrupted build is redone by the next one.
 
         Args:
             records: Records as mappings, or a DataFrame (one record per row).
-            batch_size: Records embedded and uploaded per request.
+            batch_size: Records embedded and uploaded per request (default: ``config.batch_size``).
             progress: Show progress: a bar in a terminal, else one line when done.
 
         Returns:
@@ -287,6 +268,7 @@ class SimilarityIndex:
             RuntimeError: If the index is closed.
         """
         self._require_open()
+        batch_size = self.config.batch_size if batch_size is None else batch_size
         check_positive_int("batch_size", batch_size)
         return self._sync(records, if_stale="rebuild", batch_size=batch_size, progress=progress)
 
@@ -300,9 +282,7 @@ class SimilarityIndex:
             raise StaleIndexError(
                 f"the index at {self.location} (collection {self.collection!r}) was built from other records "
                 f"than data: stored data fingerprint {short_fingerprint(self.data_fingerprint)} ({count} points), "
-                f"data's {short_fingerprint(fingerprint)} ({len(points)} points); pass if_stale='rebuild' to "
-                "rebuild it from data"
-            )
+                f"data's {short_fingerprint(fingerprint)} ({len(points)} points)", purpose="to rebuild it from data")
         self._rebuild(points, fingerprint, batch_size=batch_size, progress=progress)
         return len(points)
 
@@ -310,11 +290,9 @@ class SimilarityIndex:
         self._recreate()  # stored data fingerprint: None until every point is written
         self._upsert(points, batch_size=batch_size, progress=progress)
         self._set_data_fingerprint(fingerprint)
-        if self.is_local:
-            self._warn_if_large(self.count())
 
-    def add(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int = 256,
-             progress: bool = True) -> int:
+    def add(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame, *, batch_size: int | None = None,
+            progress: bool = True) -> int:
         """Embed ``records`` and upsert them into the collection.
 
         Each record becomes one point: its vector is the encoding of the record's text
@@ -324,10 +302,11 @@ class SimilarityIndex:
         the same records again replaces their points instead of duplicating them. Records in
         one call that share an id are merged (the last one wins, with a warning). The index no
         longer counts as built from a known set of records (`data_fingerprint` becomes ``None``).
+        The points are written as one bulk load (`bulk_load`).
 
         Args:
             records: Records as mappings, or a DataFrame (one record per row).
-            batch_size: Records embedded and uploaded per request.
+            batch_size: Records embedded and uploaded per request (default: ``config.batch_size``).
             progress: Show progress: a bar in a terminal, else one line when done.
 
         Returns:
@@ -340,34 +319,26 @@ class SimilarityIndex:
             RuntimeError: If the index is closed.
         """
         self._require_open()
+        batch_size = self.config.batch_size if batch_size is None else batch_size
         check_positive_int("batch_size", batch_size)
         points = self._points(records)
         if not points:
             return 0
         self._set_data_fingerprint(None)
         self._upsert(points, batch_size=batch_size, progress=progress)
-        if self.is_local:
-            self._warn_if_large(self.count())
         return len(points)
 
     def _points(self, records: Any) -> Points:
-        points, duplicates = records_to_points(
-            records, self.encoder.template, label_field=self.label_field, id_field=self.id_field
-        )
-        if duplicates:
-            what = f"the same {self.id_field!r}" if self.id_field else "the same text"
-            warnings.warn(
-                f"{duplicates} record(s) have {what} as an earlier record in this call and replace it; "
-                f"{len(points)} distinct point(s) are written"
-                + ("" if self.id_field else " (pass id_field= to keep records with equal texts apart)"),
-                UserWarning,
-                stacklevel=3,
-            )
-        return points
+        return points_of(records, self.encoder.template, label_field=self.label_field, id_field=self.id_field)
 
     def _upsert(self, points: Points, *, batch_size: int, progress: bool) -> None:
-        upsert(self._client, self.collection, points, self.encoder, batch_size=batch_size, progress=progress)
-
+        items = list(points.items())
+        with self.bulk_load(), stage_bar(len(items), desc="Indexing", unit="record", enabled=progress,
+                                         leave=True) as bar:
+            for batch in chunks(items, batch_size):
+                vectors = encode_checked(self.encoder, [text for _, (text, _) in batch], batch_size=batch_size)
+                self._store.upsert([pid for pid, _ in batch], vectors, [payload for _, (_, payload) in batch])
+                bar.update(len(batch))
 
     def search(self, query: str | Mapping[str, Any], k: int = 10, filter_label: str | Sequence[str] | None = None,
                *, score_threshold: float | None = None) -> list[SearchHit]:
@@ -390,17 +361,10 @@ class SimilarityIndex:
         self._require_open()
         check_positive_int("k", k)
         text = query_text(query, self.encoder.template)
-        query_filter = self._label_filter(filter_label)
-        vector = encode_checked(self.encoder, [text])[0]
-        response = self._client.query_points(
-            self.collection,
-            query=vector.tolist(),
-            query_filter=query_filter,
-            limit=int(k),
-            with_payload=True,
-            score_threshold=score_threshold,
-        )
-        return [self._hit(point) for point in response.points]
+        labels = self._labels(filter_label)
+        vectors = encode_checked(self.encoder, [text])
+        found = self._store.query_batch(vectors, k=int(k), labels=labels, score_threshold=score_threshold)
+        return [self._hit(point) for point in found[0]]
 
     def search_many(self, queries: Sequence[str | Mapping[str, Any]], k: int = 10,
                     filter_label: str | Sequence[str] | None = None, *, score_threshold: float | None = None,
@@ -428,10 +392,13 @@ class SimilarityIndex:
         if isinstance(queries, str | Mapping):
             raise TypeError("search_many() takes a sequence of queries; use search() for a single query")
         texts = query_texts(queries, self.encoder.template)
-        query_filter = self._label_filter(filter_label)
-        found = query_batches(self._client, self.collection, self.encoder, texts, k=k, query_filter=query_filter,
-                              score_threshold=score_threshold, batch_size=batch_size)
-        return [[self._hit(point) for point in points] for points in found]
+        labels = self._labels(filter_label)
+        results: list[list[SearchHit]] = []
+        for chunk in chunks(texts, batch_size):
+            vectors = encode_checked(self.encoder, chunk, batch_size=batch_size)
+            found = self._store.query_batch(vectors, k=int(k), labels=labels, score_threshold=score_threshold)
+            results.extend([self._hit(point) for point in points] for points in found)
+        return results
 
     def count(self, filter_label: str | Sequence[str] | None = None) -> int:
         """Number of points in the index, optionally only those with the given label(s).
@@ -443,28 +410,20 @@ class SimilarityIndex:
             The exact count.
         """
         self._require_open()
-        query_filter = self._label_filter(filter_label, check_known=False)
-        return int(self._client.count(self.collection, count_filter=query_filter, exact=True).count)
+        return self._store.count(self._labels(filter_label, check_known=False))
 
     def __len__(self) -> int:
         return self.count()
 
-    def _label_filter(
-        self, filter_label: str | Sequence[str] | None, *, check_known: bool = True
-    ) -> qmodels.Filter | None:
+    def _labels(self, filter_label: str | Sequence[str] | None, *, check_known: bool = True) -> list[str] | None:
         labels = filter_labels(filter_label)
         if labels is not None and check_known:
             known = list(getattr(getattr(self.encoder, "label_map", None), "names", None) or [])
             check_labels_known(labels, known, lambda label: self.count(filter_label=label))
-        return None if labels is None else label_filter(labels, self.label_field)
+        return labels
 
     def _hit(self, point: Any) -> SearchHit:
         return to_hit(point, id_field=self.id_field, label_field=self.label_field)
-
-    def _warn_if_large(self, count: int) -> None:
-        if not self._size_warned and count > LOCAL_MODE_MAX_POINTS:
-            self._size_warned = True
-            warn_local_mode_size(self.location, count, LOCAL_MODE_MAX_POINTS)
 
     @property
     def closed(self) -> bool:
@@ -472,16 +431,17 @@ class SimilarityIndex:
         return self._closed
 
     def close(self) -> None:
-        """Close the index and release its folder lock (local mode). Safe to call twice.
+        """Flush and close the index, releasing its folder (embedded). Safe to call twice.
 
-        A client passed as ``client=`` is left open: its owner closes it.
+        An in-memory index is gone afterwards. A client passed as ``client=`` is left open:
+        its owner closes it.
         """
         if self._closed:
             return
         self._closed = True
-        client = getattr(self, "_client", None)
-        if client is not None and self._owns_client:
-            client.close()
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
 
     def __enter__(self) -> SimilarityIndex:
         return self
@@ -491,7 +451,8 @@ class SimilarityIndex:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"SimilarityIndex(collection={self.collection!r}, location={self.location!r}, {state})"
+        return (f"SimilarityIndex(collection={self.collection!r}, backend={self.backend!r}, "
+                f"location={self.location!r}, {state})")
 
     def _require_open(self) -> None:
         if self._closed:

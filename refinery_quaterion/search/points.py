@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -118,6 +119,21 @@ def records_to_points(
     return points, duplicates
 
 
+def points_of(records: Any, template: TextTemplate, *, label_field: str, id_field: str | None) -> Points:
+    """`records_to_points` without the count, warning when records sharing an id were merged."""
+    points, duplicates = records_to_points(records, template, label_field=label_field, id_field=id_field)
+    if duplicates:
+        what = f"the same {id_field!r}" if id_field else "the same text"
+        warnings.warn(
+            f"{duplicates} record(s) have {what} as an earlier record in this call and replace it; "
+            f"{len(points)} distinct point(s) are written"
+            + ("" if id_field else " (pass id_field= to keep records with equal texts apart)"),
+            UserWarning,
+            stacklevel=4,
+        )
+    return points
+
+
 def _record_id(row: Mapping[str, Any], i: int, id_field: str | None) -> Any:
     if id_field is None:
         return None
@@ -194,3 +210,41 @@ def short(row: Mapping[str, Any], limit: int = 120) -> str:
     """``repr`` of a record, cut to ``limit`` characters for error messages."""
     text = repr(dict(row))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------
+# Point ids as text (added for streaming.load_vector_shards and the Ray Parquet shards)
+# --------------------------------------------------------------------------------------
+
+
+def point_id_text(pid: PointId) -> str:
+    """A point id as the text stored in a vector shard's ``id`` column (a decimal int or a UUID).
+
+    Args:
+        pid: A point id, as `point_id_for` returns.
+
+    Returns:
+        ``"42"`` for an int id, the canonical UUID string otherwise.
+    """
+    return str(pid) if isinstance(pid, int) else str(uuid.UUID(str(pid)))
+
+
+def point_id_from_text(text: str) -> PointId:
+    """The point id a vector shard's ``id`` text stands for (the inverse of `point_id_text`).
+
+    Args:
+        text: A non-negative decimal int (``"42"``) or a UUID string.
+
+    Returns:
+        An int or a canonical UUID string.
+
+    Raises:
+        ValueError: If ``text`` is neither.
+    """
+    value = str(text).strip()
+    if value.isascii() and value.isdigit():
+        return int(value)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"point id {text!r} is neither a non-negative int nor a UUID") from None

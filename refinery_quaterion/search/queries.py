@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.search.points import PointId, is_blank, short
-
-if TYPE_CHECKING:
-    from qdrant_client.http import models as qmodels
 
 __all__ = ["SearchHit"]
 
@@ -111,18 +108,8 @@ def filter_labels(filter_label: str | Sequence[str] | None) -> list[str] | None:
     return labels
 
 
-def label_filter(labels: list[str], label_field: str) -> qmodels.Filter:
-    """A Qdrant filter keeping points whose ``label_field`` is one of ``labels``."""
-    from qdrant_client.http import models as qm
-
-    match: qm.MatchValue | qm.MatchAny = (
-        qm.MatchValue(value=labels[0]) if len(labels) == 1 else qm.MatchAny(any=labels)
-    )
-    return qm.Filter(must=[qm.FieldCondition(key=label_field, match=match)])
-
-
 def to_hit(point: Any, *, id_field: str | None, label_field: str) -> SearchHit:
-    """A `SearchHit` from a scored Qdrant point."""
+    """A `SearchHit` from a scored point (anything with ``id``, ``score`` and ``payload``)."""
     payload = dict(point.payload or {})
     record_id = point.id
     if id_field is not None and payload.get(id_field) is not None:

@@ -170,14 +170,14 @@ def fit(
     *,
     output_dir: str | os.PathLike | None = None,
     trainer: pl.Trainer | None = None,
-    **settings: Any,
 ) -> FitResult:
     """Train ``model`` on labeled records with quaterion.
 
     Builds ``GroupSimilarityDataLoader`` s (or, for a pair loss such as
     ``multiple_negatives_ranking``, ``PairsSimilarityDataLoader`` s over positive pairs drawn
     from same-label records) and a Lightning trainer with bounded epochs, no checkpoints, no
-    logger unless ``output_dir`` is given, no sanity validation pass, and a fixed seed, then
+    logger unless ``output_dir`` is given, no sanity validation pass, and the model's seed
+    (``model.model_config.seed``: the one seed of a model, see `ModelConfig`), then
     runs ``Quaterion.fit``. With a frozen, cached encoder the records are encoded once (served
     from the model's ``embedding_cache`` when it has them) and each epoch only trains the head.
 
@@ -188,7 +188,7 @@ def fit(
     Progress goes to stderr as ``config.progress`` says; Lightning's own output is hidden
     unless ``config.verbose``.
 
-    A model built with ``text=None`` adopts the dataset's text template; a model with a
+    A model built with ``template=None`` adopts the dataset's text template; a model with a
     different explicit template is refused.
 
     Args:
@@ -201,8 +201,6 @@ def fit(
             otherwise nothing is written.
         trainer: Your own ``pl.Trainer``; then ``epochs``, ``accelerator``, ``devices``,
             ``progress`` of the config and ``output_dir`` are not used.
-        **settings: Fields of `FitConfig` (``epochs=``, ``batch_size=``, ``seed=``,
-            ``early_stopping=`` ...), applied over ``config``.
 
     Returns:
         A `FitResult`.
@@ -215,11 +213,11 @@ def fit(
             outside ``num_groups``, early stopping without validation data,
             ``sample_weighting="confidence"`` with a loss that takes no weights, or a
             ``min_weight`` that drops every record.
-        TypeError: For an unknown setting, or a dataset that does not yield
+        TypeError: For a ``config`` that is not a `FitConfig`, or a dataset that does not yield
             ``SimilarityGroupSample`` s.
     """
     started = time.perf_counter()
-    config = _checked_config(model, config, settings, has_val=val_dataset is not None, own_trainer=trainer is not None)
+    config = _checked_config(model, config, has_val=val_dataset is not None, own_trainer=trainer is not None)
     train, val, weighting = _training_data(model, config, train_dataset, val_dataset)
     pairwise = isinstance(model.loss, PairwiseLoss)
     tracker, reporter = _callbacks(model, config, n_train=len(train), has_val=val_dataset is not None,
@@ -248,14 +246,14 @@ def fit(
     return result
 
 
-def _checked_config(model: DistilBertSimilarityModel, config: FitConfig | None, settings: Mapping[str, Any], *,
-                    has_val: bool, own_trainer: bool) -> FitConfig:
-    """``config`` (default `FitConfig()`) with ``settings`` applied, refused where it cannot train ``model``."""
+def _checked_config(model: DistilBertSimilarityModel, config: FitConfig | None, *, has_val: bool,
+                    own_trainer: bool) -> FitConfig:
+    """``config`` (default `FitConfig()`), refused where it cannot train ``model``."""
     if not isinstance(model, DistilBertSimilarityModel):
         raise TypeError(f"model must be a DistilBertSimilarityModel, got {type(model).__name__}")
     if config is not None and not isinstance(config, FitConfig):
         raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
-    config = (config or FitConfig()).replace(**settings)
+    config = config or FitConfig()
     if config.early_stopping is not None and not has_val:
         raise ValueError("early_stopping needs a val_dataset to watch")
     if config.early_stopping is not None and own_trainer:
@@ -353,9 +351,10 @@ def _quaterion_fit(model: DistilBertSimilarityModel, config: FitConfig, train: T
                    weighted: bool) -> tuple[pl.Trainer, EarlyStopping | None]:
     """Seed, build the loaders and the trainer (unless given one) and run ``Quaterion.fit`` quietly."""
     with quiet_training(config.verbose):
-        pl.seed_everything(seed=config.seed, workers=True)
+        seed = model.model_config.seed
+        pl.seed_everything(seed=seed, workers=True)
         # called inside the try of _train: a Ctrl-C while the loaders are built is a TrainingInterrupted at "setup"
-        train_loader, val_loader = _loaders(train, val, config, pairwise=pairwise, weighted=weighted)
+        train_loader, val_loader = _loaders(train, val, config, seed, pairwise=pairwise, weighted=weighted)
         scratch = None
         if trainer is None:
             reporter.epochs = config.epochs_for(len(train_loader))
@@ -387,20 +386,23 @@ def _restore_best(model: DistilBertSimilarityModel, tracker: FitTracker) -> bool
             params[name].copy_(value.to(params[name].device))
     return True
 
-def _loaders(train: TrainingRecords, val: TrainingRecords | None, config: FitConfig, *, pairwise: bool,
+def _loaders(train: TrainingRecords, val: TrainingRecords | None, config: FitConfig, seed: int, *, pairwise: bool,
              weighted: bool) -> tuple[Any, Any]:
-    """The training and validation data loaders (group or pair samples, with weights when ``weighted``)."""
+    """The training and validation data loaders (group or pair samples, with weights when ``weighted``).
+
+    ``seed`` (the model's) draws the pairs and shuffles the batches.
+    """
     if pairwise:
-        train_data: Dataset = PairSamples(train.objects, train.groups, config.seed,
+        train_data: Dataset = PairSamples(train.objects, train.groups, seed,
                                           train.weights if weighted else None)
-        val_data = (PairSamples(val.objects, val.groups, config.seed + 1, val.weights if weighted else None)
+        val_data = (PairSamples(val.objects, val.groups, seed + 1, val.weights if weighted else None)
                     if val is not None else None)
     else:
         train_data = GroupSamples(train.objects, train.groups, train.weights if weighted else None)
         val_data = GroupSamples(val.objects, val.groups, val.weights if weighted else None) if val is not None else None
     loader = loader_class(pairs=pairwise, weighted=weighted)
     generator = torch.Generator()
-    generator.manual_seed(config.seed)
+    generator.manual_seed(seed)
     train_loader = loader(train_data, batch_size=config.batch_size, shuffle=True, num_workers=config.num_workers,
                           generator=generator)
     val_loader = (loader(val_data, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)

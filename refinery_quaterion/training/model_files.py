@@ -44,7 +44,7 @@ from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 
 __all__ = ["CONFIG_FILE", "LABEL_MAP_FILE", "ModelFileError", "label_map_to_save", "load", "read_model_folder", "save"]
 
-_FORMAT = 2  # 1: before ModelConfig/FitConfig (settings in "model" and "training"); 2: + "fit"
+_FORMAT = 3  # 1: before ModelConfig/FitConfig; 2: + "fit"; 3: "template" (was "text"), one seed (ModelConfig)
 
 LABEL_MAP_FILE = "label_map.json"
 CONFIG_FILE = "training_config.json"
@@ -206,7 +206,7 @@ def save(
 
     The folder holds the quaterion servable (``config.json``, ``head/``, ``encoders/`` -- so
     ``quaterion_models.SimilarityModel.load`` reads it too), ``label_map.json`` and
-    ``training_config.json``: ``format`` (2), ``created``, library ``versions``, ``model``
+    ``training_config.json``: ``format`` (3), ``created``, library ``versions``, ``model``
     (`ModelConfig.to_dict` plus ``model_type``, ``raw_dim`` and ``dim``), ``fit``
     (`FitConfig.to_dict`), ``training`` (what `fit` did), ``labels`` and ``extra``.
     Everything is written to a temporary folder beside ``path`` and swapped into place at the
@@ -276,7 +276,7 @@ def load(
     loads with a warning naming the missing files; its ``label_map`` is ``None``.
 
     Args:
-        path: Folder written by `save` (format 1 or 2).
+        path: Folder written by `save` (format 3; folders of 0.2 and earlier are refused).
         embedding_cache: Disk cache, folder, or ``True`` (the default folder) for the
             encoder's raw output; the encoder is frozen on load, so texts it has embedded
             before are not encoded again.

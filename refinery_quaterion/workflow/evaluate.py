@@ -13,7 +13,7 @@ import pandas as pd
 from refinery_quaterion.data.dataset import load_records
 from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.errors import OutputExistsError
-from refinery_quaterion.evaluate import DEFAULT_KS, EvaluationReport, compare, evaluation_report, format_table
+from refinery_quaterion.evaluate import EvalConfig, EvaluationReport, ProbeSet, compare, evaluation_report, format_table
 from refinery_quaterion.model.inference import EmbeddingModel
 from refinery_quaterion.training.model_files import load
 from refinery_quaterion.workflow.train import CacheSpec
@@ -67,16 +67,12 @@ def _check_records(frame: pd.DataFrame, where: str, template: TextTemplate, labe
 def evaluate_model(
     model: EmbeddingModel | str | os.PathLike,
     test: RecordsSpec,
+    config: EvalConfig | None = None,
     *,
     reference: RecordsSpec | Sequence[str | os.PathLike] | None = None,
-    label_column: str = "label",
-    ks: Sequence[int] = DEFAULT_KS,
     report_dir: str | os.PathLike | None = None,
-    compare_raw: bool = True,
     embedding_cache: CacheSpec = True,
     overwrite: bool = False,
-    progress: bool = True,
-    batch_size: int = 64,
 ) -> EvaluationOutcome:
     """Compare the raw encoder with the fine-tuned model on labeled test records.
 
@@ -87,77 +83,100 @@ def evaluate_model(
     apply the head to them.
 
     The records are checked before anything is encoded: every field of the model's text
-    template and ``label_column`` must be a column (a missing one would embed empty texts and
-    give plausible but meaningless metrics).
+    template and ``config.label_column`` must be a column (a missing one would embed empty
+    texts and give plausible but meaningless metrics).
 
     Args:
         model: A loaded model or the folder of a saved one.
-        test: Test records with the model's text fields and ``label_column``: a DataFrame
+        test: Test records with the model's text fields and the label column: a DataFrame
             or a file (``.json``/``.jsonl``/``.csv``..., see `load_records`).
+        config: How to evaluate: ks, label column, raw comparison, batch size, progress and
+            the probe's classifier (default `EvalConfig()`).
         reference: Records to train the linear probe on (e.g. train + validation): a
             DataFrame, a file, or a list of files (concatenated).
-        label_column: Column holding the true labels.
-        ks: k values of precision@k (those above ``len(test) - 1`` are dropped).
         report_dir: Write the report folder (metrics.json/.md/.csv + PNG plots) there;
             ``None`` only computes the metrics table.
-        compare_raw: Also evaluate the raw encoder.
         embedding_cache: As in `train_model`; used when ``model`` is a folder.
         overwrite: Replace an existing ``report_dir``.
-        progress: Show encoding progress.
-        batch_size: Texts per encoder forward pass.
 
     Returns:
         An `EvaluationOutcome` (its ``report`` is set when ``report_dir`` is given).
 
     Raises:
         ValueError: If the records lack a field of the model's template or the label
-            column (naming the column and the file), or ``test`` has fewer than 2 records.
+            column (naming the column and the file), ``test`` has fewer than 2 records, or
+            no k of ``config.ks`` fits them.
         FileExistsError: If ``report_dir`` exists and ``overwrite`` is false (checked first).
+        TypeError: For a ``config`` that is not an `EvalConfig`.
     """
     started = time.perf_counter()
+    if config is not None and not isinstance(config, EvalConfig):
+        raise TypeError(f"config must be an EvalConfig, got {type(config).__name__}")
+    config = config or EvalConfig()
     if report_dir is not None and os.path.lexists(report_dir) and not overwrite:
         raise OutputExistsError(report_dir)
     if not isinstance(model, EmbeddingModel):
         model = load(model, embedding_cache=embedding_cache)
     template = TextTemplate.coerce(model.template)
     test, test_name = _records(test, "test")
-    _check_records(test, test_name, template, label_column)
-    if reference is not None and not isinstance(reference, pd.DataFrame | str | os.PathLike):
-        parts = [_records(part, "reference") for part in reference]
-        for frame, where in parts:
-            _check_records(frame, where, template, label_column)
-        reference = pd.concat([frame for frame, _ in parts], ignore_index=True) if parts else None
-    elif reference is not None:
-        reference, where = _records(reference, "reference")
-        _check_records(reference, where, template, label_column)
-    if len(test) < 2:
-        raise ValueError(f"need at least 2 test records, got {len(test)} in {test_name}")
-    usable_ks = sorted({int(k) for k in ks if 1 <= int(k) <= len(test) - 1})
-    if not usable_ks:
-        raise ValueError(f"no k in {list(ks)} fits {len(test)} test records")
+    _check_records(test, test_name, template, config.label_column)
+    reference = _reference_records(reference, template, config.label_column)
+    usable_ks = _usable_ks(config.ks, len(test), test_name)
 
-    labels = test[label_column].astype(str).to_numpy()
-    raw = model.encode_raw(test, batch_size=batch_size, progress=progress)
+    labels = test[config.label_column].astype(str).to_numpy()
+    raw = model.encode_raw(test, batch_size=config.batch_size, progress=config.progress)
     embeddings = {"fine-tuned": model.apply_head(raw)}
-    if compare_raw:
+    if config.compare_raw:
         embeddings = {"raw": raw, **embeddings}
     if report_dir is None:
         table = compare(embeddings, labels, ks=usable_ks)
         return EvaluationOutcome(metrics=table, report=None, seconds=time.perf_counter() - started)
 
-    probe = None
-    if reference is not None and len(reference):
-        ref_raw = model.encode_raw(reference, batch_size=batch_size, progress=progress)
-        ref_labels = reference[label_column].astype(str).to_numpy()
-        ref_embeddings = {"raw": ref_raw, "fine-tuned": model.apply_head(ref_raw)}
-        probe = {name: (ref_embeddings[name], ref_labels, emb, labels) for name, emb in embeddings.items()}
+    probe = _probe_sets(model, reference, embeddings, labels, config) if reference is not None else None
     report = evaluation_report(
         report_dir,
         embeddings,
         labels,
         ks=usable_ks,
         probe=probe,
+        probe_config=config.probe,
         title=f"Retrieval evaluation: {len(test)} queries",
         overwrite=overwrite,
     )
     return EvaluationOutcome(metrics=report.metrics, report=report, seconds=time.perf_counter() - started)
+
+
+def _reference_records(reference: RecordsSpec | Sequence[str | os.PathLike] | None, template: TextTemplate,
+                       label_column: str) -> pd.DataFrame | None:
+    """The reference records as one checked frame (a list of parts concatenated), or ``None``."""
+    if reference is None:
+        return None
+    if isinstance(reference, pd.DataFrame | str | os.PathLike):
+        frame, where = _records(reference, "reference")
+        _check_records(frame, where, template, label_column)
+        return frame
+    parts = [_records(part, "reference") for part in reference]
+    for frame, where in parts:
+        _check_records(frame, where, template, label_column)
+    return pd.concat([frame for frame, _ in parts], ignore_index=True) if parts else None
+
+
+def _usable_ks(ks: Sequence[int], n_test: int, test_name: str) -> list[int]:
+    """The ks that fit ``n_test`` records (at most ``n_test - 1`` neighbours)."""
+    if n_test < 2:
+        raise ValueError(f"need at least 2 test records, got {n_test} in {test_name}")
+    usable = sorted({int(k) for k in ks if 1 <= int(k) <= n_test - 1})
+    if not usable:
+        raise ValueError(f"no k in {list(ks)} fits {n_test} test records")
+    return usable
+
+
+def _probe_sets(model: EmbeddingModel, reference: pd.DataFrame, embeddings: dict[str, Any], labels: Any,
+                config: EvalConfig) -> dict[str, ProbeSet] | None:
+    """What the linear probe of each model trains on (the reference records) and tests on."""
+    if not len(reference):
+        return None
+    ref_raw = model.encode_raw(reference, batch_size=config.batch_size, progress=config.progress)
+    ref_labels = reference[config.label_column].astype(str).to_numpy()
+    ref_embeddings = {"raw": ref_raw, "fine-tuned": model.apply_head(ref_raw)}
+    return {name: ProbeSet(ref_embeddings[name], ref_labels, emb, labels) for name, emb in embeddings.items()}

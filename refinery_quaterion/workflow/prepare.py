@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from refinery_quaterion._io import atomic_dir
+from refinery_quaterion.data.config import DEFAULT_TEMPLATE, HOLDOUTS, LabelConfig
 from refinery_quaterion.data.dataset import LabelMap, load_records
 from refinery_quaterion.data.labels import LabelReport, combine_labels
 from refinery_quaterion.data.splits import HoldoutSplit, split_by_source, train_val_split
@@ -21,11 +23,6 @@ from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.errors import MISSING, Fix, OutputExistsError, SettingError
 
 __all__ = ["HOLDOUTS", "PreparedRecords", "load_prepared", "prepare_records"]
-
-_DEFAULT_TEXT = "{text}"
-
-HOLDOUTS = ("manual",)
-"""Values of ``prepare_records(holdout=...)``: ``"manual"`` holds the manually labeled records out as the test set."""
 
 
 @dataclass
@@ -36,7 +33,7 @@ class PreparedRecords:
         train: Training records (attributes + ``label``, ``label_source``, ``confidence``).
         val: Validation records (same columns); empty when there are none.
         label_map: Labels of all records.
-        text: Text template the records are meant to be rendered with.
+        template: Text template the records are meant to be rendered with.
         report: What `combine_labels` kept and dropped (``None`` when read from a folder).
         path: The folder written or read, or ``None``.
         test: Held-out test records (with ``holdout="manual"``: the manually labeled ones), or
@@ -48,7 +45,7 @@ class PreparedRecords:
     train: pd.DataFrame
     val: pd.DataFrame
     label_map: LabelMap
-    text: TextSpec
+    template: TextSpec
     report: LabelReport | None = None
     path: Path | None = None
     test: pd.DataFrame | None = None
@@ -63,19 +60,13 @@ class PreparedRecords:
 
 def prepare_records(
     export: Any,
-    out: str | os.PathLike | None = None,
+    config: LabelConfig | None = None,
     *,
-    task: str | None = None,
-    text: TextSpec = _DEFAULT_TEXT,
-    min_confidence: float | Literal["auto"] | None = None,
-    val_size: float | int = 0.25,
-    seed: int = 42,
-    stratify: bool = True,
-    holdout: Literal["manual"] | None = None,
+    out: str | os.PathLike | None = None,
     password: str | None = None,
     overwrite: bool = False,
 ) -> PreparedRecords:
-    """Keep manual and confident weak-supervision labels of an export and split them.
+    """Keep manual and confident weak-supervision labels of an export and split them, as ``config`` says.
 
     Records whose rendered text is blank are dropped (and counted in the report), and
     records with identical texts stay on one side of the split (`train_val_split` with the
@@ -84,21 +75,14 @@ def prepare_records(
 
     With ``out`` the folder gets (atomically) ``train.json``, ``val.json``, ``test.json``
     (with a holdout), ``labels.json`` (the label map), ``report.txt`` (the `LabelReport`) and
-    ``prepare.json`` (these settings, the threshold actually used and the report), which
-    `load_prepared` and ``refinery-quaterion train`` read.
+    ``prepare.json`` (the settings of ``config``, the threshold actually used and the report),
+    which `load_prepared` and ``refinery-quaterion train`` read.
 
     Args:
         export: A refinery export file (anything `load_export` reads) or a loaded export.
+        config: What to keep and how to split (default `LabelConfig()`: the ``{text}``
+            attribute, `combine_labels`' threshold, a stratified 25% validation split).
         out: Folder to write, or ``None`` to only return the records.
-        task: Classification task name (may be omitted when the export has one task).
-        text: Text template, e.g. ``"{Title}. {Description}"``; checked against the columns.
-        min_confidence: Keep weak-supervision labels with a confidence above this; ``"auto"``
-            chooses it from the manual labels (see `combine_labels`); ``None`` takes
-            `combine_labels`' default.
-        val_size: Validation share (0 < x < 1) or number of records; ``0``: no validation records.
-        seed: Split seed.
-        stratify: Split by class (otherwise at random).
-        holdout: ``"manual"``: hold the manually labeled records out as the test set.
         password: Password of a protected UI download zip.
         overwrite: Replace an existing ``out``.
 
@@ -107,12 +91,11 @@ def prepare_records(
 
     Raises:
         FileExistsError: If ``out`` exists and ``overwrite`` is false (checked first).
-        ValueError: If the template names a column the records do not have, for an unknown
-            ``holdout``, or for the errors of `combine_labels`, `train_val_split` and
-            `split_by_source`.
+        ValueError: If the template names a column the records do not have, or for the errors
+            of `combine_labels`, `train_val_split` and `split_by_source`.
+        TypeError: For a ``config`` that is not a `LabelConfig`.
     """
-    if holdout is not None and holdout not in HOLDOUTS:
-        raise ValueError(f"holdout must be one of {list(HOLDOUTS)} or None, got {holdout!r}")
+    config = _checked_config(config)
     if out is not None and os.path.lexists(out) and not overwrite:
         raise OutputExistsError(out)
     source = export
@@ -120,54 +103,74 @@ def prepare_records(
         from refinery_quaterion.data.refinery import load_export
 
         export = load_export(export, password=password)
-    template = TextTemplate(text) if not isinstance(text, TextTemplate) else text
+    template = TextTemplate(config.template)
     where = source if isinstance(source, str | os.PathLike) else getattr(export, "source", "the export")
-    options = {} if min_confidence is None else {"min_confidence": min_confidence}
-    records, report = combine_labels(export, task, text=template.spec, **options)
+    options = {} if config.min_confidence is None else {"min_confidence": config.min_confidence}
+    records, report = combine_labels(export, config.task, template=template.spec, **options)
     template.validate(records.columns, source=f"{where} (after combining labels)")
-    split: HoldoutSplit | None = None
-    if holdout == "manual":
-        split = split_by_source(records, val_size=val_size, seed=seed, stratify=stratify, text=template.spec)
-        train, val, test = split
-    elif val_size == 0:
-        train, val, test = records.reset_index(drop=True), records.iloc[0:0].reset_index(drop=True), None
-    else:
-        train, val = train_val_split(records, val_size=val_size, seed=seed, stratify=stratify, text=template.spec)
-        test = None
-    label_map = LabelMap.from_frame(records)
-    prepared = PreparedRecords(train=train, val=val, label_map=label_map, text=template.spec, report=report,
-                               test=test, holdout=split)
-    if out is None:
-        return prepared
-    settings: dict[str, Any] = {
-        "export": str(where),
-        "task": report.task,
-        "min_confidence": report.min_confidence,
-        "min_confidence_requested": "default" if min_confidence is None else min_confidence,
-        "text": template.to_config(),
-        "val_size": val_size,
-        "seed": seed,
-        "stratify": stratify,
-        "holdout": holdout,
-        "train_records": len(train),
-        "val_records": len(val),
-        "report": report.to_dict(),
-    }
-    if split is not None:
-        settings.update(test_records=len(split.test), removed_overlap=split.removed_overlap,
-                        test_only_labels=list(split.test_only_labels))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        frames = {"train": train, "val": val, **({"test": test} if test is not None else {})}
-        for name, frame in frames.items():
-            frame.to_json(tmp / f"{name}.json", orient="records", force_ascii=False, indent=1)
-        label_map.save(tmp / "labels.json")
-        (tmp / "report.txt").write_text(str(report) + "\n", encoding="utf-8")
-        (tmp / "prepare.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    prepared.path = Path(out)
+    train, val, test, split = _split(records, config)
+    prepared = PreparedRecords(train=train, val=val, label_map=LabelMap.from_frame(records), template=template.spec,
+                               report=report, test=test, holdout=split)
+    if out is not None:
+        _write_prepared(out, prepared, _settings(config, where, report, prepared), overwrite=overwrite)
     return prepared
 
 
-def load_prepared(folder: str | os.PathLike, *, text: TextSpec | None = None,
+def _checked_config(config: LabelConfig | None) -> LabelConfig:
+    if config is not None and not isinstance(config, LabelConfig):
+        raise TypeError(f"config must be a LabelConfig, got {type(config).__name__}")
+    return config or LabelConfig()
+
+
+def _split(records: pd.DataFrame, config: LabelConfig
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, HoldoutSplit | None]:
+    """``(train, val, test, holdout split)`` of the combined records, as ``config`` says."""
+    options = {"val_size": config.val_size, "seed": config.split_seed, "stratify": config.stratify,
+               "template": config.template}
+    if config.holdout == "manual":
+        split = split_by_source(records, **options)
+        train, val, test = split
+        return train, val, test, split
+    if config.val_size == 0:
+        return records.reset_index(drop=True), records.iloc[0:0].reset_index(drop=True), None, None
+    train, val = train_val_split(records, **options)
+    return train, val, None, None
+
+
+def _settings(config: LabelConfig, where: Any, report: LabelReport, prepared: PreparedRecords) -> dict[str, Any]:
+    """What ``prepare.json`` holds: the settings, the threshold actually used, the counts and the report."""
+    settings: dict[str, Any] = {
+        "export": str(where),
+        **config.to_dict(),
+        "task": report.task,
+        "min_confidence": report.min_confidence,
+        "min_confidence_requested": "default" if config.min_confidence is None else config.min_confidence,
+        "train_records": len(prepared.train),
+        "val_records": len(prepared.val),
+        "report": report.to_dict(),
+    }
+    split = prepared.holdout
+    if split is not None:
+        settings.update(test_records=len(split.test), removed_overlap=split.removed_overlap,
+                        test_only_labels=list(split.test_only_labels))
+    return settings
+
+
+def _write_prepared(out: str | os.PathLike, prepared: PreparedRecords, settings: Mapping[str, Any], *,
+                    overwrite: bool) -> None:
+    """Write the prepared folder atomically and remember it in ``prepared.path``."""
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        frames = {"train": prepared.train, "val": prepared.val,
+                  **({"test": prepared.test} if prepared.test is not None else {})}
+        for name, frame in frames.items():
+            frame.to_json(tmp / f"{name}.json", orient="records", force_ascii=False, indent=1)
+        prepared.label_map.save(tmp / "labels.json")
+        (tmp / "report.txt").write_text(str(prepared.report) + "\n", encoding="utf-8")
+        (tmp / "prepare.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    prepared.path = Path(out)
+
+
+def load_prepared(folder: str | os.PathLike, *, template: TextSpec | None = None,
                   label_column: str = "label") -> PreparedRecords:
     """Read a folder written by `prepare_records` (or by hand: ``train.json`` [+ ``val.json``]).
 
@@ -175,7 +178,7 @@ def load_prepared(folder: str | os.PathLike, *, text: TextSpec | None = None,
 
     Args:
         folder: The folder.
-        text: Text template; ``None`` takes the one in ``prepare.json``.
+        template: Text template; ``None`` takes the one in ``prepare.json``.
         label_column: Column holding the labels.
 
     Returns:
@@ -184,7 +187,7 @@ def load_prepared(folder: str | os.PathLike, *, text: TextSpec | None = None,
     Raises:
         FileNotFoundError: If the folder does not exist or has no ``train.json``.
         NotADirectoryError: If ``folder`` is a file.
-        ValueError: If ``text`` is ``None`` and the folder has no ``prepare.json``, or
+        ValueError: If ``template`` is ``None`` and the folder has no ``prepare.json``, or
             ``prepare.json`` is not valid JSON.
     """
     folder = Path(folder)
@@ -195,16 +198,16 @@ def load_prepared(folder: str | os.PathLike, *, text: TextSpec | None = None,
         raise NotADirectoryError(f"{folder}: is a file; expected a prepared folder (with train.json, val.json "
                                  "and prepare.json)")
     settings_file = folder / "prepare.json"
-    if text is None:
+    if template is None:
         if not settings_file.is_file():
             raise SettingError(f"{folder}: no prepare.json, so the text template is unknown",
-                               fixes=(Fix("text", MISSING),),
+                               fixes=(Fix("template", MISSING),),
                                alternative="prepare the folder first")
         try:
             settings = json.loads(settings_file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{settings_file}: not valid JSON ({err}); write it again with prepare") from None
-        text = (settings.get("text") if isinstance(settings, dict) else None) or _DEFAULT_TEXT
+        template = (settings.get("template") if isinstance(settings, dict) else None) or DEFAULT_TEMPLATE
     train_file = folder / "train.json"
     if not train_file.is_file():
         raise FileNotFoundError(f"{folder}: no train.json; expected the folder written by prepare_records")
@@ -215,4 +218,5 @@ def load_prepared(folder: str | os.PathLike, *, text: TextSpec | None = None,
     labels_file = folder / "labels.json"
     label_map = (LabelMap.load(labels_file) if labels_file.is_file()
                  else LabelMap.from_frame(pd.concat([train, val]), column=label_column))
-    return PreparedRecords(train=train, val=val, label_map=label_map, text=text, path=folder, test=test)
+    return PreparedRecords(train=train, val=val, label_map=label_map, template=template, path=folder,
+                           test=test)

@@ -10,11 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset
-from refinery_quaterion.data.text import TextSpec
 from refinery_quaterion.errors import MISSING, Fix, OutputExistsError, SettingError
 from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.config import FitConfig, ModelConfig
-from refinery_quaterion.model.pretrained import MINILM_ALIAS
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
 from refinery_quaterion.training.fit import FitResult, fit
 from refinery_quaterion.training.model_files import save
@@ -47,36 +45,25 @@ def train_model(
     val: pd.DataFrame | None,
     out: str | os.PathLike,
     *,
-    text: TextSpec | None = None,
     model_config: ModelConfig | None = None,
     fit_config: FitConfig | None = None,
-    pretrained: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    seed: int | None = None,
-    progress: bool | None = None,
     label_column: str = "label",
     embedding_cache: CacheSpec = True,
     overwrite: bool = False,
 ) -> TrainOutcome:
     """Fine-tune a similarity model on labeled records and save it.
 
-    The keyword shortcuts (``text``, ``pretrained``, ``epochs``, ``batch_size``, ``seed``,
-    ``progress``) override the matching fields of the configs when given.
+    What the model is (encoder, template, head, loss, seed) is ``model_config``; how it is
+    trained (epochs, batch size, progress...) is ``fit_config``.
 
     Args:
         train: Training records with a label column (e.g. from `combine_labels`).
         val: Validation records (same columns), or ``None``.
         out: Folder to save the model to.
-        text: Text template, e.g. ``"{Title}. {Description}"`` (or set ``model_config.text``).
-        model_config: The model (default: `ModelConfig` with ``pretrained="minilm"``, the
-            bundled all-MiniLM-L6-v2).
+        model_config: The model; it needs a ``template`` (e.g.
+            ``ModelConfig(template="{Title}. {Description}")``). ``None`` is ``ModelConfig()``
+            (the bundled all-MiniLM-L6-v2), which has no template and is refused.
         fit_config: How to train (default: `FitConfig()`).
-        pretrained: Hugging Face id or folder; ``"minilm"`` is the bundled all-MiniLM-L6-v2.
-        epochs: Maximum epochs.
-        batch_size: Records per training batch.
-        seed: Seed of the model and of training.
-        progress: Show progress bars.
         label_column: Column holding the labels.
         embedding_cache: Disk cache of the frozen encoder's vectors: ``True`` (default) uses
             `default_cache_dir`; a folder or ``None`` (off). Ignored for a trainable encoder.
@@ -93,23 +80,20 @@ def train_model(
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
-    model_changes = {k: v for k, v in (("text", text), ("pretrained", pretrained), ("seed", seed)) if v is not None}
-    model_config = (model_config or ModelConfig(pretrained=MINILM_ALIAS)).replace(**model_changes)
-    fit_changes = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed),
-                                     ("progress", progress)) if v is not None}
-    fit_config = (fit_config or FitConfig()).replace(**fit_changes)
-    if model_config.text is None:
+    model_config = model_config or ModelConfig()
+    if model_config.template is None:
         raise SettingError("train_model needs a text template, e.g. '{{Title}}. {{Description}}'",
-                           fixes=(Fix("text", MISSING),))
-    train_ds = RefineryExportDataset(train, text=model_config.text, label_column=label_column)
+                           fixes=(Fix("template", MISSING),))
+    train_ds = RefineryExportDataset(train, template=model_config.template, label_column=label_column)
     val_ds = (
-        RefineryExportDataset(val, text=model_config.text, label_map=train_ds.label_map, label_column=label_column)
+        RefineryExportDataset(val, template=model_config.template, label_map=train_ds.label_map,
+                              label_column=label_column)
         if val is not None and len(val)
         else None
     )
     cache = None if model_config.trainable_encoder else EmbeddingCache.coerce(embedding_cache)
     model = DistilBertSimilarityModel(model_config, embedding_cache=cache)
-    result = fit(model, train_ds, val_ds, fit_config)
+    result = fit(model, train_ds, val_ds, fit_config or FitConfig())
     extra = {"train_records": len(train_ds), "val_records": len(val_ds) if val_ds is not None else 0}
     path = save(model, out, label_map=train_ds.label_map, overwrite=overwrite, extra=extra)
     return TrainOutcome(path=path, fit=result, label_map=train_ds.label_map, seconds=time.perf_counter() - started)
