@@ -40,7 +40,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "model.inference": ("EmbeddingModel", "ModelFileError"),
     "training.fit": ("FitResult", "TrainingInterrupted", "fit"),
     "training.model_files": ("load", "save"),
-    "exporters": ("EXPORT_FORMATS", "ExportResult", "ModelExportError", "OnnxEmbedder", "export_model"),
+    "exporters": ("EXPORT_FORMATS", "ExportResult", "ModelExportError", "OnnxEmbedder", "export_model", "to_refinery"),
     "evaluate": (
         "DEFAULT_KS",
         "EvalConfig",
@@ -115,7 +115,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from refinery_quaterion.evaluate.label_plots import plot_confusion_matrix, plot_threshold_curve
     from refinery_quaterion.evaluate.plots import plot_precision_distribution, plot_topk_curve
-    from refinery_quaterion.exporters import EXPORT_FORMATS, ExportResult, ModelExportError, OnnxEmbedder, export_model
+    from refinery_quaterion.exporters import (
+        EXPORT_FORMATS,
+        ExportResult,
+        ModelExportError,
+        OnnxEmbedder,
+        export_model,
+        to_refinery,
+    )
     from refinery_quaterion.model.cache import EmbeddingCache, default_cache_dir
     from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
     from refinery_quaterion.model.config import FitConfig, ModelConfig

@@ -43,18 +43,19 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from refinery_quaterion.errors import OutputExistsError
+from refinery_quaterion.errors import OutputExistsError, SettingError
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_dir", "atomic_path", "atomic_write_text", "current_umask", "respect_umask"]
+__all__ = ["atomic_dir", "atomic_path", "atomic_write_text", "current_umask", "refuse_output_over_inputs",
+           "respect_umask"]
 
 _MARK = "rq-"
 _OURS = re.compile(r"^\.(?P<name>.+)\.rq-(?P<token>[0-9a-f]{12})\.(?P<kind>tmp|old)$", re.DOTALL)
@@ -443,3 +444,51 @@ def _fsync_tree(folder: Path) -> None:
             if not full.is_symlink():
                 _fsync(full)
         _fsync(Path(root))
+
+
+# --------------------------------------------------------------------------------------
+# outputs that would destroy inputs
+# --------------------------------------------------------------------------------------
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path)))).resolve()
+
+
+def refuse_output_over_inputs(output: str | os.PathLike | None,
+                              inputs: Mapping[str, str | os.PathLike | None]
+                              | Iterable[tuple[str, str | os.PathLike | None]], *, setting: str = "out") -> None:
+    """Refuse an output path that is, contains or lies inside one of the command's inputs.
+
+    Replacing such an output (``overwrite=True``) would delete the input the command reads, so
+    it is refused before anything is read or written. Symbolic links are resolved first.
+
+    Args:
+        output: The output file or folder (``None``: nothing to check).
+        inputs: What each input is called in the message (``"the export"``) -> its path, as a
+            mapping or ``(name, path)`` pairs; ``None`` paths (an input given as data, not as a
+            file) are skipped.
+        setting: The setting that names the output (``"out"``, ``"report_dir"``).
+
+    Raises:
+        SettingError: Naming the output, the input and the setting to change.
+    """
+    if output is None:
+        return
+    out = _resolved(output)
+    pairs = inputs.items() if isinstance(inputs, Mapping) else inputs
+    for name, path in pairs:
+        if path is None:
+            continue
+        source = _resolved(path)
+        if out == source:
+            relation = "is"
+        elif out in source.parents:
+            relation = "contains"
+        elif source in out.parents:
+            relation = "lies inside"
+        else:
+            continue
+        raise SettingError(f"{{{setting}}} {relation} {name} {os.fspath(path)}; writing it would destroy the input",
+                           settings={setting: os.fspath(output)},
+                           alternative="choose an output path outside the inputs")

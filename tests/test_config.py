@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -59,10 +60,24 @@ def test_settings_of_the_pre_0_2_format_are_refused() -> None:
         ({"head_options": {"n_layer": 2}}, ValueError, r"does not take option\(s\) \['n_layer'\].*n_layers"),
         ({"head_options": [1]}, TypeError, "head_options must be a dict"),
         ({"pooling": "max"}, ValueError, r"pooling must be one of \['mean', 'cls'\], got 'max'"),
-        ({"max_length": 1}, ValueError, "max_length must be an integer >= 2, got 1"),
-        ({"lr": -1}, ValueError, "lr must be a positive number, got -1"),
-        ({"encoder_lr": "fast"}, ValueError, "encoder_lr must be a positive number, got 'fast'"),
-        ({"weight_decay": -0.1}, ValueError, "weight_decay must be >= 0"),
+        ({"max_length": 1}, ValueError, "max_length must be an integer from 2 to 8192 .tokens per text., got 1"),
+        ({"max_length": 1000000}, ValueError, "max_length must be an integer from 2 to 8192"),
+        ({"lr": math.inf}, ValueError, "lr must be a finite number > 0 and <= 1, got inf"),
+        ({"lr": math.nan}, ValueError, "lr must be a finite number > 0 and <= 1, got nan"),
+        ({"lr": 1e30}, ValueError, "lr must be a finite number > 0 and <= 1, got 1e"),
+        ({"weight_decay": math.inf}, ValueError, "weight_decay must be a finite number >= 0 and <= 1"),
+        ({"loss_options": {"margin": "x"}}, ValueError,
+         r"loss 'arcface': loss_options 'margin' must be a finite number >= 0 and < 3.14159, got 'x'"),
+        ({"loss_options": {"scale": -5.0}}, ValueError,
+         "loss 'arcface': loss_options 'scale' must be a finite number > 0, got -5.0"),
+        ({"loss": "triplet", "loss_options": {"margin": math.nan}}, ValueError, "'margin' must be a finite number"),
+        ({"loss": "softmax", "loss_options": {"temperature": 0}}, ValueError, "'temperature' must be a finite"),
+        ({"head_options": {"dropout": 1.5}}, ValueError, r"head_options 'dropout' must be a finite number >= 0 and < 1"),
+        ({"head_options": {"n_layers": 0}}, ValueError, "'n_layers' must be an integer >= 1"),
+        ({"head": "stacked", "head_options": {"output_sizes": []}}, ValueError, "non-empty list of integers"),
+        ({"lr": -1}, ValueError, "lr must be a finite number > 0 and <= 1, got -1"),
+        ({"encoder_lr": "fast"}, ValueError, "encoder_lr must be a finite number > 0 and <= 1, got 'fast'"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be a finite number >= 0"),
         ({"num_groups": 1}, ValueError, "num_groups must be an integer >= 2"),
         ({"memory_cache": True, "trainable_encoder": True}, ValueError, "memory_cache=True needs a frozen encoder"),
         ({"head": "empty"}, ValueError, "nothing to train"),
@@ -95,6 +110,7 @@ def test_bad_model_settings(settings: dict, error: type, message: str) -> None:
         ({"min_weight": 1.5}, "min_weight must be a number from 0 to 1 .a confidence floor., got 1.5"),
         ({"min_weight": float("nan")}, "min_weight must be a number from 0 to 1"),
         ({"progress": "loud"}, r"progress must be one of \['auto', 'bar', 'lines', 'off'\]"),
+        ({"accelerator": "tpu"}, r"accelerator must be one of \['auto', 'cpu', 'gpu', 'cuda', 'mps'\], got 'tpu'"),
     ],
 )
 def test_bad_fit_settings(settings: dict, message: str) -> None:
@@ -120,3 +136,12 @@ def test_replace_validates_and_names_unknown_settings() -> None:
 def test_a_callable_template_is_kept_in_memory_and_written_as_none() -> None:
     config = ModelConfig(template=str.upper)
     assert config.template is str.upper and config.to_dict()["template"] is None
+
+
+def test_every_registered_default_option_passes_its_own_rule() -> None:
+    from refinery_quaterion.model.components import HEADS, LOSSES, option_problem
+
+    for registry in (HEADS, LOSSES):
+        for name, component in registry.items():
+            for option, default in component.options.items():
+                assert option_problem(name, option, default) is None, (name, option, default)

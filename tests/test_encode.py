@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,59 @@ def test_evaluation_metrics_do_not_depend_on_vector_length(models, synthetic_spl
     labels = np.asarray(val.labels)
     raw = model.encode(val.texts, normalize=False)
     assert precision_at_k(raw, labels, 10) == precision_at_k(model.encode(val.texts), labels, 10)
+
+
+@pytest.mark.parametrize("kind", ["trained", "loaded"])
+def test_encode_takes_sentence_transformers_keywords(kind: str, models, synthetic_split) -> None:
+    model = models[kind]
+    _, val = synthetic_split
+    texts = val.texts[:5]
+    vectors = model.encode(texts)
+    np.testing.assert_allclose(model.encode(texts, show_progress_bar=False, convert_to_numpy=True), vectors, atol=1e-6)
+    tensor = model.encode(texts, convert_to_tensor=True, convert_to_numpy=True)  # the tensor wins, as in ST
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (5, model.dim) and tensor.dtype == torch.float32
+    np.testing.assert_allclose(tensor.numpy(), vectors, atol=1e-6)
+    assert isinstance(model.encode(texts[0], convert_to_tensor=True), torch.Tensor)
+    rows = model.encode(texts, convert_to_numpy=False)
+    assert isinstance(rows, list) and len(rows) == 5 and all(isinstance(r, torch.Tensor) and r.shape == (model.dim,)
+                                                             for r in rows)
+    np.testing.assert_allclose(torch.stack(rows).numpy(), vectors, atol=1e-6)
+    # normalize_embeddings is sentence-transformers' name for normalize; when given it decides
+    np.testing.assert_allclose(model.encode(texts, normalize_embeddings=False), model.encode(texts, normalize=False),
+                               atol=1e-6)
+    np.testing.assert_allclose(model.encode(texts, normalize=False, normalize_embeddings=True), vectors, atol=1e-6)
+    # prompt goes before every text, and before the rendered text of a record
+    prompted = model.encode(texts, prompt="goal ")
+    np.testing.assert_allclose(prompted, model.encode(["goal " + t for t in texts]), atol=1e-6)
+    np.testing.assert_allclose(model.encode(val.records[0], prompt="goal "), prompted[0], atol=1e-6)
+    assert not np.allclose(prompted, vectors, atol=1e-3)
+    with pytest.raises(ValueError, match="progress=True and show_progress_bar=False disagree"):
+        model.encode(texts, progress=True, show_progress_bar=False)
+    with pytest.raises(ValueError, match=r"precision 'fp16' is not supported, must be one of \['float32', 'int8'"):
+        model.encode(texts, precision="fp16")
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "uint8", "binary", "ubinary"])
+def test_precision_quantizes_as_sentence_transformers_does(precision: str, models, synthetic_split) -> None:
+    model = models["loaded"]
+    train, val = synthetic_split
+    vectors = model.encode(train.texts[:120])
+    quantized = model.encode(train.texts[:120], precision=precision)
+    dtype = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
+    assert quantized.dtype == dtype[precision]
+    assert quantized.shape == (120, model.dim // 8 if precision.endswith("binary") else model.dim)
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        from sentence_transformers.util import quantize_embeddings
+
+        np.testing.assert_array_equal(quantized, quantize_embeddings(vectors, precision=precision))
+    if precision == "ubinary":
+        np.testing.assert_array_equal(np.unpackbits(quantized, axis=1)[:, : model.dim], vectors > 0)
+    if precision == "uint8":  # bucket b of dimension d covers min_d + b * step_d ... + step_d
+        steps = (vectors.max(0) - vectors.min(0)) / 255
+        assert (np.abs(vectors.min(0) + quantized * steps - vectors) <= steps + 1e-6).all()
+    assert model.encode([], precision=precision).shape[0] == 0
+    if precision in ("int8", "uint8"):
+        with pytest.raises(ValueError, match="single embedding"):
+            model.encode(train.texts[0], precision=precision)
+    else:  # one text alone is padded differently: float32 equal up to rounding, the signs equal
+        np.testing.assert_allclose(model.encode(train.texts[0], precision=precision), quantized[0], atol=1e-5)

@@ -238,7 +238,7 @@ def test_head_and_loss_options(tiny_model_dir: Path, synthetic_split) -> None:
         ({"loss": "softmax", "num_groups": 1}, "num_groups must be an integer >= 2"),
         ({"trainable_encoder": True, "memory_cache": True}, "memory_cache=True needs a frozen encoder"),
 
-        ({"lr": 0}, "lr must be a positive number"),
+        ({"lr": 0}, "lr must be a finite number > 0 and <= 1"),
     ],
 )
 def test_bad_settings_are_refused_clearly(kwargs: dict, message: str, tiny_model_dir: Path) -> None:
@@ -252,7 +252,7 @@ def test_a_disk_cache_is_refused_for_a_trainable_encoder(tiny_model_dir: Path) -
 
 
 def test_bad_loss_option_value_is_refused(tiny_model_dir: Path) -> None:
-    with pytest.raises(ValueError, match="mining strategy"):
+    with pytest.raises(ValueError, match=r"loss_options 'mining' must be one of \['all', 'hard', 'semi_hard'\]"):
         DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, loss="triplet", loss_options={"mining": "hardest"}))
 
 

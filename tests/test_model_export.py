@@ -318,3 +318,66 @@ def test_files_follow_the_umask(umask: int, folder_mode: int, file_mode: int, sa
     assert any(p.name == "model.safetensors" for p in items)
     for item in items:
         assert stat.S_IMODE(item.stat().st_mode) == (folder_mode if item.is_dir() else file_mode), item
+
+
+def test_sentence_transformers_folder_loads_in_2_2_2(saved_models, tmp_path: Path) -> None:
+    """The layout sentence-transformers 2.2.2 (refinery's embedder) reads; tools/refinery_stack.py loads it for real."""
+    from safetensors.numpy import load_file
+
+    folder = export_model(saved_models("stacked"), tmp_path / "st", check=False).path
+    modules = json.loads((folder / "modules.json").read_text())
+    assert all(m["type"].startswith("sentence_transformers.models.") and set(m) == {"idx", "name", "path", "type"}
+               for m in modules)
+    assert modules[-1]["type"].endswith("Normalize")
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    assert set(pooling) <= {"word_embedding_dimension", "pooling_mode_cls_token", "pooling_mode_mean_tokens",
+                            "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"}  # 2.2.2's signature
+    assert set(json.loads((folder / "sentence_bert_config.json").read_text())) == {"max_seq_length", "do_lower_case"}
+    version = json.loads((folder / "config_sentence_transformers.json").read_text())["__version__"]
+    assert version["sentence_transformers"] == "2.2.2"
+    for module in modules:
+        path = folder / module["path"]
+        if module["type"].endswith("Dense"):
+            config = json.loads((path / "config.json").read_text())
+            assert set(config) == {"in_features", "out_features", "bias", "activation_function"}
+            assert config["activation_function"].startswith("torch.nn.modules.")
+            binary = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            safetensors = load_file(str(path / "model.safetensors"))
+            assert set(binary) == set(safetensors) == {"linear.weight", "linear.bias"}
+            for name, tensor in binary.items():
+                np.testing.assert_array_equal(tensor.numpy(), safetensors[name])
+        if module["type"].endswith("Normalize"):
+            assert (path / "config.json").is_file()  # a folder that git and the Hub keep
+    assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == 128
+
+
+def test_model_card_follows_the_hub_conventions(saved_models, tmp_path: Path) -> None:
+    import dataclasses
+
+    import yaml
+
+    from refinery_quaterion.exporters.model_card import front_matter
+    from refinery_quaterion.exporters.source import read_model
+
+    for fmt in ("sentence-transformers", "onnx"):
+        folder = export_model(saved_models("linear"), tmp_path / fmt, format=fmt, check=False).path
+        card = (folder / "README.md").read_text()
+        meta = yaml.safe_load(card.split("---\n")[1])
+        assert meta["library_name"] == ("sentence-transformers" if fmt != "onnx" else "onnx")
+        assert meta["pipeline_tag"] == "sentence-similarity"
+        assert {"sentence-transformers", "sentence-similarity", "feature-extraction"} <= set(meta["tags"])
+        assert "base_model" not in meta and "license" not in meta  # a local base model: not a Hub id
+        files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        rows = re.findall(r"^\| `([^`]+)` \| (.+) \|$", card.split("## Files")[1], re.M)
+        assert sorted(name for name, _ in rows) == sorted(files)  # every file it ships, and only those
+        assert all(role != "-" for _, role in rows), rows
+    assert "TextEmbedding.add_custom_model" in card and "dim=16" in card  # the ONNX card shows FastEmbed
+
+    source = read_model(saved_models("linear"))
+    meta = yaml.safe_load("\n".join(front_matter(dataclasses.replace(source, base_model="minilm"),
+                                                 format="sentence-transformers")[1:-1]))
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
+    extra = {"extra": {"license": "cc-by-4.0", "datasets": ["PolyAI/banking77"], "language": "en"}}
+    meta = yaml.safe_load("\n".join(front_matter(dataclasses.replace(source, base_model="minilm", config=extra),
+                                                 format="sentence-transformers")[1:-1]))
+    assert meta["license"] == "cc-by-4.0" and meta["datasets"] == ["PolyAI/banking77"] and meta["language"] == ["en"]

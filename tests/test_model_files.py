@@ -61,6 +61,7 @@ def test_missing_label_map_is_an_error_for_our_folders_and_a_warning_for_plain_q
     with pytest.raises(ModelFileError, match=r"label_map.json: is missing; training_config.json lists 4 labels"):
         load(ours)
     (ours / "training_config.json").unlink()  # now shaped like a folder quaterion itself wrote
+    (ours / "manifest.json").unlink()
     with pytest.warns(UserWarning, match=r"has no training_config.json or label_map.json: not a folder written by "
                                          r"refinery_quaterion.save"):
         plain = load(ours)
@@ -100,3 +101,52 @@ def test_label_map_and_training_config_must_agree(saved, tmp_path: Path) -> None
     with pytest.raises(ModelFileError, match=r"label_map.json: holds 3 labels \['a', 'b', 'c'\] but "
                                              r"training_config.json lists 4 labels"):
         load(target)
+
+
+def test_the_manifest_names_a_missing_or_changed_file(saved, tmp_path: Path) -> None:
+    _, folder = saved
+    manifest = json.loads((folder / "manifest.json").read_text())["files"]
+    assert "training_config.json" in manifest and all({"size", "sha256"} <= set(v) for v in manifest.values())
+    target = copy_of(folder, tmp_path)
+    tokenizer = next(name for name in manifest if name.endswith("tokenizer.json"))
+    (target / tokenizer).unlink()  # without it the tokenizer would map every word to [UNK]
+    with pytest.raises(ModelFileError, match=rf"is incomplete or damaged \(missing: {tokenizer}\)"):
+        load(target)
+    other = copy_of(folder, tmp_path / "b")
+    labels = json.loads((other / "label_map.json").read_text())
+    (other / "label_map.json").write_text(json.dumps(labels, indent=4))  # same labels, other bytes
+    with pytest.raises(ModelFileError, match=r"changed since it was saved: label_map.json"):
+        load(other)
+
+
+def test_a_sentence_transformers_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "st"
+    folder.mkdir()
+    (folder / "modules.json").write_text("[]")
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ModelFileError, match="is a sentence-transformers folder .it has modules.json.") as caught:
+        load(folder)
+    assert "SentenceTransformer" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_save_refuses_non_finite_weights_and_a_diverged_fit(saved, tmp_path: Path) -> None:
+    import torch
+
+    from refinery_quaterion.training._guards import TrainedModelError
+
+    model, _ = saved
+    weights = next(p for p in model.head.parameters())
+    kept, summary = weights.detach().clone(), model.training_summary
+    try:
+        with torch.no_grad():
+            weights.fill_(float("nan"))
+        with pytest.raises(TrainedModelError, match="weight tensors hold NaN or infinite values"):
+            save(model, tmp_path / "nan")
+        model.training_summary = {"diverged": True}
+        with pytest.raises(TrainedModelError, match="last fit diverged"):
+            save(model, tmp_path / "nan")
+    finally:
+        with torch.no_grad():
+            weights.copy_(kept)
+        model.training_summary = summary
+    assert not (tmp_path / "nan").exists()

@@ -334,6 +334,8 @@ def test_query_and_k_errors(index: SimilarityIndex) -> None:
         index.search("")
     with pytest.raises(ValueError, match="empty query"):
         index.search("   ")
+    with pytest.raises(ValueError, match="empty query"):
+        index.search("\u200b \u200d")  # invisible characters are blank, as everywhere in the library
     with pytest.raises(ValueError, match="empty query record"):
         index.search({"Title": None, "Description": None})
     with pytest.raises(TypeError, match="a query must be a text"):
@@ -358,6 +360,8 @@ def test_add_errors(open_index: Opener) -> None:
             idx.add([RECORDS[0], "text"], progress=False)  # type: ignore[list-item]
         with pytest.raises(ValueError, match="record 1 renders to an empty text"):
             idx.add([RECORDS[0], {"Title": None, "Description": float("nan")}], progress=False)
+        with pytest.raises(ValueError, match="record 1 renders to an empty text"):
+            idx.add([RECORDS[0], {"Title": "\u200b", "Description": "\ufeff"}], progress=False)
         with pytest.raises(ValueError, match="'Description'.*not a column"):
             idx.add([{"Title": "only a title"}], progress=False)
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):

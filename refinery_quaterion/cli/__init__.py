@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from refinery_quaterion.cli import _data, _export, _model, _search
+from refinery_quaterion.cli import _data, _export, _model, _refinery, _search
 from refinery_quaterion.cli._common import PROG, CliError, add_global_options, one_line
 from refinery_quaterion.cli._errors import (
     EXIT_BROKEN_PIPE,
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     add_global_options(shared, in_subcommand=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (_data, _model, _search, _export):
+    for module in (_data, _model, _search, _export, _refinery):
         module.add_commands(sub, [shared])
     return parser
 
@@ -89,6 +89,26 @@ def _output(args: argparse.Namespace) -> Iterator[None]:
         warnings.showwarning = previous
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, containers, schedulers) handled as Ctrl-C: the same message, cleanup and exit code."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
     """The parser of one subcommand (its options name the settings errors refer to)."""
     for action in parser._actions:
@@ -105,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 on success. Errors end the process through ``SystemExit``: code 2 for a user error
-        (one line on stderr), 130 after Ctrl-C, 1 for a bug.
+        (one line on stderr), 130 after Ctrl-C or SIGTERM, 1 for a bug.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -113,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--quiet and --verbose contradict each other; pass one")
     command = f"{PROG} {args.command}"
     try:
-        with _output(args):
+        with _output(args), _terminate_as_interrupt():
             args.func(args)
+            sys.stdout.flush()  # a reader gone away (`| head`) is found here, not silently at exit
     except BrokenPipeError:  # the reader of stdout went away (`... | head`): stop quietly, as other tools do
         import os
 

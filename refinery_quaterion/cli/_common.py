@@ -223,6 +223,35 @@ def refuse_existing(path: Path | None, overwrite: bool, option: str = "--out") -
         raise CliError(f"{path} already exists ({option}); pass --overwrite to replace it")
 
 
+def writable_output_file(path: Path, option: str, *, overwrite: bool, suffixes: tuple[str, ...] = (".png",)) -> None:
+    """Fail before any work when an output file cannot be written as asked, naming the user's path.
+
+    Raises:
+        CliError: If ``path`` has another suffix than ``suffixes``, is a folder, exists without
+            ``--overwrite``, or its folder exists but is not writable.
+    """
+    if path.suffix.lower() not in suffixes:
+        raise CliError(f"{option} {path}: expected a {' or '.join(suffixes)} file, got {path.suffix or 'no suffix'!r}")
+    if path.is_dir():
+        raise CliError(f"{option} {path} is a folder; expected a {' or '.join(suffixes)} file")
+    if os.path.lexists(path) and not overwrite:
+        raise CliError(f"{path} already exists ({option}); pass --overwrite to replace it")
+    writable_output_folder(path, option)
+
+
+def writable_output_folder(path: Path | None, option: str) -> None:
+    """Fail before any work when the folder that would hold the output ``path`` is not writable.
+
+    Raises:
+        CliError: Naming the user's path and the read-only folder.
+    """
+    if path is None:
+        return
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CliError(f"{option} {path}: the folder {parent} is not writable")
+
+
 def records_file(path: Path, what: str, hint: str = "") -> Path:
     """Check that ``path`` is a records file (not a folder, not missing) before loading anything.
 

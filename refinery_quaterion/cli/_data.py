@@ -15,6 +15,8 @@ from refinery_quaterion.cli._common import (
     floats,
     refuse_existing,
     share_or_count,
+    writable_output_file,
+    writable_output_folder,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +77,7 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--text", default=None, help="text template; records whose text is blank are not counted "
                    "(default: not checked)")
     p.add_argument("--plot", type=Path, default=None, help="also write the threshold curve to this PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     p.set_defaults(func=_cmd_thresholds, on_interrupt=lambda a: "nothing was written")
 
 
@@ -88,9 +91,14 @@ def label_config(args: argparse.Namespace) -> LabelConfig:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
+    from refinery_quaterion._io import refuse_output_over_inputs
     from refinery_quaterion.workflow import prepare_records
 
+    if args.export.is_dir():
+        raise CliError(f"{args.export}: is a folder; expected a refinery export file")
     refuse_existing(args.out, args.overwrite)
+    refuse_output_over_inputs(args.out, {"the export": args.export})
+    writable_output_folder(args.out, "--out")
     prepared = prepare_records(args.export, label_config(args), out=args.out, password=args.password,
                                overwrite=args.overwrite)
     print(prepared.report)
@@ -110,6 +118,8 @@ def _cmd_thresholds(args: argparse.Namespace) -> None:
     if not values:
         raise CliError(f"--thresholds: expected comma-separated numbers such as 0.5,0.7,0.9, got {args.thresholds!r}")
     fixed = args.min_confidence if args.min_confidence != "auto" else None
+    if args.plot is not None:
+        writable_output_file(args.plot, "--plot", overwrite=args.overwrite)
     export = load_export(args.export, password=args.password)
     table = threshold_report(export, args.task, thresholds=sorted(set(values) | ({fixed} if fixed is not None
                                                                                    else set())), template=args.text)

@@ -31,9 +31,10 @@ EXIT_BROKEN_PIPE = 141
 EXIT_INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 
-SETTING_FLAGS: dict[str, str] = {"encoder_backend": "--backend", "template": "--text", "split_seed": "--seed"}
+SETTING_FLAGS: dict[str, str] = {"encoder_backend": "--backend", "template": "--text", "split_seed": "--seed",
+                                 "report_dir": "--report"}
 """Library settings whose flag is not named after them (``--backend`` sets ``encoder_backend``, ``--text`` the
-``template``, ``prepare --seed`` the ``split_seed``)."""
+``template``, ``prepare --seed`` the ``split_seed``, ``evaluate --report`` the ``report_dir``)."""
 
 FIX_PHRASES: dict[tuple[str, Any], str] = {("embedding_cache", None): "pass --no-cache",
                                            ("holdout", None): "leave out --holdout"}

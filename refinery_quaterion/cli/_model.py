@@ -20,6 +20,7 @@ from refinery_quaterion.cli._common import (
     progress,
     records_file,
     refuse_existing,
+    writable_output_folder,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,10 +137,14 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from refinery_quaterion._io import refuse_output_over_inputs
     from refinery_quaterion.workflow import load_prepared, train_model
 
     refuse_existing(args.out, args.overwrite)
-    prepared = load_prepared(args.data, template=args.text)
+    prepared = load_prepared(args.data, template=args.text)  # reads only: its errors come first
+    pretrained = args.pretrained if Path(args.pretrained).expanduser().exists() else None
+    refuse_output_over_inputs(args.out, {"the prepared data": args.data, "the pretrained model": pretrained})
+    writable_output_folder(args.out, "--out")
     model_config, fit_config = train_configs(args, prepared.template)
     outcome = train_model(prepared.train, prepared.val, args.out, model_config=model_config, fit_config=fit_config,
                           embedding_cache=cache(args), overwrite=args.overwrite)
@@ -148,6 +153,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from refinery_quaterion._io import refuse_output_over_inputs
     from refinery_quaterion.evaluate import format_table
     from refinery_quaterion.workflow import evaluate_model
 
@@ -157,6 +163,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     for path in args.probe_train or []:
         records_file(path, "--probe-train", hint="train.json")
     refuse_existing(args.report, args.overwrite, "--report")
+    inputs = [("MODEL_DIR", args.model), ("TEST", args.test),
+              *(("--probe-train", path) for path in args.probe_train or [])]
+    refuse_output_over_inputs(args.report, inputs, setting="report_dir")
+    writable_output_folder(args.report, "--report")
     outcome = evaluate_model(
         load_model(args), args.test, config, reference=args.probe_train, report_dir=args.report,
         overwrite=args.overwrite,

@@ -51,6 +51,15 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     target.add_argument("--url", default=None, help="Qdrant server URL, e.g. http://localhost:6333")
     target.add_argument("--path", type=Path, default=None,
                         help="embedded Qdrant Edge folder (new, empty, or an index)")
+    target.add_argument("--shards", type=Path, default=None, metavar="DIR",
+                        help="with --ray: write Parquet shards of (id, vector, payload) to DIR instead of an index")
+    ray = p.add_argument_group("scale-out on Ray (needs refinery-quaterion[scale])")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="encode on Ray with the model's ONNX export: a local Ray on this machine, or the cluster "
+                     "at ADDRESS ('auto', 'host:6379', 'ray://host:10001')")
+    ray.add_argument("--workers", type=int, default=2, help="with --ray: encoder actors (default: %(default)s)")
+    ray.add_argument("--quantize", choices=["int8"], default=None,
+                     help="with --ray: run the int8 ONNX model (faster; cosine ~0.99 to the model's own vectors)")
     p.add_argument("--api-key", default=None, help="Qdrant API key (Qdrant Cloud)")
     p.add_argument("--collection", default="refinery", help="collection name (default: %(default)s)")
     p.add_argument("--id-field", default=None, help="record field with a unique id (default: derived from the text)")
@@ -176,6 +185,9 @@ def _cmd_index(args: argparse.Namespace) -> None:
     from refinery_quaterion.search.streaming import index_records
 
     model_folder(args.model)
+    if args.ray is not None or args.shards is not None:
+        _index_on_ray(args)
+        return
     data = records_file(args.data, "DATA")
     model = load_model(args)
     where = args.url or str(args.path)
@@ -195,3 +207,40 @@ def _cmd_index(args: argparse.Namespace) -> None:
                 print(f"rebuilt {args.collection!r} at {where} from {written} records{why}")
             else:
                 print(f"{args.collection!r} at {where} is up to date ({len(index)} points)")
+
+
+def _index_on_ray(args: argparse.Namespace) -> None:
+    """``index --ray``: Ray encodes; a server gets the points from the actors, a folder from Parquet shards."""
+    import tempfile
+
+    from refinery_quaterion.scale import RayIndexConfig, index_with_ray
+
+    if args.ray is None:
+        raise CliError("--shards needs --ray (the shards are written by Ray's encoder actors)")
+    if args.rebuild:
+        raise CliError("--rebuild does not combine with --ray; rebuild the index without --ray, or use a new "
+                       "--path or --collection")
+    address = None if args.ray == "local" else args.ray
+    config = RayIndexConfig(address=address, workers=args.workers, num_cpus=max(2, args.workers),
+                            quantize=args.quantize, collection=args.collection, id_field=args.id_field,
+                            batch_size=args.batch_size, progress=progress(args))
+    if args.url is not None or args.shards is not None:
+        target = {"url": args.url, "api_key": args.api_key} if args.url else {"out": args.shards}
+        print(index_with_ray(args.model, args.data, config=config, **target))
+        return
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{args.path.name}-shards-", dir=args.path.parent) as scratch:
+        result = index_with_ray(args.model, args.data, out=Path(scratch) / "shards", config=config)
+        _load_shards(args, Path(scratch) / "shards")
+    print(f"{result}; loaded into {args.collection!r} at {args.path}")
+
+
+def _load_shards(args: argparse.Namespace, shards: Path) -> None:
+    """Upsert Ray's Parquet shards into the embedded index at ``--path`` (one bulk load, HNSW built once)."""
+    from refinery_quaterion.search.streaming import load_vector_shards
+
+    model = load_model(args)
+    config = _index_config(args, collection=args.collection, id_field=args.id_field)
+    with _open_index(model, str(args.path), path=args.path, config=config, if_stale="error") as index:
+        with _qdrant(str(args.path)):
+            load_vector_shards(index, shards, progress=progress(args))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from refinery_quaterion._util import is_missing
 from refinery_quaterion.data.refinery import ClassificationTask, RefineryExport, load_export
-from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.data.text import TextSpec, TextTemplate, is_blank
 
 
 def as_export(export: RefineryExport | Any) -> RefineryExport:
@@ -76,13 +76,15 @@ def blank_texts(
 ) -> tuple[pd.Series, TextTemplate | None]:
     """Which records would be embedded as a blank text.
 
-    With a template, the rendered text is checked (``""``, whitespace only). Without one,
-    a record counts as blank only when every one of ``attributes`` is missing or blank
-    (then no template can render anything from it).
+    With a template, the rendered text is checked with `refinery_quaterion.data.text.is_blank`
+    (empty, whitespace or invisible characters only). Without one, a record counts as blank
+    only when every one of ``attributes`` is missing or blank (then no template can render
+    anything from it).
 
     Raises:
-        ValueError: If the template names a field that is not an attribute (naming the field
-            and the file), or cannot render a record (naming the field and the row).
+        ValueError: If the template names the ``label`` column `combine_labels` writes or a field
+            that is not an attribute (naming the field and the file), or cannot render a record
+            (naming the field and the row).
     """
     frame = export.records
     if template is None:
@@ -93,14 +95,14 @@ def blank_texts(
             blank &= frame[column].map(_blank_value).astype(bool)
         return blank, None
     compiled = TextTemplate.coerce(template)
-    compiled.validate(export.attributes, source=export.source)
+    compiled.validate(export.attributes, source=export.source, label_column="label")
     rendered = compiled.render_many(frame.to_dict(orient="records"))
-    return pd.Series([not t.strip() for t in rendered], index=frame.index), compiled
+    return pd.Series([is_blank(t) for t in rendered], index=frame.index), compiled
 
 
 def _blank_value(value: Any) -> bool:
     if isinstance(value, str):
-        return not value.strip()
+        return is_blank(value)
     if isinstance(value, (list, tuple, dict)):
         return len(value) == 0
     return is_missing(value)

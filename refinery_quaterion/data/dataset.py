@@ -156,7 +156,7 @@ class RefineryExportDataset:
             (or it is ``None``) every record weighs 1.0.
 
     Raises:
-        ValueError: If a column is missing, a label is missing, a label is not in
+        ValueError: If the template names the label column or a missing column, a label is missing, a label is not in
             ``label_map``, a rendered text is blank (empty or whitespace), or a weight is
             missing or negative; the message names the column or the first such row.
     """
@@ -175,7 +175,7 @@ class RefineryExportDataset:
             raise SettingError(f"no label column {label_column!r}; columns: {list(frame.columns)}",
                                fixes=(Fix("label_column", MISSING),), alternative="run combine_labels() first")
         self.template = TextTemplate.coerce(template)
-        self.template.validate(frame.columns, source="the dataset frame")
+        self.template.validate(frame.columns, source="the dataset frame", label_column=label_column)
         labels = frame[label_column]
         missing = labels.isna() | (labels.astype(str) == "")
         if missing.any():

@@ -10,6 +10,7 @@ and every dropped record is counted in the `LabelReport` with its reason and cla
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._util import fields_dict
+from refinery_quaterion.data._labelnames import case_variants
 from refinery_quaterion.data._tasklabels import TaskLabels, as_export, blank_texts, check_threshold, task_labels
 from refinery_quaterion.data.refinery import ClassificationTask, RefineryExport, RefineryFileError
 from refinery_quaterion.data.text import TextSpec
@@ -29,7 +31,11 @@ from refinery_quaterion.data.thresholds import (
 )
 from refinery_quaterion.errors import MISSING, Fix, SettingError
 
-__all__ = ["DROP_REASONS", "LabelCleaning", "LabelReport", "combine_labels", "threshold_report"]
+__all__ = ["DROP_REASONS", "LabelCleaning", "LabelReport", "LabelVariantWarning", "combine_labels", "threshold_report"]
+
+
+class LabelVariantWarning(UserWarning):
+    """Issued by `combine_labels` when kept label names differ only in case (``Sports`` / ``sports``)."""
 
 
 class LabelCleaning(Protocol):
@@ -78,6 +84,8 @@ class LabelReport:
         notes: Things worth knowing (the export's notes, how blank texts were detected...).
         cleaning: What `refinery_quaterion.data.cleaning.clean_labels` changed, once added with
             `add_cleaning`.
+        case_variants: Kept label names that differ only in case, one sorted group each
+            (``[["Sports", "sports"]]``): they are separate classes, which is rarely meant.
     """
 
     task: str
@@ -92,6 +100,7 @@ class LabelReport:
     threshold_choice: ThresholdChoice | None = None
     notes: list[str] = field(default_factory=list)
     cleaning: LabelCleaning | None = None
+    case_variants: list[list[str]] = field(default_factory=list)
 
     @property
     def kept(self) -> int:
@@ -161,6 +170,7 @@ class LabelReport:
             "threshold_choice": None if self.threshold_choice is None else self.threshold_choice.to_dict(),
             "notes": list(self.notes),
             "cleaning": None if self.cleaning is None else self.cleaning.to_dict(),
+            "case_variants": [list(group) for group in self.case_variants],
         }
 
     def __str__(self) -> str:
@@ -190,8 +200,17 @@ class LabelReport:
                 lines.append(line + "".join(f"  {row[c]:>{len(c) - 8}}" for c in extra))
         if self.cleaning is not None:
             lines += ["", str(self.cleaning)]
+        if self.case_variants:
+            lines.append(f"  warning: {_case_variants_text(self.case_variants)}")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+def _case_variants_text(groups: list[list[str]]) -> str:
+    """The warning about label names that differ only in case."""
+    shown = "; ".join(" / ".join(map(repr, group)) for group in groups)
+    return (f"label names that differ only in case are separate classes: {shown}; "
+            "rename them in refinery if they mean the same class")
 
 
 def combine_labels(
@@ -242,12 +261,21 @@ def combine_labels(
 
     Raises:
         RefineryFileError: Unknown task name (listing the tasks that exist), unknown attributes.
-        ValueError: ``min_confidence`` out of range, a template field that is not an
-            attribute (naming the field and the file), no record left after filtering, or
-            only one class left (similarity learning needs at least two).
+        ValueError: ``min_confidence`` out of range, a template that names the ``label`` column
+            or a field that is not an attribute (naming the field and the file), an export
+            without records, no record left after filtering, or only one class left
+            (similarity learning needs at least two).
+
+    Warns:
+        LabelVariantWarning: When kept label names differ only in case (also in
+            `LabelReport.case_variants`). Names are already in Unicode NFC without invisible
+            characters (cleaned when the export is read), so ``"Business\u200b"`` is ``"Business"``.
     """
     export = as_export(export)
     info = export.task(task)
+    if export.records.empty:
+        raise RefineryFileError(f"{export.source}: holds no records; nothing to combine labels of "
+                                f"(task {info.name!r})")
     if not (isinstance(min_confidence, str) and min_confidence == "auto"):
         min_confidence = _fixed_threshold(min_confidence)
     keep_attributes = _kept_attributes(export, attributes)
@@ -279,8 +307,12 @@ def combine_labels(
         dropped_by_class=dropped_by_class,
         threshold_choice=choice,
         notes=notes,
+        case_variants=case_variants(out["label"].unique()),
     )
     _check_enough_left(out, export, info, threshold, labels, selection)
+    if report.case_variants:
+        warnings.warn(f"task {info.name!r}: {_case_variants_text(report.case_variants)}", LabelVariantWarning,
+                      stacklevel=2)
     return out, report
 
 

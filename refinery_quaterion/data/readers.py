@@ -15,7 +15,10 @@ and `load_records` (the labeled record tables that ``prepare`` writes and the ex
 * JSON is parsed with the standard library, so every value keeps the type it was written
   with: ``"2021-03-04"`` stays that string (no date conversion), ``"007"`` stays a string,
   and a column of integers with gaps stays integers (pandas' nullable ``Int64``);
-* a CSV file's delimiter (comma, semicolon, tab or ``|``) is taken from its header line.
+* a CSV file's delimiter (comma, semicolon, tab or ``|``) is taken from its header line;
+* in CSV and XLSX only an empty cell is missing: ``"NA"``, ``"N/A"``, ``"#N/A"``, ``"None"``,
+  ``"null"`` and ``"nan"`` are strings like any other (pandas' default NA list is not used), as
+  they are in JSON and JSON Lines, where only ``null`` is missing.
 
 Every problem raises `RefineryFileError` naming the file (and zip member, line, or column).
 """
@@ -58,6 +61,9 @@ COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".z
 """Compression suffixes understood, and the format each one means."""
 
 _CSV_DELIMITERS = (",", ";", "\t", "|")
+
+_NA_HANDLING: dict[str, Any] = {"keep_default_na": False, "na_values": [""]}
+"""How tables are read: only an empty cell is missing; ``"NA"``, ``"N/A"``, ``"None"``, ``"null"`` stay strings."""
 
 
 class RefineryFileError(ValueError):
@@ -456,7 +462,7 @@ def _read_csv(file: DataFile) -> pd.DataFrame:
     text = _text(file)
     delimiter = _sniff_delimiter(text, "\t" if file.suffix == ".tsv" else ",")
     try:
-        return pd.read_csv(io.StringIO(text), sep=delimiter, keep_default_na=True)
+        return pd.read_csv(io.StringIO(text), sep=delimiter, **_NA_HANDLING)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         shown = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "'|'"}[delimiter]
         raise RefineryFileError(f"{file.name}: not a readable CSV file (delimiter: {shown}; {err})") from err
@@ -466,7 +472,7 @@ def _read_csv(file: DataFile) -> pd.DataFrame:
                  "(needs openpyxl)")
 def _read_xlsx(file: DataFile) -> pd.DataFrame:
     try:
-        return pd.read_excel(io.BytesIO(file.data))
+        return pd.read_excel(io.BytesIO(file.data), **_NA_HANDLING)
     except ImportError as err:
         raise RefineryFileError(f"{file.name}: reading .xlsx needs openpyxl (`pip install openpyxl`)") from err
     except Exception as err:  # openpyxl raises many types for a broken workbook

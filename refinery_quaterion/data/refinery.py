@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from refinery_quaterion._util import is_missing, plain
+from refinery_quaterion.data._labelnames import clean_label_column, describe_label_cells, normalised_note
 from refinery_quaterion.data.readers import RefineryFileError, read_data_file, records_frame
 from refinery_quaterion.data.snapshot import read_snapshot
 from refinery_quaterion.errors import MISSING, Fix, SettingError
@@ -95,6 +96,7 @@ class RefineryExport:
         attributes: Names of the record attribute columns (no label columns).
         source: Where the data came from (file path or object type), for messages.
         notes: Things noticed while reading (ignored extraction tasks, multi-label cells...).
+        snapshot: Whether the data is a project snapshot (not a table), for messages.
     """
 
     records: pd.DataFrame
@@ -102,6 +104,7 @@ class RefineryExport:
     attributes: list[str]
     source: str = "<DataFrame>"
     notes: list[str] = field(default_factory=list)
+    snapshot: bool = False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -128,6 +131,11 @@ class RefineryExport:
         return self.tasks[name]
 
     def _columns_hint(self) -> str:
+        if self.snapshot:
+            ignored = [note for note in self.notes if note.endswith("ignored for classification")]
+            return ("the project snapshot's labeling_tasks_data defines no MULTICLASS_CLASSIFICATION task"
+                    + (f" ({'; '.join(ignored)})" if ignored else "")
+                    + "; create a classification task in refinery and export the snapshot again")
         return (
             "expected columns like '__Topic__MANUAL', '__Topic__WEAK_SUPERVISION' and "
             f"'__Topic__WEAK_SUPERVISION__confidence'; columns are {list(self.records.columns)}"
@@ -342,12 +350,14 @@ def _copy_task_columns(
 ) -> None:
     """Copy the task's columns into ``out`` under the SDK's names and set them on ``task`` (in place)."""
     out_key = columns.key
+    changed: dict[str, str] = {}
     if columns.manual is not None:
         task.manual_column = _manual(out_key)
-        out[task.manual_column] = frame[columns.manual].map(_clean_label)
+        out[task.manual_column], changed = clean_label_column(frame[columns.manual])
     if columns.weak is not None:
         task.weak_column = _weak(out_key)
-        out[task.weak_column] = frame[columns.weak].map(_clean_label)
+        out[task.weak_column], weak_changed = clean_label_column(frame[columns.weak])
+        changed.update(weak_changed)
         task.confidence_column = _confidence(out_key)
         if not confidences:
             notes.append(f"task {task.name!r}: no weak-supervision confidence column; treated as missing")
@@ -359,13 +369,9 @@ def _copy_task_columns(
                      f"label column {_weak(out_key)!r}; ignored (manual labels only)")
     for column in columns.heuristics:
         out[column] = frame[column]
+    if changed:
+        notes.append(normalised_note(task.name, changed))
 
-
-def _clean_label(value: Any) -> str | None:
-    if is_missing(value):
-        return None
-    text = str(value).strip()
-    return text if text and text != "None" else None
 
 
 def _task_confidence(
@@ -452,27 +458,9 @@ def _is_scalar_missing(value: Any) -> bool:
 
 
 def _describe_labels(task: ClassificationTask, out: pd.DataFrame) -> None:
-    """Find label names and count multi-label cells.
-
-    A cell counts as multi-label when it contains ", " and every part is a label that also
-    occurs alone somewhere in the task's columns (a label name may itself contain ", ").
-    """
+    """Set the task's label names and its count of multi-label cells (see `describe_label_cells`)."""
     columns = [c for c in (task.manual_column, task.weak_column) if c is not None]
-    singles: set[str] = set(task.labels)
-    for column in columns:
-        singles.update(v for v in out[column].dropna().unique() if ", " not in v)
-    multi = pd.Series(False, index=out.index)
-    names = set(singles)
-    for column in columns:
-        values = out[column]
-        for index, value in values[values.str.contains(", ", regex=False, na=False)].items():
-            parts = value.split(", ")
-            if all(p in singles for p in parts):
-                multi[index] = True
-            else:
-                names.add(value)
-    task.labels = sorted(names)
-    task.multi_label_records = int(multi.sum())
+    task.labels, task.multi_label_records = describe_label_cells(out, columns, task.labels)
 
 
 # --------------------------------------------------------------------------------------
@@ -497,4 +485,5 @@ def _from_snapshot(payload: Mapping[str, Any], name: str) -> RefineryExport:
         _describe_labels(task, frame)
         if task.multi_label_records:
             notes.append(f"task {task.name!r}: {task.multi_label_records} records have several manual labels")
-    return RefineryExport(records=frame, tasks=tasks, attributes=snapshot.attributes, source=name, notes=notes)
+    return RefineryExport(records=frame, tasks=tasks, attributes=snapshot.attributes, source=name, notes=notes,
+                          snapshot=True)

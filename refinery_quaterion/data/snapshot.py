@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from refinery_quaterion.data._labelnames import clean_label, normalised_note
 from refinery_quaterion.data.readers import RefineryFileError
 
 __all__ = ["SNAPSHOT_KEYS", "Snapshot", "SnapshotTask", "read_snapshot"]
@@ -63,13 +64,19 @@ class Snapshot:
         records: One row per record, one column per attribute (in the snapshot's order).
         attributes: Names of the attribute columns.
         tasks: The classification tasks, in the snapshot's order (one per task key).
-        notes: Things noticed while reading (ignored non-classification tasks, no records).
+        notes: Things noticed while reading (ignored non-classification tasks, no records,
+            dangling label associations, normalised label names).
+        dangling: Label associations that were skipped because they point to something the
+            snapshot does not hold, by what: ``"unknown_record"``, ``"unknown_label"`` (a label
+            id not in ``labeling_task_labels_data``), ``"unknown_task"`` (a label of a task not in
+            ``labeling_tasks_data``); zeros left out.
     """
 
     records: pd.DataFrame
     attributes: list[str]
     tasks: list[SnapshotTask]
     notes: list[str] = field(default_factory=list)
+    dangling: dict[str, int] = field(default_factory=dict)
 
 
 def read_snapshot(payload: Mapping[str, Any], name: str) -> Snapshot:
@@ -77,7 +84,9 @@ def read_snapshot(payload: Mapping[str, Any], name: str) -> Snapshot:
 
     Manual labels marked invalid and associations that are not ``RETURN`` are skipped; of
     the weak-supervision labels, only those of each task's newest run (by ``created_at``)
-    are used.
+    are used. Associations that point to an unknown record, label or task are skipped too,
+    but counted (`Snapshot.dangling`) and named in a note. Label names are cleaned as in
+    tables (`refinery_quaterion.data._labelnames.clean_label`).
 
     Args:
         payload: The snapshot's JSON (the keys of `SNAPSHOT_KEYS`, each a list).
@@ -94,17 +103,60 @@ def read_snapshot(payload: Mapping[str, Any], name: str) -> Snapshot:
     attributes = sorted(payload["attributes_data"], key=lambda a: a.get("relative_position") or 0)
     columns = [a["name"] for a in attributes]
     frame, record_ids = _records(payload["records_data"], columns, name)
-    label_by_id: dict[str, tuple[str, str]] = {}
-    for label in payload["labeling_task_labels_data"]:
-        label_by_id[label["id"]] = (label["labeling_task_id"], label["name"])
     notes: list[str] = []
+    label_by_id = _labels_by_id(payload["labeling_task_labels_data"], payload["labeling_tasks_data"], notes)
     tasks, task_keys = _classification_tasks(
         payload["labeling_tasks_data"], {a["id"]: a["name"] for a in attributes}, label_by_id, notes
     )
-    _add_labels(tasks, task_keys, payload["record_label_associations_data"], label_by_id, record_ids)
+    associations = payload["record_label_associations_data"]
+    _add_labels(tasks, task_keys, associations, label_by_id, record_ids)
+    dangling = _dangling(associations, label_by_id, {t.get("id") for t in payload["labeling_tasks_data"]},
+                         set(record_ids))
+    if dangling:
+        notes.append(_dangling_note(dangling))
     if not record_ids:
         notes.append("the snapshot holds no records")
-    return Snapshot(records=frame, attributes=columns, tasks=list(tasks.values()), notes=notes)
+    return Snapshot(records=frame, attributes=columns, tasks=list(tasks.values()), notes=notes, dangling=dangling)
+
+
+def _labels_by_id(rows: list[dict[str, Any]], task_rows: list[dict[str, Any]],
+                  notes: list[str]) -> dict[str, tuple[str, str]]:
+    """``{label id: (task id, clean label name)}``; a note per task whose label names normalisation changed."""
+    label_by_id: dict[str, tuple[str, str]] = {}
+    changed: dict[str, dict[str, str]] = {}
+    for label in rows:
+        name = clean_label(label["name"]) or str(label["name"])
+        if name != str(label["name"]).strip():
+            changed.setdefault(label["labeling_task_id"], {})[str(label["name"]).strip()] = name
+        label_by_id[label["id"]] = (label["labeling_task_id"], name)
+    task_names = {t.get("id"): t.get("name") for t in task_rows}
+    for task_id, names in changed.items():
+        notes.append(normalised_note(str(task_names.get(task_id, task_id)), names))
+    return label_by_id
+
+
+def _dangling(associations: list[dict[str, Any]], label_by_id: dict[str, tuple[str, str]], task_ids: set[Any],
+              record_ids: set[Any]) -> dict[str, int]:
+    """Associations that point to an unknown record, label or task, counted by what is unknown."""
+    counts = {"unknown_record": 0, "unknown_label": 0, "unknown_task": 0}
+    for assoc in associations:
+        label = label_by_id.get(assoc.get("labeling_task_label_id"))
+        if assoc.get("record_id") not in record_ids:
+            counts["unknown_record"] += 1
+        elif label is None:
+            counts["unknown_label"] += 1
+        elif label[0] not in task_ids:
+            counts["unknown_task"] += 1
+    return {what: n for what, n in counts.items() if n}
+
+
+def _dangling_note(dangling: dict[str, int]) -> str:
+    """The note on skipped associations (`_dangling`)."""
+    what = {"unknown_record": "an unknown record", "unknown_label": "an unknown label",
+            "unknown_task": "a label of an unknown task"}
+    parts = [f"{n} to {what[kind]}" for kind, n in dangling.items()]
+    return (f"{sum(dangling.values())} record-label association(s) point to something the snapshot does not hold "
+            f"and were skipped: {', '.join(parts)}")
 
 
 def _missing_id(value: Any) -> bool:

@@ -9,31 +9,36 @@
   with a manual label form the test set, training uses the weak-supervision labels of the
   other records.
 
-Records are "identical" when their rendered texts are equal after collapsing whitespace
-(with ``template=``, the template you train with), or, without a template, when all their
-non-label columns are equal. Torch-free: nothing here imports the training stack.
+* `split_leaks` counts the texts that two splits share, for every pair of splits (`SplitLeaks`).
+
+Records are "identical" when their rendered texts are equal up to case, whitespace, Unicode
+normalisation (NFC) and invisible characters (`refinery_quaterion.data.text.comparable_text`;
+with ``template=``, the template you train with), or, without a template, when all their
+non-label columns are equal in that sense. Torch-free: nothing here imports the training stack.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from refinery_quaterion._util import fields_dict, to_jsonable
-from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.data.text import TextSpec, TextTemplate, comparable_text
 from refinery_quaterion.errors import Fix, SettingError
 
 __all__ = [
     "DuplicateReport",
     "DuplicateTextWarning",
     "HoldoutSplit",
+    "SplitLeaks",
     "duplicate_report",
     "split_by_source",
+    "split_leaks",
     "train_val_split",
 ]
 
@@ -87,16 +92,17 @@ class DuplicateReport:
 
 
 def _keys(frame: pd.DataFrame, template: TextSpec | None, label_column: str) -> pd.Series:
-    """One grouping key per record: the whitespace-collapsed text, or the non-label columns."""
+    """One grouping key per record: the `comparable_text` of its text, or of its non-label columns."""
     if template is not None:
         compiled = TextTemplate.coerce(template)
-        compiled.validate(frame.columns, source="the records")
+        compiled.validate(frame.columns, source="the records", label_column=label_column)
         rendered = compiled.render_many(frame.to_dict(orient="records"))
-        return pd.Series([" ".join(t.split()) for t in rendered], index=frame.index)
+        return pd.Series([comparable_text(t) for t in rendered], index=frame.index)
     columns = [c for c in frame.columns if c != label_column and c not in _LABEL_COLUMNS]
     if not columns:
         return pd.Series([str(i) for i in range(len(frame))], index=frame.index)
-    rows = frame[columns].to_dict(orient="records")
+    rows = [{k: comparable_text(v) if isinstance(v, str) else v for k, v in row.items()}
+            for row in frame[columns].to_dict(orient="records")]
     return pd.Series([json.dumps(to_jsonable(r), sort_keys=True) for r in rows], index=frame.index)
 
 
@@ -145,6 +151,74 @@ def duplicate_report(
     return _report(frame, keys, label_column, template is not None)
 
 
+@dataclass
+class SplitLeaks:
+    """Texts that two splits share (equal up to case, whitespace, NFC and invisible characters).
+
+    Attributes:
+        sizes: Records per split, by split name, in the order given.
+        pairs: For every pair of splits ``"a/b"``, the records of ``b`` whose text is also a
+            text of ``a`` (0 where none).
+        examples: Up to 3 shared texts per pair with leaks, as rendered in the later split.
+    """
+
+    sizes: dict[str, int]
+    pairs: dict[str, int]
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def leaked(self) -> int:
+        """Leaked records over all pairs."""
+        return sum(self.pairs.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return fields_dict(self, "sizes", "pairs", "leaked", "examples")
+
+    def __str__(self) -> str:
+        names = " / ".join(self.sizes)
+        if not self.leaked:
+            return f"no text is shared between the splits ({names})"
+        parts = [f"{pair}: {n} record(s) (e.g. {', '.join(repr(t[:60]) for t in self.examples.get(pair, []))})"
+                 for pair, n in self.pairs.items() if n]
+        return f"texts shared between splits ({names}), equal up to case and whitespace: " + "; ".join(parts)
+
+
+def split_leaks(
+    splits: Mapping[str, pd.DataFrame], template: TextSpec | None = None, label_column: str = "label"
+) -> SplitLeaks:
+    """Count the records of each split whose text another split also holds, for every pair of splits.
+
+    Texts are compared as `duplicate_report` compares them: up to case, whitespace, Unicode
+    normalisation and invisible characters. `train_val_split` and `split_by_source` keep such
+    texts on one side, so their splits show no leak; a folder made by hand may.
+
+    Args:
+        splits: The splits by name, e.g. ``{"train": train, "val": val, "test": test}``.
+        template: The template you train with; without it, records are compared on all their
+            non-label columns.
+        label_column: Column holding the label names (never part of the comparison).
+
+    Returns:
+        The counts by pair ``"train/val"``, ``"train/test"``, ``"val/test"`` and examples.
+
+    Raises:
+        ValueError: If a template field is not a column of a split, or is the label column.
+    """
+    keys = {name: _keys(frame, template, label_column) for name, frame in splits.items()}
+    names = list(splits)
+    pairs: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            shared = keys[second].isin(set(keys[first])).to_numpy()
+            pair = f"{first}/{second}"
+            pairs[pair] = int(shared.sum())
+            if shared.any():
+                examples[pair] = list(dict.fromkeys(keys[second][shared]))[:3]
+    return SplitLeaks(sizes={name: len(frame) for name, frame in splits.items()}, pairs=pairs, examples=examples)
+
+
 def _check_val_size(val_size: float | int, n: int) -> float | int:
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
         raise ValueError(f"val_size must be a share between 0 and 1 or a count of records, got {val_size!r}")
@@ -184,7 +258,8 @@ def train_val_split(
     ``random_state=42`` reproduces the seed's split. When texts repeat, the distinct texts
     are split instead (stratified by each text's most common label), so all copies of a text
     land on the same side; a `DuplicateTextWarning` gives the numbers of `duplicate_report`,
-    including texts with conflicting labels.
+    including texts with conflicting labels. Texts are compared up to case, whitespace, Unicode
+    normalisation and invisible characters, so near-duplicates stay together too.
 
     Args:
         frame: Labeled records.
@@ -201,7 +276,10 @@ def train_val_split(
         ``(train, val)`` frames, each with a fresh 0..n-1 index.
 
     Raises:
-        ValueError: If ``val_size`` is out of range or a class is too small to stratify.
+        ValueError: If ``val_size`` is out of range, a class is too small to stratify, the
+            template names ``label_column``, or the split leaves a class only in validation
+            (a `refinery_quaterion.errors.SettingError` naming the class: training could not
+            learn it and refuses such a ``val.json``).
     """
     from sklearn.model_selection import train_test_split
 
@@ -217,7 +295,7 @@ def train_val_split(
                 raise SettingError(f"cannot stratify: class(es) {small} have a single record",
                                    fixes=(Fix("stratify", False),), alternative="label more records")
         train, val = train_test_split(frame, test_size=val_size, random_state=seed, stratify=strata)
-        return train.reset_index(drop=True), val.reset_index(drop=True)
+        return _checked_sides(train.reset_index(drop=True), val.reset_index(drop=True), label_column, stratify)
 
     warnings.warn(f"{report}; each text is kept on one side of the split", DuplicateTextWarning, stacklevel=2)
     groups = pd.Series(range(len(frame)), index=frame.index).groupby(keys.to_numpy(), sort=False)
@@ -239,7 +317,29 @@ def train_val_split(
     _, val_groups = train_test_split(list(range(n_groups)), test_size=group_val, random_state=seed,
                                      stratify=group_strata)
     in_val = pd.Series(group_of).isin(set(val_groups)).to_numpy()
-    return frame[~in_val].reset_index(drop=True), frame[in_val].reset_index(drop=True)
+    train, val = frame[~in_val].reset_index(drop=True), frame[in_val].reset_index(drop=True)
+    return _checked_sides(train, val, label_column, stratify)
+
+
+def _checked_sides(train: pd.DataFrame, val: pd.DataFrame, label_column: str,
+                   stratify: bool | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, val)``, or a `SettingError` naming the classes the split put only in validation.
+
+    A class with no training record cannot be learned, and training refuses a validation set
+    (``val.json`` of a prepared folder) that holds it; so the split says so now.
+    """
+    if label_column not in train.columns:
+        return train, val
+    only_val = sorted(set(val[label_column].astype(str)) - set(train[label_column].astype(str)))
+    if not only_val:
+        return train, val
+    counts = val[label_column].astype(str).value_counts()
+    shown = ", ".join(f"{label!r} ({counts[label]} record{'s' if counts[label] != 1 else ''})" for label in only_val)
+    can_stratify = not stratify and all(counts[label] >= 2 for label in only_val)
+    fixes = (Fix("stratify", True, "to keep every class on both sides"),) if can_stratify else ()
+    raise SettingError(f"the split puts class(es) {shown} only in the validation split (val.json) and none in the "
+                       "training split (train.json): training cannot learn them and refuses such a validation set",
+                       fixes=fixes, alternative="label more records of them, or leave them out of the export")
 
 
 @dataclass
@@ -253,6 +353,8 @@ class HoldoutSplit:
         removed_overlap: Weak-supervision records left out of training because their text
             is also a test text (they would leak the answer).
         test_only_labels: Labels that occur in the test set but not in training.
+        leaks: Texts the three splits share, pair by pair (`split_leaks`; none by construction,
+            checked).
     """
 
     train: pd.DataFrame
@@ -260,6 +362,7 @@ class HoldoutSplit:
     test: pd.DataFrame
     removed_overlap: int = 0
     test_only_labels: list[str] = field(default_factory=list)
+    leaks: SplitLeaks | None = None
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         return iter((self.train, self.val, self.test))
@@ -271,6 +374,8 @@ class HoldoutSplit:
             text += f"; {self.removed_overlap} weak-supervision records left out: their text is a test text"
         if self.test_only_labels:
             text += f"; labels only in the test set: {self.test_only_labels}"
+        if self.leaks is not None and self.leaks.leaked:
+            text += f"; {self.leaks}"
         return text
 
 
@@ -344,5 +449,7 @@ def split_by_source(
         train, val = pool.reset_index(drop=True), pool.iloc[0:0].reset_index(drop=True)
     seen = set(train[label_column].astype(str))
     test_only = sorted(set(test[label_column].astype(str)) - seen)
-    return HoldoutSplit(train=train, val=val, test=test.reset_index(drop=True),
-                        removed_overlap=int(overlap.sum()), test_only_labels=test_only)
+    test = test.reset_index(drop=True)
+    leaks = split_leaks({"train": train, "val": val, "test": test}, template, label_column)
+    return HoldoutSplit(train=train, val=val, test=test, removed_overlap=int(overlap.sum()),
+                        test_only_labels=test_only, leaks=leaks)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
 from refinery_quaterion._util import is_missing
 
-__all__ = ["Record", "TextSpec", "TextTemplate", "is_blank"]
+__all__ = ["Record", "TextSpec", "TextTemplate", "comparable_text", "is_blank", "strip_invisible"]
 
 Record = Mapping[str, Any]
 """A record: attribute name → value."""
@@ -75,18 +76,31 @@ class TextTemplate:
         """Return ``spec`` as a ``TextTemplate`` (no copy if it already is one)."""
         return spec if isinstance(spec, TextTemplate) else cls(spec)
 
-    def validate(self, columns: Iterable[str], *, source: str = "the data") -> None:
-        """Check that every field of the template is one of ``columns``.
+    def validate(self, columns: Iterable[str], *, source: str = "the data", label_column: str | None = None) -> None:
+        """Check that every field of the template is one of ``columns``, and none is the label column.
+
+        Every path that renders labeled records checks its template here (`combine_labels`,
+        `train_val_split`, `split_by_source`, `RefineryExportDataset`, evaluation), passing
+        the label column: a template that renders the label into the text leaks the answer
+        into the embedding and inflates every metric, so it is refused.
 
         Args:
             columns: Available column / attribute names.
             source: How to name the data in the error message.
+            label_column: The column holding the labels, which the template must not name.
 
         Raises:
-            ValueError: Naming the missing fields and listing the available columns.
+            ValueError: Naming the label column the template uses, or the missing fields and
+                the available columns.
         """
         if self.fields is None:
             return
+        if label_column is not None and label_column in self.fields:
+            raise ValueError(
+                f"text template {self.spec!r} names the label column {label_column!r} of {source}: the label "
+                f"would be part of the embedded text and inflate every metric; remove "
+                f"'{{{label_column}}}' from the template"
+            )
         available = list(columns)
         missing = [f for f in self.fields if f not in available]
         if missing:
@@ -160,6 +174,47 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Characters that render as nothing: zero-width spaces and joiners, bidi marks, the BOM, the
+# soft hyphen (all Unicode category Cf), control characters (Cc), and the Hangul fillers and
+# the combining grapheme joiner, which are letters or marks that show nothing.
+_INVISIBLE_OTHERS = frozenset("\u034f\u115f\u1160\u3164\uffa0")
+
+
+def _is_invisible(char: str) -> bool:
+    """Whether ``char`` shows nothing and is not whitespace (a zero-width space, a bidi mark...)."""
+    return char in _INVISIBLE_OTHERS or (not char.isspace() and unicodedata.category(char) in ("Cf", "Cc"))
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` in Unicode NFC with invisible characters removed (zero-width spaces, joiners, bidi marks...).
+
+    Whitespace is kept. Used for label names, so ``"Business\u200b"`` and an NFD ``"Café"``
+    name the same class as ``"Business"`` and ``"Café"``.
+
+    Example:
+        >>> strip_invisible("Business\u200b")
+        'Business'
+    """
+    text = unicodedata.normalize("NFC", text)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(char for char in text if not _is_invisible(char))
+
+
+def comparable_text(text: str) -> str:
+    """``text`` as duplicate checks compare it: NFC, no invisible characters, whitespace collapsed, case folded.
+
+    Example:
+        >>> comparable_text("  Hello\u200b   WORLD ") == comparable_text("hello world")
+        True
+    """
+    return " ".join(strip_invisible(text).split()).casefold()
+
+
 def is_blank(text: str | None) -> bool:
-    """Whether a rendered text is empty, whitespace only, or missing."""
-    return text is None or is_missing(text) or not str(text).strip()
+    """Whether a rendered text is missing, empty, or nothing but whitespace and invisible characters.
+
+    Zero-width spaces, joiners, bidi marks, the BOM and control characters count as blank: the
+    one rule every command uses to refuse or drop a record that renders to no text.
+    """
+    return text is None or is_missing(text) or not strip_invisible(str(text)).strip()

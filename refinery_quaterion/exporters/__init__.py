@@ -30,6 +30,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "formats": ("EXPORT_FORMATS", "ExportFormat", "ExportResult", "ExportSettings", "export_model", "register_format"),
     "heads": ("HEAD_CONVERTERS", "DenseLayer", "register_head_converter"),
     "onnx_model": ("OnnxEmbedder",),
+    "refinery_project": ("ToRefineryConfig", "ToRefineryResult", "to_refinery"),
     "source": ("ExportSource", "ModelExportError", "read_model"),
 }
 

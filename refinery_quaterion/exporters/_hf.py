@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from refinery_quaterion.exporters._files import write_json
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
 from refinery_quaterion.model.pretrained import quiet_transformers
 
@@ -21,7 +23,10 @@ PROBE_TEXTS = [
 def save_transformer(source: ExportSource, folder: Path, *, weights: bool = True) -> None:
     """Write the tokenizer (and with ``weights`` the model) as a Hugging Face folder.
 
-    ``tokenizer.json`` is replaced by `serving_tokenizer_json` when the tokenizer is a fast one.
+    ``tokenizer.json`` is replaced by `serving_tokenizer_json` when the tokenizer is a fast one, and
+    ``tokenizer_config.json`` gets ``model_max_length`` = the model's ``max_length``: loaders that
+    truncate by that key (FastEmbed, transformers' ``AutoTokenizer``) then cut texts where the
+    library does.
     """
     with quiet_transformers():
         if weights:
@@ -29,6 +34,11 @@ def save_transformer(source: ExportSource, folder: Path, *, weights: bool = True
         source.tokenizer.save_pretrained(folder)
     if getattr(source.tokenizer, "backend_tokenizer", None) is not None:
         (folder / "tokenizer.json").write_text(serving_tokenizer_json(source), encoding="utf-8")
+    config_file = folder / "tokenizer_config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["model_max_length"] = source.max_length
+        write_json(config_file, config)
 
 
 def serving_tokenizer_json(source: ExportSource) -> str:

@@ -16,9 +16,33 @@ from typing import Any
 from refinery_quaterion.exporters._files import write_json
 from refinery_quaterion.exporters.source import ExportSource
 
-__all__ = ["model_card", "write_card"]
+__all__ = ["front_matter", "model_card", "write_card"]
 
 _HUB_ALIASES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+_BASE_LICENSES = {
+    "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-MiniLM-L12-v2": "apache-2.0",
+    "sentence-transformers/all-mpnet-base-v2": "apache-2.0", "distilbert-base-uncased": "apache-2.0",
+    "distilbert/distilbert-base-uncased": "apache-2.0", "bert-base-uncased": "apache-2.0",
+    "google-bert/bert-base-uncased": "apache-2.0", "BAAI/bge-small-en-v1.5": "mit",
+}
+"""Licenses of common base models; a fine-tuned model inherits its base model's license."""
+_FILES = (  # (file name or pattern, what it is), first match wins
+    ("README.md", "this model card"), ("modules.json", "the sentence-transformers pipeline (module types and folders)"),
+    ("sentence_bert_config.json", "max tokens and lower-casing of the Transformer module"),
+    ("config_sentence_transformers.json", "sentence-transformers settings (layout version, similarity: cosine)"),
+    ("config.json", "the transformer's configuration"), ("model.safetensors", "the transformer's weights"),
+    ("tokenizer.json", "the tokenizer (truncates to max tokens, pads each batch to its longest text)"),
+    ("tokenizer_config.json", "tokenizer settings (model_max_length = max tokens)"),
+    ("special_tokens_map.json", "the tokenizer's special tokens"), ("vocab.txt", "the tokenizer's vocabulary"),
+    ("label_map.json", "the labels the model was trained on (index = group id)"),
+    ("refinery_export.json", "export settings: template, pooling, head, dimensions, labels"),
+    ("model.onnx", "the whole model as one ONNX graph (fp32)"),
+    ("model_int8.onnx", "the same graph with int8 weights (faster on CPU, slightly less exact)"),
+    ("Pooling/config.json", "the pooling settings"), ("Dense/config.json", "a dense layer's sizes and activation"),
+    ("Dense/model.safetensors", "a dense layer's weights"),
+    ("Dense/pytorch_model.bin", "the same weights for sentence-transformers 2.x"),
+    ("Normalize/config.json", "scales vectors to unit length (no settings)"),
+)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRAINING_KEYS = (
     ("train_records", "training records"), ("val_records", "validation records"), ("epochs", "epochs run"),
@@ -36,7 +60,7 @@ def write_card(source: ExportSource, folder: Path, *, format: str, evaluation: A
     """Write ``README.md`` and (when the labels are known) ``label_map.json`` into ``folder``."""
     if source.labels is not None:
         write_json(folder / "label_map.json", {"labels": list(source.labels)})
-    files = sorted({p.name for p in folder.iterdir() if p.is_file()} | {"README.md"})
+    files = sorted({p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} | {"README.md"})
     text = model_card(source, format=format, files=files, evaluation=evaluation, checks=checks)
     (folder / "README.md").write_text(text, encoding="utf-8")
 
@@ -63,12 +87,7 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
     """
     base = hub_base_model(source.base_model)
     st = format == "sentence-transformers"
-    tags = ["sentence-transformers", "feature-extraction", "sentence-similarity", "refinery-quaterion"]
-    header = ["---", f"library_name: {'sentence-transformers' if st else 'onnx'}",
-              "pipeline_tag: sentence-similarity", "tags:", *[f"- {tag}" for tag in tags]]
-    if base:
-        header.append(f"base_model: {base}")
-    header.append("---")
+    header = front_matter(source, format=format)
     dim = int(getattr(source.head, "output_size", source.raw_dim))
     lines = [*header, "", "# Fine-tuned text embeddings (refinery-quaterion)", ""]
     lines += [f"Text embeddings fine-tuned on labeled records with "
@@ -80,8 +99,7 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
               f"| base model | `{source.base_model or 'unknown'}`"
               f"{f' ([{base}](https://huggingface.co/{base}))' if base else ''} |",
               f"| pipeline | {_pipeline(source, dim)} |",
-              f"| max tokens | {source.max_length} (longer texts are truncated) |",
-              f"| files | {', '.join(f'`{name}`' for name in files if '/' not in name)} |", ""]
+              f"| max tokens | {source.max_length} (longer texts are truncated) |", ""]
     lines += ["## Text template", "", *_template_lines(source), ""]
     if source.labels:
         lines += ["## Labels", "", f"Trained to separate {len(source.labels)} labels (`label_map.json`, "
@@ -91,11 +109,51 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
         from refinery_quaterion.evaluate.tables import to_markdown
 
         lines += ["## Evaluation", "", to_markdown(evaluation), ""]
-    lines += ["## Usage", "", *(_st_usage(source) if st else _onnx_usage(files)), ""]
+    lines += ["## Usage", "", *(_st_usage(source) if st else _onnx_usage(files, dim)), ""]
+    if files:
+        lines += ["## Files", "", "| file | what it is |", "|---|---|",
+                  *[f"| `{name}` | {_file_role(name)} |" for name in files], ""]
     if checks:
         lines += ["## Export check", "", "Vectors of probe texts compared with the library's own `encode`: "
                   + ", ".join(f"{name} {value:.6f}" for name, value in checks.items()) + ".", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def front_matter(source: ExportSource, *, format: str) -> list[str]:
+    """The card's YAML header (the Hub's metadata), as lines from ``---`` to ``---``.
+
+    It follows the Hub's conventions for sentence-similarity models: ``library_name``
+    (``sentence-transformers``, or ``onnx`` for the ONNX export), ``pipeline_tag:
+    sentence-similarity``, ``tags``, ``base_model`` (when it is a Hub id), ``license`` and
+    ``datasets``. ``license``, ``datasets`` and ``language`` come from the ``extra`` section of
+    ``training_config.json`` when given there (``save(..., extra={"license": ..., "datasets": [...]})``);
+    otherwise the license is the base model's when it is a known one, and the others are left out.
+    """
+    base = hub_base_model(source.base_model)
+    extra = source.config.get("extra") if isinstance(source.config.get("extra"), Mapping) else {}
+    tags = ["sentence-transformers", "sentence-similarity", "feature-extraction", "refinery-quaterion", "quaterion"]
+    if format != "sentence-transformers":
+        tags += ["onnx", "fastembed"]
+    lines = ["---", f"library_name: {'sentence-transformers' if format == 'sentence-transformers' else 'onnx'}",
+             "pipeline_tag: sentence-similarity", "tags:", *[f"- {tag}" for tag in tags]]
+    if base:
+        lines.append(f"base_model: {base}")
+    license_ = extra.get("license") or _BASE_LICENSES.get(base or "")
+    if license_:
+        lines.append(f"license: {license_}")
+    for key in ("datasets", "language"):
+        values = extra.get(key)
+        values = [values] if isinstance(values, str) else list(values or [])
+        if values:
+            lines += [f"{key}:", *[f"- {value}" for value in values]]
+    return [*lines, "---"]
+
+
+def _file_role(name: str) -> str:
+    for pattern, role in _FILES:
+        if name == pattern or ("/" in pattern and name.endswith(pattern) and "/" in name):
+            return role
+    return "a file of the tokenizer" if "token" in name or "vocab" in name or "merges" in name else "-"
 
 
 def _pipeline(source: ExportSource, dim: int) -> str:
@@ -153,7 +211,7 @@ def _st_usage(source: ExportSource) -> list[str]:
             render, "vectors = model.encode(texts)  # unit length: cosine = dot product", "```"]
 
 
-def _onnx_usage(files: Sequence[str]) -> list[str]:
+def _onnx_usage(files: Sequence[str], dim: int) -> list[str]:
     int8 = ""
     if "model_int8.onnx" in files:
         int8 = " (`model_int8.onnx`: the same model with int8 weights, faster on CPU and slightly less exact)"
@@ -166,4 +224,12 @@ def _onnx_usage(files: Sequence[str]) -> list[str]:
             "batch = tokenizer.encode_batch(texts)  # texts rendered with the template above",
             'feed = {"input_ids": np.array([e.ids for e in batch], dtype=np.int64),',
             '        "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64)}',
-            'vectors = session.run(["sentence_embedding"], feed)[0]', "```"]
+            'vectors = session.run(["sentence_embedding"], feed)[0]', "```", "",
+            "With [FastEmbed](https://github.com/qdrant/fastembed) (0.9 or later), through its custom-model API:", "",
+            "```python", "from fastembed import TextEmbedding",
+            "from fastembed.common.model_description import ModelSource, PoolingType", "",
+            'TextEmbedding.add_custom_model(model="local/refinery-quaterion", pooling=PoolingType.DISABLED,',
+            '                               normalization=False, sources=ModelSource(hf="local/refinery-quaterion"),',
+            f'                               dim={dim}, model_file="model.onnx", output_name="sentence_embedding")',
+            'model = TextEmbedding("local/refinery-quaterion", specific_model_path="path/to/this/folder")',
+            "vectors = list(model.embed(texts))", "```"]

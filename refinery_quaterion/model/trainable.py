@@ -39,7 +39,29 @@ from refinery_quaterion.model.config import FitConfig, ModelConfig
 from refinery_quaterion.model.encoder import TransformerEncoder
 from refinery_quaterion.model.inference import EmbeddingModel, EncodeMixin
 
-__all__ = ["DistilBertSimilarityModel"]
+__all__ = ["DistilBertSimilarityModel", "TrainingDiverged"]
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite during training: the weights are garbage and nothing is saved.
+
+    Args:
+        stage: ``"train"`` or ``"validation"``.
+        epoch: 1-based epoch.
+        step: 1-based batch of that epoch.
+        loss: The loss value.
+
+    Attributes:
+        stage, epoch, step, loss: As given.
+    """
+
+    def __init__(self, stage: str, epoch: int, step: int, loss: float):
+        self.stage, self.epoch, self.step, self.loss = stage, epoch, step, loss
+        super().__init__(f"training diverged: the {stage} loss is {loss} at epoch {epoch}, step {step}; nothing "
+                         "was saved (lower the learning rate, or check the records' weights)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stage, self.epoch, self.step, self.loss)
 
 _BLOCK = 1024  # validation queries per similarity block
 
@@ -267,8 +289,12 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
 
     def _common_step(self, batch: Any, batch_idx: int, stage: TrainStage, **kwargs: Any) -> Tensor:
         loss = super()._common_step(batch=batch, batch_idx=batch_idx, stage=stage, **kwargs)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self.training_summary = {"diverged": True, "epochs": self.current_epoch}  # save refuses it
+            raise TrainingDiverged(str(stage.value), self.current_epoch + 1, batch_idx + 1, value)
         sums = self._sums.setdefault(str(stage.value), [0.0, 0])
-        sums[0] += float(loss.detach()) * self._last_batch_size
+        sums[0] += value * self._last_batch_size
         sums[1] += self._last_batch_size
         return loss
 

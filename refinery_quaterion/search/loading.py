@@ -40,6 +40,18 @@ class BulkLoading:
     def _set_data_fingerprint(self, value: str | None) -> None:
         raise NotImplementedError
 
+    def mark_changed(self) -> None:
+        """Record that the index no longer holds exactly the records of a `build` (clears its data fingerprint).
+
+        `add` and `add_vectors` do this themselves; call it before points reach the collection
+        another way (e.g. Ray's encoder actors uploading to the same server collection).
+
+        Raises:
+            RuntimeError: If the index is closed.
+        """
+        self._require_open()
+        self._set_data_fingerprint(None)
+
     def add_vectors(self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         """Upsert precomputed vectors as points (for loaders that embed elsewhere).
 

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from refinery_quaterion._util import is_missing, to_jsonable
-from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.data.text import TextTemplate, strip_invisible
+from refinery_quaterion.data.text import is_blank as text_is_blank
 
 __all__ = ["PointId", "point_id_for"]
 
@@ -51,7 +52,7 @@ def point_id_for(*, text: str | None = None, record_id: Any = None) -> PointId:
     """
     if record_id is not None:
         return _id_from_value(record_id)
-    if text is None or not text.strip():
+    if text is None or text_is_blank(text):
         raise ValueError(f"cannot derive a point id from an empty text ({text!r})")
     return str(uuid.uuid5(_ID_NAMESPACE, "text:" + text))
 
@@ -198,12 +199,16 @@ def _union_keys(rows: list[Mapping[str, Any]]) -> list[str]:
 
 
 def is_blank(template: TextTemplate, text: str) -> bool:
-    """Whether ``text`` holds nothing but the template's own literal text (all fields empty)."""
-    if not text.strip():
+    """Whether ``text`` holds nothing but the template's own literal text (all fields empty).
+
+    Blank as everywhere in the library (`refinery_quaterion.data.text.is_blank`): white space and
+    invisible characters (zero-width spaces, joiners, marks) do not count as text.
+    """
+    if text_is_blank(text):
         return True
     if template.fields is None:
         return False
-    return text.strip() == template({}).strip()
+    return strip_invisible(text).strip() == strip_invisible(template({})).strip()
 
 
 def short(row: Mapping[str, Any], limit: int = 120) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.data.text import is_blank as text_is_blank
 from refinery_quaterion.search.points import PointId, is_blank, short
 
 __all__ = ["SearchHit"]
@@ -52,7 +53,7 @@ def query_text(query: Any, template: TextTemplate) -> str:
         text = template(query)
     else:
         raise TypeError(f"a query must be a text (str) or a record (mapping), got {type(query).__name__}")
-    if not text.strip() if isinstance(query, str) else is_blank(template, text):
+    if text_is_blank(text) if isinstance(query, str) else is_blank(template, text):
         what = "text" if isinstance(query, str) else f"record {short(query)} renders to an empty text"
         raise ValueError(f"empty query {what!s}; expected some text to search for")
     return text

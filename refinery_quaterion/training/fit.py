@@ -41,6 +41,7 @@ from refinery_quaterion.model.components import LOSSES
 from refinery_quaterion.model.config import FitConfig
 from refinery_quaterion.model.runtime import cap_torch_threads
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training._guards import check_learnable
 from refinery_quaterion.training.progress import FitTracker, ProgressReporter, quiet_training, resolve_progress
 from refinery_quaterion.training.samples import (
     GroupSamples,
@@ -212,7 +213,9 @@ def fit(
         ValueError: For invalid settings (see `FitConfig`), mismatched templates, labels
             outside ``num_groups``, early stopping without validation data,
             ``sample_weighting="confidence"`` with a loss that takes no weights, or a
-            ``min_weight`` that drops every record.
+            ``min_weight`` that drops every record, or data that cannot teach the loss anything
+            (`refinery_quaterion.training._guards.check_learnable`).
+        TrainingDiverged: If the loss becomes NaN or infinite (naming the epoch and step).
         TypeError: For a ``config`` that is not a `FitConfig`, or a dataset that does not yield
             ``SimilarityGroupSample`` s.
     """
@@ -220,6 +223,8 @@ def fit(
     config = _checked_config(model, config, has_val=val_dataset is not None, own_trainer=trainer is not None)
     train, val, weighting = _training_data(model, config, train_dataset, val_dataset)
     pairwise = isinstance(model.loss, PairwiseLoss)
+    check_learnable(train.groups, train.weights, weighted=weighting == "confidence",
+                    needs_positives=pairwise or not LOSSES[model.model_config.loss].needs_num_groups)
     tracker, reporter = _callbacks(model, config, n_train=len(train), has_val=val_dataset is not None,
                                    trainer=trainer)
 

@@ -18,6 +18,7 @@ quaterion (no ``training_config.json``) loads with a warning naming the missing 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import struct
@@ -41,13 +42,17 @@ from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.inference import EmbeddingModel, ModelFileError
 from refinery_quaterion.model.pretrained import quiet_transformers
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training._guards import TrainedModelError, weights_problem
 
-__all__ = ["CONFIG_FILE", "LABEL_MAP_FILE", "ModelFileError", "label_map_to_save", "load", "read_model_folder", "save"]
+__all__ = ["CONFIG_FILE", "LABEL_MAP_FILE", "MANIFEST_FILE", "ModelFileError", "label_map_to_save", "load",
+           "read_model_folder", "save"]
 
 _FORMAT = 3  # 1: before ModelConfig/FitConfig; 2: + "fit"; 3: "template" (was "text"), one seed (ModelConfig)
 
 LABEL_MAP_FILE = "label_map.json"
 CONFIG_FILE = "training_config.json"
+MANIFEST_FILE = "manifest.json"
+"""Every other file of a saved folder with its size and SHA-256, written last by `save`, checked by `load`."""
 _SERVABLE_FILE = "config.json"
 _TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
@@ -89,9 +94,20 @@ def read_model_folder(path: Path) -> tuple[dict[str, Any], LabelMap | None]:
 
     Raises:
         FileNotFoundError: If ``path`` has no ``config.json`` (not a saved model folder).
-        ModelFileError: If a file is empty, truncated or malformed, or ``label_map.json`` is
-            missing from a folder written by ``save``.
+        ModelFileError: If a file is empty, truncated or malformed, ``label_map.json`` is
+            missing from a folder written by ``save``, a file listed in its ``manifest.json`` is
+            missing or changed (`check_manifest`), or the folder is a sentence-transformers export.
     """
+    config, label_map = _read_model_files(path)
+    check_manifest(path)  # after the checks by format, which say more about a damaged file
+    return config, label_map
+
+
+def _read_model_files(path: Path) -> tuple[dict[str, Any], LabelMap | None]:
+    if (path / "modules.json").is_file() and not (path / CONFIG_FILE).is_file():
+        raise ModelFileError(path, "is a sentence-transformers folder (it has modules.json), not a model saved by "
+                                   "refinery_quaterion; load it with sentence_transformers.SentenceTransformer, or "
+                                   "pass the folder written by train")
     if not (path / _SERVABLE_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a saved model folder (no {_SERVABLE_FILE}); expected a folder "
                                 "written by refinery_quaterion.training.model_files.save")
@@ -137,6 +153,54 @@ def read_model_folder(path: Path) -> tuple[dict[str, Any], LabelMap | None]:
         raise ModelFileError(label_file, f"holds {len(label_map)} labels {label_map.names} but {CONFIG_FILE} lists "
                                          f"{len(labels)} labels {labels}")
     return config, label_map
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """The files of a model folder (not hidden ones, not the manifest), sorted."""
+    return sorted(file for file in folder.rglob("*") if file.is_file() and file.name != MANIFEST_FILE
+                  and not any(part.startswith(".") for part in file.relative_to(folder).parts))
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Write `MANIFEST_FILE`: the size and SHA-256 of every file of ``folder``."""
+    files = {file.relative_to(folder).as_posix(): {"size": file.stat().st_size, "sha256": _sha256(file)}
+             for file in _model_files(folder)}
+    (folder / MANIFEST_FILE).write_text(json.dumps({"format": 1, "files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def check_manifest(folder: Path) -> None:
+    """Check the files of ``folder`` against its `MANIFEST_FILE` (a folder without one passes).
+
+    Raises:
+        ModelFileError: Naming the files that are missing, or whose size or content changed.
+    """
+    manifest_file = folder / MANIFEST_FILE
+    if not manifest_file.is_file():
+        return
+    manifest = _read_json(manifest_file)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise ModelFileError(manifest_file, "has no 'files' object; save the model again")
+    missing, changed = [], []
+    for name, facts in files.items():
+        file = folder / name
+        if not file.is_file():
+            missing.append(name)
+        elif not isinstance(facts, dict) or file.stat().st_size != facts.get("size") \
+                or _sha256(file) != facts.get("sha256"):
+            changed.append(name)
+    if missing or changed:
+        parts = ([f"missing: {', '.join(missing)}"] if missing else []) + \
+                ([f"changed since it was saved: {', '.join(changed)}"] if changed else [])
+        raise ModelFileError(folder, f"is incomplete or damaged ({'; '.join(parts)}); save or copy the model again")
 
 
 def _read_json(file: Path) -> Any:
@@ -227,6 +291,8 @@ def save(
 
     Raises:
         FileExistsError: If ``path`` exists and ``overwrite`` is false.
+        TrainedModelError: A ``ValueError``: if the model's last `fit` diverged, or its weights
+            hold NaN or infinite values.
         ValueError: If the model's last `fit` was interrupted (unless ``allow_interrupted``);
             if there is no label map, or it does not match the model (its number of labels
             ``num_groups``, or the labels `fit` trained it on: the message names both
@@ -240,6 +306,13 @@ def save(
     if summary.get("interrupted") and not allow_interrupted:
         raise ValueError(f"the model's last fit was interrupted after {summary.get('epochs', 0)} epoch(s): it is "
                          "half-trained; fit it again, or pass allow_interrupted=True to save it anyway")
+    if summary.get("diverged"):
+        raise TrainedModelError("the model's last fit diverged (its loss became NaN or infinite): its weights are "
+                                "unusable; fit it again with a lower learning rate")
+    problem = weights_problem(model.parameters() if isinstance(model, DistilBertSimilarityModel)
+                              else model.model.parameters())
+    if problem is not None:
+        raise TrainedModelError(f"the model cannot be saved: {problem}")
     label_map = label_map_to_save(model, label_map)
     config = {
         "format": _FORMAT,
@@ -258,6 +331,7 @@ def save(
             model.model.save(str(tmp))
         label_map.save(tmp / LABEL_MAP_FILE)
         atomic_write_text(tmp / CONFIG_FILE, text)
+        write_manifest(tmp)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from refinery_quaterion._io import refuse_output_over_inputs
 from refinery_quaterion.data.dataset import load_records
 from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.errors import OutputExistsError
@@ -58,10 +60,29 @@ def _records(data: RecordsSpec, name: str) -> tuple[pd.DataFrame, str]:
     raise TypeError(f"{name} must be a DataFrame or a file of records, got {type(data).__name__}")
 
 
+_INVISIBLE = re.compile("[\\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]+")
+"""Whitespace and invisible characters (zero-width spaces and joiners, direction marks, BOM)."""
+
+
 def _check_records(frame: pd.DataFrame, where: str, template: TextTemplate, label_column: str) -> None:
+    """Refuse records the metrics would silently misread, before anything is encoded.
+
+    Every field of the template and the label column must be columns; no label may be
+    missing; no record may render to a blank text (invisible characters count as blank), as
+    `refinery_quaterion.search` refuses them too.
+    """
     template.validate(frame.columns, source=where)
     if label_column not in frame.columns:
         raise ValueError(f"{where} has no label column {label_column!r}; columns: {list(frame.columns)}")
+    missing = frame.index[frame[label_column].isna().to_numpy()]
+    if len(missing):
+        raise ValueError(f"{where}: {len(missing)} record(s) have no label in column {label_column!r} (first: "
+                         f"record {missing[0]}); label them or drop them")
+    blank = [i for i, text in enumerate(template.render_many(frame.to_dict(orient="records")))
+             if not _INVISIBLE.sub("", text)]
+    if blank:
+        raise ValueError(f"{where}: {len(blank)} record(s) render to an empty text with template {template.spec!r} "
+                         f"(first: record {blank[0]}); fill or drop them")
 
 
 def evaluate_model(
@@ -76,8 +97,9 @@ def evaluate_model(
 ) -> EvaluationOutcome:
     """Compare the raw encoder with the fine-tuned model on labeled test records.
 
-    Precision@k (over all queries), MRR, mAP and R-precision for ``"raw"`` (the encoder
-    alone) and ``"fine-tuned"`` (encoder + trained head); with ``report_dir`` and
+    Precision@k (over all queries), MRR, mAP and R-precision for ``"raw"`` (the pretrained
+    encoder alone: for a model trained with ``trainable_encoder`` its pretrained weights are
+    loaded fresh) and ``"fine-tuned"`` (encoder + trained head); with ``report_dir`` and
     ``reference`` records, also a linear probe trained on ``reference`` and tested on
     ``test`` for each. The raw vectors are computed once (and cached); the fine-tuned ones
     apply the head to them.
@@ -107,12 +129,16 @@ def evaluate_model(
             column (naming the column and the file), ``test`` has fewer than 2 records, or
             no k of ``config.ks`` fits them.
         FileExistsError: If ``report_dir`` exists and ``overwrite`` is false (checked first).
+        SettingError: If ``report_dir`` is, contains or lies inside the model folder, a records
+            file or the embedding cache (checked first).
         TypeError: For a ``config`` that is not an `EvalConfig`.
     """
     started = time.perf_counter()
     if config is not None and not isinstance(config, EvalConfig):
         raise TypeError(f"config must be an EvalConfig, got {type(config).__name__}")
     config = config or EvalConfig()
+    refuse_output_over_inputs(report_dir, _input_paths(model, test, reference, embedding_cache),
+                              setting="report_dir")
     if report_dir is not None and os.path.lexists(report_dir) and not overwrite:
         raise OutputExistsError(report_dir)
     if not isinstance(model, EmbeddingModel):
@@ -126,13 +152,15 @@ def evaluate_model(
     labels = test[config.label_column].astype(str).to_numpy()
     raw = model.encode_raw(test, batch_size=config.batch_size, progress=config.progress)
     embeddings = {"fine-tuned": model.apply_head(raw)}
-    if config.compare_raw:
-        embeddings = {"raw": raw, **embeddings}
+    baseline = _baseline(model) if config.compare_raw else None
+    if baseline is not None:
+        embeddings = {"raw": raw if baseline is model else baseline.encode(test, batch_size=config.batch_size,
+                                                                           progress=config.progress), **embeddings}
     if report_dir is None:
         table = compare(embeddings, labels, ks=usable_ks)
         return EvaluationOutcome(metrics=table, report=None, seconds=time.perf_counter() - started)
 
-    probe = _probe_sets(model, reference, embeddings, labels, config) if reference is not None else None
+    probe = _probe_sets(model, baseline, reference, embeddings, labels, config) if reference is not None else None
     report = evaluation_report(
         report_dir,
         embeddings,
@@ -144,6 +172,23 @@ def evaluate_model(
         overwrite=overwrite,
     )
     return EvaluationOutcome(metrics=report.metrics, report=report, seconds=time.perf_counter() - started)
+
+
+def _input_paths(model: EmbeddingModel | str | os.PathLike, test: RecordsSpec,
+                 reference: RecordsSpec | Sequence[str | os.PathLike] | None,
+                 embedding_cache: CacheSpec) -> dict[str, str | os.PathLike | None]:
+    """The files and folders `evaluate_model` reads (``None`` for those given as data)."""
+    def path(value: Any) -> str | os.PathLike | None:
+        return value if isinstance(value, str | os.PathLike) else None
+
+    model_path = model.path if isinstance(model, EmbeddingModel) else path(model)
+    inputs: dict[str, str | os.PathLike | None] = {"the model": model_path, "the test records": path(test)}
+    parts = [reference] if reference is None or isinstance(reference, pd.DataFrame | str | os.PathLike) else reference
+    for i, part in enumerate(parts):
+        inputs[f"the reference records {i + 1}" if len(parts) > 1 else "the reference records"] = path(part)
+    cache = embedding_cache if not isinstance(embedding_cache, bool) else None
+    inputs["the embedding cache"] = getattr(cache, "folder", None) or path(cache)
+    return inputs
 
 
 def _reference_records(reference: RecordsSpec | Sequence[str | os.PathLike] | None, template: TextTemplate,
@@ -171,12 +216,30 @@ def _usable_ks(ks: Sequence[int], n_test: int, test_name: str) -> list[int]:
     return usable
 
 
-def _probe_sets(model: EmbeddingModel, reference: pd.DataFrame, embeddings: dict[str, Any], labels: Any,
-                config: EvalConfig) -> dict[str, ProbeSet] | None:
+def _baseline(model: EmbeddingModel) -> Any:
+    """What embeds the ``raw`` row: ``model`` itself (its frozen encoder is the pretrained one) or, for a
+    model whose encoder was fine-tuned, the pretrained encoder loaded fresh."""
+    config = model.model_config
+    if config is None or not config.trainable_encoder:
+        return model
+    from refinery_quaterion.model.encoder import TransformerEncoder
+
+    encoder = model.encoder
+    return TransformerEncoder.from_pretrained(config.pretrained, template=encoder.template.spec,
+                                              pooling=encoder.pooling, max_length=encoder.max_length,
+                                              normalize=encoder.normalize, embedding_cache=encoder.embedding_cache,
+                                              backend="torch")
+
+
+def _probe_sets(model: EmbeddingModel, baseline: Any, reference: pd.DataFrame, embeddings: dict[str, Any],
+                labels: Any, config: EvalConfig) -> dict[str, ProbeSet] | None:
     """What the linear probe of each model trains on (the reference records) and tests on."""
     if not len(reference):
         return None
     ref_raw = model.encode_raw(reference, batch_size=config.batch_size, progress=config.progress)
     ref_labels = reference[config.label_column].astype(str).to_numpy()
-    ref_embeddings = {"raw": ref_raw, "fine-tuned": model.apply_head(ref_raw)}
+    ref_embeddings = {"fine-tuned": model.apply_head(ref_raw)}
+    if baseline is not None:
+        ref_embeddings["raw"] = ref_raw if baseline is model else baseline.encode(
+            reference, batch_size=config.batch_size, progress=config.progress)
     return {name: ProbeSet(ref_embeddings[name], ref_labels, emb, labels) for name, emb in embeddings.items()}

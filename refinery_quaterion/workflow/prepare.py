@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from refinery_quaterion._io import atomic_dir
+from refinery_quaterion._io import atomic_dir, refuse_output_over_inputs
 from refinery_quaterion.data.config import DEFAULT_TEMPLATE, HOLDOUTS, LabelConfig
 from refinery_quaterion.data.dataset import LabelMap, load_records
 from refinery_quaterion.data.labels import LabelReport, combine_labels
@@ -91,11 +91,13 @@ def prepare_records(
 
     Raises:
         FileExistsError: If ``out`` exists and ``overwrite`` is false (checked first).
+        SettingError: If ``out`` is, contains or lies inside the export file (checked first).
         ValueError: If the template names a column the records do not have, or for the errors
             of `combine_labels`, `train_val_split` and `split_by_source`.
         TypeError: For a ``config`` that is not a `LabelConfig`.
     """
     config = _checked_config(config)
+    refuse_output_over_inputs(out, {"the export": export if isinstance(export, str | os.PathLike) else None})
     if out is not None and os.path.lexists(out) and not overwrite:
         raise OutputExistsError(out)
     source = export

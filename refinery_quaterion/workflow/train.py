@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from refinery_quaterion._io import refuse_output_over_inputs
 from refinery_quaterion.data.dataset import LabelMap, RefineryExportDataset
 from refinery_quaterion.errors import MISSING, Fix, OutputExistsError, SettingError
 from refinery_quaterion.model.cache import EmbeddingCache
 from refinery_quaterion.model.config import FitConfig, ModelConfig
 from refinery_quaterion.model.trainable import DistilBertSimilarityModel
+from refinery_quaterion.training._guards import check_trained_vectors
 from refinery_quaterion.training.fit import FitResult, fit
 from refinery_quaterion.training.model_files import save
 
@@ -74,13 +76,20 @@ def train_model(
 
     Raises:
         FileExistsError: If ``out`` exists and ``overwrite`` is false (checked before training).
+        SettingError: If ``out`` is, contains or lies inside the pretrained model's folder or
+            the embedding cache (checked first).
         ValueError: Without a text template, or for invalid settings.
+        TrainingDiverged: If the loss became NaN or infinite (nothing is saved).
+        TrainedModelError: If the trained model's vectors are non-finite or collapsed (nothing
+            is saved).
     """
     started = time.perf_counter()
     out = Path(out)
+    model_config = model_config or ModelConfig()
+    cache = None if model_config.trainable_encoder else EmbeddingCache.coerce(embedding_cache)
+    refuse_output_over_inputs(out, _input_paths(model_config, cache))
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
-    model_config = model_config or ModelConfig()
     if model_config.template is None:
         raise SettingError("train_model needs a text template, e.g. '{{Title}}. {{Description}}'",
                            fixes=(Fix("template", MISSING),))
@@ -91,9 +100,16 @@ def train_model(
         if val is not None and len(val)
         else None
     )
-    cache = None if model_config.trainable_encoder else EmbeddingCache.coerce(embedding_cache)
     model = DistilBertSimilarityModel(model_config, embedding_cache=cache)
     result = fit(model, train_ds, val_ds, fit_config or FitConfig())
+    check_trained_vectors(model, train_ds.records, where=str(out))
     extra = {"train_records": len(train_ds), "val_records": len(val_ds) if val_ds is not None else 0}
     path = save(model, out, label_map=train_ds.label_map, overwrite=overwrite, extra=extra)
     return TrainOutcome(path=path, fit=result, label_map=train_ds.label_map, seconds=time.perf_counter() - started)
+
+
+def _input_paths(model_config: ModelConfig, cache: EmbeddingCache | None) -> dict[str, str | os.PathLike | None]:
+    """The folders `train_model` reads: the pretrained model (when a local folder) and the cache."""
+    pretrained = model_config.pretrained
+    local = pretrained if os.path.exists(os.path.expanduser(pretrained)) else None
+    return {"the pretrained model": local, "the embedding cache": cache.folder if cache is not None else None}

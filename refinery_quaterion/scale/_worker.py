@@ -1,0 +1,176 @@
+"""What runs in the Ray workers: `EncoderActor` embeds batches of records with ONNX Runtime.
+
+Imports no torch and no quaterion: an actor needs numpy, pandas, pyarrow, onnxruntime,
+tokenizers (and qdrant-client when it uploads to a server). The driver ships the export's
+model file and ``tokenizer.json`` as bytes; each actor writes them to its own temporary folder
+and loads them once.
+
+A batch becomes points exactly as `refinery_quaterion.search.SimilarityIndex` makes them
+(`refinery_quaterion.search.points.records_to_points`): same ids, same payloads. The actor
+either uploads them to the Qdrant server (qdrant-client's ``upload_points`` with retries) and
+returns their ids, or returns them as a shard table (`SHARD_SCHEMA`) for the Parquet output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.model.runtime import inference_session, length_sorted_batches, require_onnx
+from refinery_quaterion.search.points import PointId, records_to_points
+
+__all__ = ["EncoderActor", "OnnxTextEncoder", "QdrantTarget", "shard_table", "upload_batch"]
+
+OUTPUT = "sentence_embedding"
+"""Output of the exported graph (see `refinery_quaterion.exporters.onnx_model`)."""
+
+FAULT_ENV = "REFINERY_QUATERION_RAY_FAULT"
+"""Test hook: a file path; the first actor batch that finds the file removes it and kills its process."""
+
+
+class OnnxTextEncoder:
+    """Texts -> unit vectors with an ONNX export's model file and ``tokenizer.json``.
+
+    The same computation as `refinery_quaterion.exporters.OnnxEmbedder` (texts tokenized
+    without padding, sorted by length, run in batches padded to their longest text), without
+    importing the exporters, which import torch.
+
+    Args:
+        folder: Folder holding ``model`` and ``tokenizer.json``.
+        model: ``"model.onnx"`` or ``"model_int8.onnx"``.
+        threads: ONNX Runtime intra-op threads.
+    """
+
+    def __init__(self, folder: Path, model: str, *, threads: int | None = None) -> None:
+        require_onnx("onnxruntime")
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
+        self.tokenizer.no_padding()
+        self.session = inference_session(folder / model, threads=threads)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Vectors of ``texts`` in input order, float32 ``(n, dim)``."""
+        ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        parts: dict[int, np.ndarray] = {}
+        for rows, batch, mask in length_sorted_batches(ids, batch_size, self.pad_id):
+            vectors = self.session.run([OUTPUT], {"input_ids": batch, "attention_mask": mask})[0]
+            parts.update(zip(rows.tolist(), vectors, strict=True))
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([parts[i] for i in range(len(ids))]).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """Where an actor uploads its points: a Qdrant server's collection."""
+
+    url: str
+    collection: str
+    api_key: str | None = None
+    timeout: int = 60
+    retries: int = 3
+
+
+class EncoderActor:
+    """A Ray Data actor (``map_batches``): records -> points, uploaded or returned as a shard table.
+
+    Args:
+        model_files: The model file and ``tokenizer.json`` by name (bytes), or a Ray object
+            reference to that mapping.
+        model_file: Which file is the model: ``"model.onnx"`` or ``"model_int8.onnx"``.
+        template: Renders a record as the text to embed (the model's template).
+        label_field: Record field holding the label.
+        id_field: Record field holding the record id, or ``None``.
+        threads: ONNX Runtime threads.
+        encode_batch_size: Texts per ONNX Runtime call.
+        target: Upload to this Qdrant collection; ``None`` returns shard tables instead.
+    """
+
+    def __init__(self, model_files: Any, model_file: str, template: TextTemplate, *, label_field: str,
+                 id_field: str | None, threads: int, encode_batch_size: int, target: QdrantTarget | None) -> None:
+        if not isinstance(model_files, Mapping):
+            import ray
+
+            model_files = ray.get(model_files)
+        self.folder = Path(tempfile.mkdtemp(prefix="refinery-quaterion-onnx-"))
+        for name, data in model_files.items():
+            (self.folder / name).write_bytes(data)
+        self.encoder = OnnxTextEncoder(self.folder, model_file, threads=threads)
+        self.template = template
+        self.label_field, self.id_field = label_field, id_field
+        self.encode_batch_size = encode_batch_size
+        self.target = target
+        self.client = None if target is None else _qdrant_client(target)
+
+    def __call__(self, batch: Any) -> Any:
+        """Embed one batch of records (a DataFrame); the shard table, or the uploaded ids."""
+        _fail_once_if_asked()
+        points, _ = records_to_points(batch, self.template, label_field=self.label_field, id_field=self.id_field)
+        ids = list(points)
+        payloads = [payload for _, payload in points.values()]
+        vectors = self.encoder.encode([text for text, _ in points.values()], self.encode_batch_size)
+        if self.target is None:
+            return shard_table(ids, vectors, payloads)
+        upload_batch(self.client, self.target, ids, vectors, payloads)
+        import pyarrow as pa
+
+        return pa.table({"id": pa.array([str(pid) for pid in ids], pa.string())})
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
+
+
+def shard_table(ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> Any:
+    """Points as a pyarrow table: ``id`` (string), ``vector`` (list<float32>), ``payload`` (JSON string).
+
+    An int id is written in decimal, a UUID as its string.
+    """
+    import pyarrow as pa
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 and len(ids) else 0
+    offsets = np.arange(len(ids) + 1, dtype=np.int64) * dim
+    column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(vectors.ravel(), pa.float32()))
+    texts = [json.dumps(payload, ensure_ascii=False, allow_nan=False) for payload in payloads]
+    return pa.table({"id": pa.array([str(pid) for pid in ids], pa.string()), "vector": column,
+                     "payload": pa.array(texts, pa.string())})
+
+
+def upload_batch(client: Any, target: QdrantTarget, ids: Sequence[PointId], vectors: np.ndarray,
+                 payloads: Sequence[Mapping[str, Any]]) -> None:
+    """Upload one batch of points to ``target`` (retried by qdrant-client, waiting until applied)."""
+    from qdrant_client.http import models as qm
+
+    points = [qm.PointStruct(id=pid, vector=vector.tolist(), payload=dict(payload))
+              for pid, vector, payload in zip(ids, vectors, payloads, strict=True)]
+    client.upload_points(target.collection, points, batch_size=max(len(points), 1), max_retries=target.retries,
+                         wait=True)
+
+
+def _qdrant_client(target: QdrantTarget) -> Any:
+    from qdrant_client import QdrantClient
+
+    return QdrantClient(url=target.url, api_key=target.api_key, timeout=target.timeout)
+
+
+def _fail_once_if_asked() -> None:
+    """Kill this process once when `FAULT_ENV` names an existing file (for the retry tests)."""
+    flag = os.environ.get(FAULT_ENV)
+    if not flag:
+        return
+    try:
+        os.remove(flag)  # only one actor removes it: the others go on
+    except FileNotFoundError:
+        return
+    os._exit(1)
