@@ -61,7 +61,9 @@ from refinery_quaterion.model.runtime import usable_cpus
 BASE = ModelConfig(pretrained="minilm", template=TEXT)
 TOLERANCE = 0.005  # P@10 and P@1000 of a backend must be within this of torch
 SPEED_GOAL = 2.0  # int8 texts/s vs sentence-transformers
+OPENVINO_GOALS = {"openvino": 2.0, "openvino-int8": 5.0}  # texts/s vs sentence-transformers
 ST, FP32, INT8 = "sentence-transformers (torch)", "ONNX Runtime fp32", "ONNX Runtime int8"
+OV_FP32, OV_INT8 = "encoder backend openvino", "encoder backend openvino-int8"
 STARTED = time.perf_counter()
 
 
@@ -169,6 +171,7 @@ def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[
         ST: lambda t: st.encode(t, batch_size=64),
         FP32: OnnxEmbedder(onnx_result.path, threads=threads).encode,
         INT8: OnnxEmbedder(onnx_result.path, "model_int8.onnx", threads=threads).encode,
+        **backend_runtimes(args.backends_speed, work, args.calibration),
     }
     say(f"(a) equality on {args.equal} texts")
     reference = ours.encode(texts[: args.equal], progress=False)
@@ -188,6 +191,7 @@ def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[
         say(f"(b) round {round_ + 1}/{args.rounds}: " + ", ".join(f"{n} {len(speed_texts) / s[-1]:.0f}/s"
                                                                   for n, s in seconds.items()))
     speed = {name: len(speed_texts) / statistics.median(s) for name, s in seconds.items()}
+    openvino = openvino_quality(vectors, ours.encoder, speed_texts)
     int8_cos = cosines(vectors[INT8], vectors[FP32])
     p10 = compare(vectors, labels[: args.texts], ks=[10])["P@10"].to_dict()
     return {
@@ -203,9 +207,48 @@ def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[
         "int8_vs_fp32": {"mean_cosine": float(int8_cos.mean()), "min_cosine": float(int8_cos.min()),
                          "top10_shared": neighbour_overlap(vectors[INT8], vectors[FP32])},
         "p_at_10_speed_texts": p10,
+        "openvino": openvino,
         "onnx_mib": {name: (onnx_result.path / name).stat().st_size / 2**20
                      for name in ("model.onnx", "model_int8.onnx")},
     }
+
+
+def backend_runtimes(names: str, work: Path, calibration: int) -> dict[str, Any]:
+    """``encode`` of the frozen all-MiniLM-L6-v2 encoder per backend (no head), models built and calibrated first.
+
+    The int8 backends calibrate on ``calibration`` AG News *train* texts (the user's own texts,
+    not the timed ones). The embedding cache is dropped once the runner is built, so every
+    round encodes.
+    """
+    from refinery_quaterion.model.backends import calibrate
+
+    train = ag_news("train").sample(n=calibration, random_state=2)
+    sample = TextTemplate(TEXT).render_many(train.to_dict(orient="records"))
+    c, runtimes = BASE, {}
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        encoder = TransformerEncoder.from_pretrained(c.pretrained, pooling=c.pooling, max_length=c.max_length,
+                                                     normalize=c.normalize, backend=name,
+                                                     embedding_cache=work / "backend-cache")
+        start = time.perf_counter()
+        calibrate(encoder, sample)
+        say(f"backend {name}: built in {time.perf_counter() - start:.0f} s")
+        encoder.embedding_cache = None
+        runtimes[f"encoder backend {name}"] = (lambda e: lambda t: e.encode(t, batch_size=64, progress=False))(encoder)
+    return runtimes
+
+
+def openvino_quality(vectors: dict[str, np.ndarray], encoder: Any, texts: list[str]) -> dict[str, Any]:
+    """OpenVINO fp32 and int8 vs the torch encoder (no head) on the timed texts: cosines and top-10 overlap."""
+    if OV_FP32 not in vectors:
+        return {}
+    with encoder.using_backend("torch"):
+        reference = encoder.encode(texts, progress=False)
+    out: dict[str, Any] = {"min_cosine_fp32_vs_torch": float(cosines(vectors[OV_FP32], reference).min())}
+    if OV_INT8 in vectors:
+        c = cosines(vectors[OV_INT8], vectors[OV_FP32])
+        out["int8_vs_fp32"] = {"mean_cosine": float(c.mean()), "min_cosine": float(c.min()),
+                               "top10_shared": neighbour_overlap(vectors[OV_INT8], vectors[OV_FP32])}
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -217,6 +260,30 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header)))
              + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def openvino_rows(ov: dict[str, Any]) -> list[tuple[str, str]]:
+    """The OpenVINO rows of the export table: exactness and int8 faithfulness."""
+    rows = []
+    if "min_cosine_fp32_vs_torch" in ov:
+        rows.append(("OpenVINO fp32 vs torch encoder: min cosine", f"{ov['min_cosine_fp32_vs_torch']:.6f}"))
+    if "int8_vs_fp32" in ov:
+        i8 = ov["int8_vs_fp32"]
+        rows += [("OpenVINO int8 vs fp32: mean / min cosine", f"{i8['mean_cosine']:.4f} / {i8['min_cosine']:.4f}"),
+                 ("OpenVINO int8 vs fp32: top-10 neighbours shared", f"{i8['top10_shared']:.3f}")]
+    return rows
+
+
+def openvino_goals(export: dict[str, Any]) -> list[str]:
+    """One line per OpenVINO speed goal: met or not, with the figure."""
+    speed, lines = export["texts_per_s_median"], []
+    for backend, goal in OPENVINO_GOALS.items():
+        name = f"encoder backend {backend}"
+        if name in speed:
+            ratio = speed[name] / speed[ST]
+            lines.append(f"Goal `{backend}` ≥ {goal:.0f}× sentence-transformers' texts/s: "
+                         f"**{'met' if ratio >= goal else 'not met'}** ({ratio:.2f}×).")
+    return ["\n".join(lines)] if lines else []
 
 
 def render(results: dict[str, Any]) -> str:
@@ -240,9 +307,11 @@ def render(results: dict[str, Any]) -> str:
                  ("int8 vs fp32: top-10 neighbours shared", f"{i8['top10_shared']:.3f}"),
                  ("`model.onnx` / `model_int8.onnx` (MiB)",
                   f"{export['onnx_mib']['model.onnx']:.1f} / {export['onnx_mib']['model_int8.onnx']:.1f}")]
+        rows += openvino_rows(export.get("openvino") or {})
         parts.append(f"**Exports** ({export['speed_texts']:,} AG News test texts, {export['rounds']} interleaved "
                      f"rounds, median; {export['threads']} threads for every runtime; ratios vs "
                      "sentence-transformers):\n\n" + table(rows, ("measure", "value")))
+        parts += openvino_goals(export)
     case = results.get("case")
     if case:
         torch_run = case["runs"]["torch"]
@@ -283,6 +352,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000, help="texts for the speed comparison")
     parser.add_argument("--equal", type=int, default=1000, help="texts for the equality check")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--backends-speed", default="onnx,onnx-int8,openvino,openvino-int8",
+                        help="encoder backends timed in (b) (the frozen encoder, no head)")
+    parser.add_argument("--calibration", type=int, default=300, help="AG News train texts the int8 backends "
+                        "calibrate on in (b)")
     parser.add_argument("--sample", type=int, default=0, help="records per split (a smoke test; 0: all)")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -292,7 +365,8 @@ def main() -> None:
     from importlib.metadata import version
 
     previous = json.loads((RESULTS / "export.json").read_text()) if (RESULTS / "export.json").is_file() else {}
-    results: dict[str, Any] = {"machine": {**machine(), "onnxruntime": version("onnxruntime")},
+    results: dict[str, Any] = {"machine": {**machine(), "onnxruntime": version("onnxruntime"),
+                                           "openvino": version("openvino"), "nncf": version("nncf")},
                                "time": time.strftime("%Y-%m-%d %H:%M")}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -136,7 +136,8 @@ def test_a_trainable_encoder_refuses_other_backends(tiny_model_dir: Path) -> Non
 
 
 def test_unknown_backends_are_refused_naming_the_valid_ones(tiny_model_dir: Path) -> None:
-    message = re.escape("encoder_backend must be one of ['auto', 'torch', 'onnx', 'onnx-int8'], got 'tflite'")
+    message = re.escape("encoder_backend must be one of ['auto', 'torch', 'onnx', 'onnx-int8', 'openvino', "
+                        "'openvino-int8'], got 'tflite'")
     with pytest.raises(ValueError, match=message):
         ModelConfig(encoder_backend="tflite")
     with pytest.raises(ValueError, match=message):
@@ -201,6 +202,7 @@ def _umask() -> int:
 def test_auto_is_onnx_for_a_frozen_encoder_and_torch_otherwise(tiny_model_dir: Path, monkeypatch) -> None:
     from refinery_quaterion.model import backends
 
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)  # tests/test_openvino.py: "auto" with OpenVINO
     assert TransformerEncoder.from_pretrained(tiny_model_dir).backend == "onnx"
     assert TransformerEncoder.from_pretrained(tiny_model_dir, trainable=True).backend == "torch"
     assert DistilBertSimilarityModel(ModelConfig(pretrained=tiny_model_dir, trainable_encoder=True)).encoder.backend == "torch"

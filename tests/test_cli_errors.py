@@ -52,7 +52,7 @@ CASES = [
     ("prepare-cannot-stratify", ["prepare", "{duplicated}", "--text", "{{Title}}", "--out", "{tmp}/x"],
      "have a single distinct text (identical texts stay together); pass --no-stratify or label more records"),
     ("prepare-val-size-too-large", ["prepare", "{export}", "--text", "{{Title}}", "--val-size", "500", "--out",
-                                    "{tmp}/x"], "val_size=500 records"),
+                                    "{tmp}/x"], "--val-size 500 records"),
     ("thresholds-bad-list", ["thresholds", "{export}", "--thresholds", "a,b"],
      "--thresholds: expected comma-separated numbers"),
     ("thresholds-missing-export", ["thresholds", "{tmp}/nope.csv"], "{tmp}/nope.csv: no such file"),

@@ -206,3 +206,41 @@ def test_train_with_a_backend_records_it(world, tiny_model_dir, capsys) -> None:
     err = _fails(["train", str(world["prepared"]), "--pretrained", str(tiny_model_dir), "--out",
                   str(world["root"] / "m-trainable"), "--trainable-encoder", "--backend", "onnx", "-q"], capsys)
     assert "--backend" in err and "encoder_backend" not in err
+
+
+# -- issue 21, case 13: reports say when their numbers mean less than they seem --------------------------------
+
+
+def test_search_notes_a_label_filter_that_matches_no_record(world, capsys, tmp_path) -> None:
+    import pandas as pd
+
+    frame = pd.read_json(world["test"])
+    missing = sorted(frame["label"].unique())[0]
+    data = tmp_path / "some.json"
+    frame[frame["label"] != missing].to_json(data, orient="records")
+    assert main(["search", str(world["a"]), str(data), "a query", "--label", str(missing),
+                 "--cache-dir", str(world["cache"]), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: no record of {data} has the label {str(missing)!r} (the model knows it)" in out
+
+
+def test_evaluate_notes_duplicates_one_label_and_a_probe_on_the_test_set(world, capsys, tmp_path) -> None:
+    import pandas as pd
+
+    frame = pd.read_json(world["test"])
+    one_label = frame[frame["label"] == frame["label"].iloc[0]].copy()
+    one_label = pd.concat([one_label, one_label.iloc[:2]], ignore_index=True)  # two texts repeated
+    test = tmp_path / "test.json"
+    one_label.to_json(test, orient="records")
+    common = ["--cache-dir", str(world["cache"]), "-q"]
+    assert main(["evaluate", str(world["a"]), str(test), *common]) == 0
+    out = capsys.readouterr().out
+    assert "note: 4 test records share their text with another (2 distinct texts repeated)" in out
+    assert "note: the test set has a single label" in out
+    report = tmp_path / "report"
+    assert main(["evaluate", str(world["a"]), str(world["test"]), "--probe-train", str(world["test"]),
+                 "--report", str(report), *common]) == 0
+    out = capsys.readouterr().out
+    assert "was trained on the test items themselves" in out
+    assert "was trained on the test items themselves" in (report / "metrics.md").read_text()
+    assert json.loads((report / "metrics.json").read_text())["notes"]

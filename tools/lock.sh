@@ -3,7 +3,7 @@
 #
 #   requirements.lock      runtime: the package's dependencies and its runtime extras
 #                          (offline-model, search, onnx) -- what a library user installs
-#   requirements-dev.lock  `-r requirements.lock` plus the dev, docs, bench and scale extras
+#   requirements-dev.lock  `-r requirements.lock` plus the dev, docs, bench, scale and openvino extras
 #
 # Neither file holds torch or torch's own CUDA packages (nvidia-*, cuda-*, triton): torch is installed
 # first, with its dependencies, by pip's normal resolver (see README "Install"). The pins are resolved
@@ -32,6 +32,8 @@ POLICY=$(cat <<'EOF'
 numpy>=2.1,<2.2
 # quaterion says mmh3 <4; 3.1.0 has no cp312/cp313 wheels, 5.0.0 has them and the same hash64
 mmh3==5.0.0
+# quaterion says rich <13; nncf (the openvino extra) needs >=13.5, and quaterion's progress bar runs on it
+rich>=13.5
 EOF
 )
 
@@ -107,7 +109,7 @@ extras = project["optional-dependencies"]
 own = re.compile(r"^(quaterion|quaterion-models|torch|refinery-quaterion)\b", re.I)
 def keep(reqs): return [r for r in reqs if not own.match(r)]
 runtime = keep(project["dependencies"]) + [r for e in ("offline-model", "search", "onnx") for r in keep(extras[e])]
-dev = [r for e in ("dev", "docs", "bench", "scale") for r in keep(extras[e])]
+dev = [r for e in ("dev", "docs", "bench", "scale", "openvino") for r in keep(extras[e])]
 (work / "runtime.in").write_text("\n".join(runtime) + "\n")
 (work / "dev.in").write_text("\n".join(dev) + "\n")
 PY

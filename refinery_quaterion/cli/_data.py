@@ -22,8 +22,10 @@ from refinery_quaterion.cli._common import (
 if TYPE_CHECKING:  # pragma: no cover
     from refinery_quaterion.data.config import LabelConfig
 
-DEFAULT_THRESHOLDS = "0,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95"
-"""Thresholds ``thresholds`` shows unless ``--thresholds`` is given."""
+DEFAULT_THRESHOLDS = ",".join(f"{t:g}" for t in (0.05 * i for i in range(20)))
+"""Thresholds ``thresholds`` shows unless ``--thresholds`` is given: the candidates of the automatic choice
+(`refinery_quaterion.data.thresholds.AUTO_CANDIDATES`, 0, 0.05, …, 0.95), so that the table and the plot show
+every threshold the chosen one was picked among."""
 
 
 def _default_min_confidence() -> str:
@@ -71,7 +73,8 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        "why.")
     add_export_args(p)
     p.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
-                   help="comma-separated thresholds (default: %(default)s)")
+                   help="comma-separated thresholds (default: 0,0.05,...,0.95, the thresholds the automatic "
+                   "choice tries)")
     p.add_argument("--min-confidence", type=confidence_threshold, default="auto", metavar="auto|X",
                    help="the threshold to mark: 'auto' (the automatic choice) or a number (default: %(default)s)")
     p.add_argument("--text", default=None, help="text template; records whose text is blank are not counted "

@@ -172,5 +172,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
     )
     print(format_table(outcome.metrics, digits=3))
+    for note in outcome.notes:
+        print(f"note: {note}")
     if args.report is not None:
         print(f"report: {args.report}/metrics.md")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from refinery_quaterion._io import refuse_output_over_inputs
 from refinery_quaterion.cli._common import (
     CliError,
     add_model_command,
@@ -157,6 +158,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
     if args.k < 1:
         raise CliError(f"-k must be >= 1, got {args.k}")
     model_folder(args.model)
+    refuse_output_over_inputs(args.index_path, _inputs(args), setting="index_path")
     records = load_records(records_file(args.data, "DATA"))
     model = load_model(args)
     where = str(args.index_path) if args.index_path is not None else "memory"
@@ -173,6 +175,9 @@ def _cmd_search(args: argparse.Namespace) -> None:
                    "changed)")
         else:
             status(args, f"the index at {where} is up to date ({len(index)} records from {args.data})")
+        if args.label is not None and index.count(filter_label=args.label) == 0:
+            print(f"note: no record of {args.data} has the label {args.label!r} (the model knows it), so --label "
+                  "matches nothing and every query finds no record")
         for query in args.queries:
             print(f"\n{query}")
             for rank, hit in enumerate(index.search(query, k=args.k, filter_label=args.label), 1):
@@ -185,6 +190,8 @@ def _cmd_index(args: argparse.Namespace) -> None:
     from refinery_quaterion.search.streaming import index_records
 
     model_folder(args.model)
+    refuse_output_over_inputs(args.path, _inputs(args), setting="path")
+    refuse_output_over_inputs(args.shards, _inputs(args), setting="shards")
     if args.ray is not None or args.shards is not None:
         _index_on_ray(args)
         return
@@ -207,6 +214,11 @@ def _cmd_index(args: argparse.Namespace) -> None:
                 print(f"rebuilt {args.collection!r} at {where} from {written} records{why}")
             else:
                 print(f"{args.collection!r} at {where} is up to date ({len(index)} points)")
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Path]:
+    """The inputs an index folder must not be, hold or lie inside: the model folder and the data file."""
+    return {"MODEL_DIR": args.model, "DATA": args.data}
 
 
 def _index_on_ray(args: argparse.Namespace) -> None:

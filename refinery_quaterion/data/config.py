@@ -19,14 +19,18 @@ from typing import Any, ClassVar, Literal, TypeVar
 from refinery_quaterion._util import to_jsonable
 from refinery_quaterion.data._tasklabels import check_threshold
 from refinery_quaterion.data.text import TextSpec, TextTemplate
+from refinery_quaterion.errors import SettingError
 
-__all__ = ["DEFAULT_TEMPLATE", "HOLDOUTS", "LabelConfig", "StageConfig", "is_int", "is_number"]
+__all__ = ["DEFAULT_TEMPLATE", "HOLDOUTS", "MAX_SEED", "LabelConfig", "StageConfig", "is_int", "is_number"]
 
 DEFAULT_TEMPLATE = "{text}"
 """The text template of `LabelConfig` by default: a record's ``text`` attribute."""
 
 HOLDOUTS = ("manual",)
 """Values of `LabelConfig.holdout`: ``"manual"`` holds the manually labeled records out as the test set."""
+
+MAX_SEED = 2**32 - 1
+"""The largest split seed (scikit-learn's ``random_state`` takes 0 to 2**32 - 1)."""
 
 _C = TypeVar("_C", bound="StageConfig")
 
@@ -119,7 +123,8 @@ class LabelConfig(StageConfig):
 
     Raises:
         ValueError: For a threshold outside 0..1, a malformed template, an invalid
-            ``val_size``, an unknown ``holdout`` or a ``split_seed`` that is not an integer.
+            ``val_size``, an unknown ``holdout`` or a ``split_seed`` that is not an integer from 0 to
+            `MAX_SEED` (a `refinery_quaterion.errors.SettingError` when out of range).
         TypeError: For a ``task`` that is not a string, or a ``stratify`` that is not a bool.
     """
 
@@ -144,6 +149,9 @@ class LabelConfig(StageConfig):
             raise ValueError(f"holdout must be one of {list(HOLDOUTS)} or None, got {self.holdout!r}")
         if not is_int(self.split_seed):
             raise ValueError(f"split_seed must be an integer, got {self.split_seed!r}")
+        if not 0 <= self.split_seed <= MAX_SEED:
+            raise SettingError(f"{{split_seed}}: the split seed must be an integer from 0 to {MAX_SEED}",
+                               settings={"split_seed": self.split_seed})
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable dict (a callable ``template`` as its import path)."""

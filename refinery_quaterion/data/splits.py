@@ -20,6 +20,7 @@ non-label columns are equal in that sense. Torch-free: nothing here imports the 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -229,8 +230,30 @@ def _check_val_size(val_size: float | int, n: int) -> float | int:
             raise ValueError(f"val_size must be between 0 and 1 (a share) or a count, got {val_size}")
         return val_size
     if not 1 <= val_size < n:
-        raise ValueError(f"val_size={val_size} records: must be at least 1 and fewer than the {n} records")
+        raise SettingError(f"{{val_size}} records: must be at least 1 and fewer than the {n} records",
+                           settings={"val_size": val_size})
     return val_size
+
+
+def _check_split_sizes(val_size: float | int, n: int, n_classes: int | None, *, unit: str = "record") -> None:
+    """Refuse a ``val_size`` that leaves a side of the split empty, or (stratified) without every class.
+
+    ``n`` items (records, or distinct texts when texts repeat) are split; ``val_size`` is what
+    sklearn's ``test_size`` gets. ``n_classes`` is ``None`` for an unstratified split. Checked
+    here so that the message names ``val_size``, not sklearn's ``test_size``.
+    """
+    n_val = math.ceil(val_size * n) if isinstance(val_size, float) else int(val_size)
+    n_train = n - n_val
+    need = n_classes or 1
+    if min(n_val, n_train) >= need:
+        return
+    sides = f"{n_val} validation and {n_train} training {unit}{'s' if n != 1 else ''} of {n}"
+    if n_classes is None:
+        problem = "a side of the split would be empty"
+    else:
+        problem = f"a stratified split needs each of the {n_classes} classes on both sides"
+    raise SettingError(f"{{val_size}} leaves {sides}; {problem}", settings={"val_size": val_size},
+                       alternative="choose a validation size that leaves enough records on both sides")
 
 
 def _strata(frame: pd.DataFrame, stratify: bool | str, label_column: str) -> pd.Series | None:
@@ -294,6 +317,7 @@ def train_val_split(
                 small = list(counts[counts < 2].index)
                 raise SettingError(f"cannot stratify: class(es) {small} have a single record",
                                    fixes=(Fix("stratify", False),), alternative="label more records")
+        _check_split_sizes(val_size, len(frame), None if strata is None else strata.nunique())
         train, val = train_test_split(frame, test_size=val_size, random_state=seed, stratify=strata)
         return _checked_sides(train.reset_index(drop=True), val.reset_index(drop=True), label_column, stratify)
 
@@ -314,6 +338,8 @@ def train_val_split(
     group_val: float | int = val_size
     if isinstance(val_size, int):
         group_val = min(max(1, round(val_size * n_groups / len(frame))), n_groups - 1)
+    _check_split_sizes(group_val, n_groups, None if group_strata is None else len(set(group_strata)),
+                       unit="distinct text")
     _, val_groups = train_test_split(list(range(n_groups)), test_size=group_val, random_state=seed,
                                      stratify=group_strata)
     in_val = pd.Series(group_of).isin(set(val_groups)).to_numpy()

@@ -199,9 +199,17 @@ def _choose(labels: TaskLabels, usable: pd.Series, settings: AutoThreshold) -> T
         f"({int(winner['weak_supervision']) / weak_total:.1%}), which agree with the manual label on "
         f"{winner['agreement']:.1%} of the {int(winner['compared'])} records having both: about "
         f"{winner['expected_correct']:.0f} correct and {winner['expected_wrong']:.0f} wrong labels, the best "
-        f"{objective} among {len(eligible)} thresholds with at least {settings.min_overlap} such records"
+        f"{objective} among the {len(eligible)} of the {_candidates_text(settings.candidates)} with at least "
+        f"{settings.min_overlap} such records"
     )
     return result(winner, float(winner["threshold"]), reason, False)
+
+
+def _candidates_text(candidates: tuple[float, ...]) -> str:
+    """``20 candidate thresholds (0, 0.05, …, 0.95)``: what the choice tried, as the reason names it."""
+    values = [f"{c:g}" for c in candidates]
+    shown = ", ".join(values) if len(values) <= 5 else f"{values[0]}, {values[1]}, …, {values[-1]}"
+    return f"{len(values)} candidate threshold{'s' if len(values) != 1 else ''} ({shown})"
 
 
 def choose_threshold(

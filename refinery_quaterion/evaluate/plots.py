@@ -73,8 +73,9 @@ def plot_topk_curve(
     *,
     title: str = "Precision@k",
     dpi: int = 120,
+    ceiling: Mapping[int, float] | None = None,
 ) -> Path:
-    """Precision@k against k (log scale), one line per model.
+    """Precision@k against k (log scale), one line per model, and the ceiling the class sizes allow.
 
     Args:
         results: The DataFrame of `refinery_quaterion.evaluate.compare` (rows: models,
@@ -83,6 +84,9 @@ def plot_topk_curve(
         path: Target ``.png`` file; parent folders are created.
         title: Figure title.
         dpi: Resolution.
+        ceiling: ``k -> `` the best precision@k the class sizes allow
+            (`refinery_quaterion.evaluate.notes.precision_ceiling`), drawn as a dashed, labelled
+            line; precision falling with k along it is the data's limit, not the model failing.
 
     Returns:
         ``path`` as a `Path`.
@@ -100,6 +104,7 @@ def plot_topk_curve(
     markers = "osD^vP*X<>"
     for i, (name, curve) in enumerate(curves.items()):
         ax.plot(list(curve), list(curve.values()), marker=markers[i % len(markers)], label=name)
+    _draw_ceiling(ax, ceiling, ks)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(ks))
     ax.xaxis.set_major_formatter(lambda x, _pos: f"{x:g}")
@@ -115,6 +120,14 @@ def plot_topk_curve(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
     return save_png(fig, path, dpi)
+
+
+def _draw_ceiling(ax: Any, ceiling: Mapping[int, float] | None, ks: list[int]) -> None:
+    """The ceiling as a dashed grey line over the plotted ks (nothing when none is known)."""
+    points = sorted((int(k), float(v)) for k, v in (ceiling or {}).items() if k in ks and not math.isnan(v))
+    if points:
+        ax.plot([k for k, _ in points], [v for _, v in points], linestyle="--", color="0.45", linewidth=1.2,
+                label="ceiling (best P@k the class sizes allow)")
 
 
 def plot_precision_distribution(

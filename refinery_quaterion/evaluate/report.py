@@ -18,6 +18,7 @@ from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.evaluate._inputs import EmbeddingsLike, label_codes, label_list
 from refinery_quaterion.evaluate.config import ProbeConfig
 from refinery_quaterion.evaluate.metrics import TIE_RULE, RetrievalMetrics
+from refinery_quaterion.evaluate.notes import label_notes, precision_ceiling, probe_notes
 from refinery_quaterion.evaluate.probe import LinearProbeReport, ProbeSet, linear_probe_report
 from refinery_quaterion.evaluate.registry import METRICS
 from refinery_quaterion.evaluate.tables import _compare, format_table, frame_json, save_table, to_markdown
@@ -37,6 +38,9 @@ class EvaluationReport:
             ``precision_distribution``, ``probe:<model>`` (per-class CSV) and each extra plot.
         probe: Model name -> `LinearProbeReport`.
         details: Model name -> `RetrievalMetrics` (with per-query values).
+        notes: What makes the numbers mean less than they seem (`refinery_quaterion.evaluate.notes`):
+            a single test label, probes with disjoint labels or trained on the test items, and
+            the caller's notes.
     """
 
     out_dir: Path
@@ -44,9 +48,11 @@ class EvaluationReport:
     paths: dict[str, Path]
     probe: dict[str, LinearProbeReport] = field(default_factory=dict)
     details: dict[str, RetrievalMetrics] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"Evaluation report in {self.out_dir}\n{format_table(self.metrics)}"
+        return f"Evaluation report in {self.out_dir}\n{format_table(self.metrics)}" + "".join(
+            f"\nnote: {note}" for note in self.notes)
 
 
 _FILE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -72,6 +78,7 @@ def evaluation_report(
     block_size: int | None = None,
     title: str = "Retrieval evaluation",
     overwrite: bool = False,
+    notes: Iterable[str] = (),
 ) -> EvaluationReport:
     """Evaluate several embeddings of the same items and write everything into one folder.
 
@@ -105,6 +112,7 @@ def evaluation_report(
         block_size: Queries per block (see `retrieval_metrics`).
         title: Title of ``metrics.md``.
         overwrite: Replace an existing ``out_dir``.
+        notes: Notes of the caller (e.g. duplicate test texts), written before the report's own.
 
     Returns:
         An `EvaluationReport` with the table, the probe reports and the written paths.
@@ -122,6 +130,7 @@ def evaluation_report(
     probe = _checked_probe(probe, embeddings_by_name)
     evaluated = _evaluate(embeddings_by_name, labels, ks, map_ks, block_size, probe, probe_config or ProbeConfig(),
                           distribution_k)
+    evaluated.notes[:0] = list(notes)
     names = _file_names(evaluated.probes, extras, distribution=extra_plots is not False)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         _write_tables(tmp, names, evaluated, title, extras)
@@ -135,6 +144,7 @@ def evaluation_report(
         paths={kind: out_dir / file for kind, file in names.items()},
         probe=evaluated.probes,
         details=evaluated.details,
+        notes=evaluated.notes,
     )
 
 
@@ -149,6 +159,8 @@ class _Evaluated:
     distribution_k: int
     n_labels: int
     definitions: dict[str, str]  # metric name -> description, for the metrics in the table
+    ceiling: dict[int, float] = field(default_factory=dict)  # k -> best P@k the class sizes allow
+    notes: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> RetrievalMetrics:
@@ -208,6 +220,7 @@ def _evaluate(
     elif distribution_k not in ks_t:
         raise ValueError(f"distribution_k={distribution_k} is not one of ks {list(ks_t)}")
     settings = probe_config.to_dict()
+    notes = label_notes(label_list(labels, "labels")) + probe_notes(probe)
     probes = {name: linear_probe_report(data.train_embeddings, data.train_labels, data.test_embeddings,
                                         data.test_labels, **settings) for name, data in probe.items()}
     table = frame.copy()
@@ -222,7 +235,8 @@ def _evaluate(
         for metric in METRICS.values()
         if metric.cutoffs(first.ks, first.map_ks)
     }
-    return _Evaluated(frame, table, details, probes, distribution_k, n_labels, definitions)
+    ceiling = precision_ceiling(label_list(labels, "labels"), ks_t)
+    return _Evaluated(frame, table, details, probes, distribution_k, n_labels, definitions, ceiling, notes)
 
 
 def _file_names(
@@ -265,6 +279,8 @@ def _summary(evaluated: _Evaluated, title: str) -> dict[str, Any]:
         "metric_definitions": evaluated.definitions,
         "models": frame_json(evaluated.frame),
         "linear_probe": {name: report.to_dict() for name, report in evaluated.probes.items()},
+        "precision_ceiling": {f"P@{k}": round(v, 6) for k, v in evaluated.ceiling.items() if v == v},
+        "notes": list(evaluated.notes),
     }
 
 
@@ -292,7 +308,11 @@ def _markdown(evaluated: _Evaluated, names: Mapping[str, str], extras: Mapping[s
                 to_markdown(report.per_class),
                 "",
             ]
-    md += ["## Plots", "", "![precision@k](topk_curve.png)", ""]
+    if evaluated.notes:
+        md += ["## Notes", "", *[f"- {note}" for note in evaluated.notes], ""]
+    md += ["## Plots", "", "![precision@k](topk_curve.png)", "",
+           "The dashed line is the ceiling: the best precision@k the class sizes allow (a query of a class of n "
+           "items has at most n - 1 same-label neighbours).", ""]
     if "precision_distribution" in names:
         md += [f"![per-query precision@{evaluated.distribution_k}](precision_distribution.png)", ""]
     for name in extras:
@@ -314,7 +334,7 @@ def _write_plots(folder: Path, names: Mapping[str, str], evaluated: _Evaluated, 
     """Write the top-k curve and, when named, the per-query precision distribution."""
     from refinery_quaterion.evaluate import plots
 
-    plots.plot_topk_curve(evaluated.frame, folder / names["topk_curve"], title=title)
+    plots.plot_topk_curve(evaluated.frame, folder / names["topk_curve"], title=title, ceiling=evaluated.ceiling)
     if "precision_distribution" in names:
         k = evaluated.distribution_k
         per_query = {

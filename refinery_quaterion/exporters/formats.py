@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refinery_quaterion._io import atomic_dir
+from refinery_quaterion._io import atomic_dir, refuse_output_over_inputs
 from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.exporters.model_card import write_card
 from refinery_quaterion.exporters.source import ExportSource, read_model
+from refinery_quaterion.model.openvino_backend import OPENVINO_EXTRA
 from refinery_quaterion.model.runtime import ONNX_EXTRA
 from refinery_quaterion.registry import Registry
 
@@ -119,6 +120,9 @@ register_format("sentence-transformers", description="a folder that sentence_tra
 register_format("onnx", description="model.onnx (+ model_int8.onnx) and tokenizer.json for ONNX Runtime",
                 quantizations=("int8",), extra=ONNX_EXTRA)(
     _writer("refinery_quaterion.exporters.onnx_model", "write_onnx"))
+register_format("openvino", description="OpenVINO IR model.xml (+ model_int8.xml, NNCF static int8), "
+                "tokenizer.json and serve.py", quantizations=("int8",), extra=OPENVINO_EXTRA)(
+    _writer("refinery_quaterion.exporters.openvino_model", "write_openvino"))
 
 
 @dataclass(frozen=True)
@@ -254,10 +258,8 @@ def export_model(
 
 
 def _refuse_source_folder(model_path: Path, out: Path) -> None:
-    model, target = model_path.resolve(), out.resolve()
-    if model == target or target in model.parents:
-        raise ValueError(f"out {str(out)!r} is (or contains) the model folder {str(model_path)!r}; "
-                         "export to another folder")
+    """Refuse an ``out`` that is, contains or lies inside the model folder (writing it would destroy the model)."""
+    refuse_output_over_inputs(out, {"the model folder": model_path}, setting="out")
 
 
 def _evaluation_table(evaluation: Any) -> Any:

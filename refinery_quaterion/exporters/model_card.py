@@ -38,6 +38,9 @@ _FILES = (  # (file name or pattern, what it is), first match wins
     ("refinery_export.json", "export settings: template, pooling, head, dimensions, labels"),
     ("model.onnx", "the whole model as one ONNX graph (fp32)"),
     ("model_int8.onnx", "the same graph with int8 weights (faster on CPU, slightly less exact)"),
+    ("model.xml", "the whole model as OpenVINO IR (fp32): the graph"), ("model.bin", "its weights"),
+    ("model_int8.xml", "the OpenVINO IR with int8 weights and activations (NNCF, calibrated)"),
+    ("model_int8.bin", "its weights"), ("serve.py", "encode texts with only openvino, tokenizers and numpy"),
     ("Pooling/config.json", "the pooling settings"), ("Dense/config.json", "a dense layer's sizes and activation"),
     ("Dense/model.safetensors", "a dense layer's weights"),
     ("Dense/pytorch_model.bin", "the same weights for sentence-transformers 2.x"),
@@ -109,7 +112,8 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
         from refinery_quaterion.evaluate.tables import to_markdown
 
         lines += ["## Evaluation", "", to_markdown(evaluation), ""]
-    lines += ["## Usage", "", *(_st_usage(source) if st else _onnx_usage(files, dim)), ""]
+    usage = _st_usage(source) if st else _openvino_usage(files) if format == "openvino" else _onnx_usage(files, dim)
+    lines += ["## Usage", "", *usage, ""]
     if files:
         lines += ["## Files", "", "| file | what it is |", "|---|---|",
                   *[f"| `{name}` | {_file_role(name)} |" for name in files], ""]
@@ -132,9 +136,12 @@ def front_matter(source: ExportSource, *, format: str) -> list[str]:
     base = hub_base_model(source.base_model)
     extra = source.config.get("extra") if isinstance(source.config.get("extra"), Mapping) else {}
     tags = ["sentence-transformers", "sentence-similarity", "feature-extraction", "refinery-quaterion", "quaterion"]
-    if format != "sentence-transformers":
+    if format == "onnx":
         tags += ["onnx", "fastembed"]
-    lines = ["---", f"library_name: {'sentence-transformers' if format == 'sentence-transformers' else 'onnx'}",
+    elif format == "openvino":
+        tags += ["openvino"]
+    library = {"sentence-transformers": "sentence-transformers", "onnx": "onnx"}.get(format, format)
+    lines = ["---", f"library_name: {library}",
              "pipeline_tag: sentence-similarity", "tags:", *[f"- {tag}" for tag in tags]]
     if base:
         lines.append(f"base_model: {base}")
@@ -183,6 +190,9 @@ def _training_lines(config: Mapping[str, Any]) -> list[str]:
     rows = [(label, model[key]) for key, label in _MODEL_KEYS if model.get(key) not in (None, {}, "")]
     merged = {**extra, **training}
     rows += [(label, merged[key]) for key, label in _TRAINING_KEYS if merged.get(key) is not None]
+    weights = _saved_weights(training)
+    if weights is not None:
+        rows.append(("weights saved", weights))
     if config.get("created"):
         rows.append(("trained", config["created"]))
     versions = config.get("versions") if isinstance(config.get("versions"), Mapping) else {}
@@ -193,6 +203,27 @@ def _training_lines(config: Mapping[str, Any]) -> list[str]:
     out = ["## Training", "", "| setting | value |", "|---|---|"]
     out += [f"| {label} | {_cell(value)} |" for label, value in rows]
     return [*out, ""]
+
+
+def _saved_weights(training: Mapping[str, Any]) -> str | None:
+    """Which epoch's weights the model folder holds, from its training summary; ``None`` if unknown.
+
+    ``best epoch`` and ``best score`` describe the validation history; unless the best epoch's
+    weights were restored at the end (``restored_best``) or it was the last epoch, the folder
+    holds the last epoch's weights, and the card has to say so.
+    """
+    restored, best, epochs = training.get("restored_best"), training.get("best_epoch"), training.get("epochs")
+    if restored is None or epochs is None:
+        return None
+    monitor = training.get("monitor") or "the validation score"
+    if restored:
+        return f"those of the best epoch ({best} by {monitor}), restored after the last epoch ({epochs})"
+    if best is None:
+        return f"those of the last epoch ({epochs})"
+    if best == epochs:
+        return f"those of the last epoch ({epochs}), which is also the best by {monitor}"
+    return (f"those of the last epoch ({epochs}), not of the best epoch ({best}): the best weights were not "
+            "restored, so the best score is not this model's")
 
 
 def _cell(value: Any) -> str:
@@ -233,3 +264,10 @@ def _onnx_usage(files: Sequence[str], dim: int) -> list[str]:
             f'                               dim={dim}, model_file="model.onnx", output_name="sentence_embedding")',
             'model = TextEmbedding("local/refinery-quaterion", specific_model_path="path/to/this/folder")',
             "vectors = list(model.embed(texts))", "```"]
+
+
+def _openvino_usage(files: Sequence[str]) -> list[str]:
+    int8 = " (or `model_int8.xml`: int8, faster on CPU, slightly less exact)" if "model_int8.xml" in files else ""
+    return [f"Needs only `openvino`, `tokenizers` and `numpy`: `serve.py` loads `model.xml`{int8} and embeds "
+            "texts as unit-length vectors.", "", "```python", "from serve import embed", "",
+            'vectors = embed(["a text to embed", "another one"])  # (2, dim) float32, unit length', "```"]

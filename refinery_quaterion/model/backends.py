@@ -1,34 +1,41 @@
 """Encoder backends: what runs the frozen transformer pass of a `TransformerEncoder`.
 
 The encoder tokenizes, sorts texts by token length and pads each batch to its longest text
-(`length_sorted_batches`); a backend turns one padded batch into pooled vectors. Three are
+(`length_sorted_batches`); a backend turns one padded batch into pooled vectors. Five are
 registered in `BACKENDS`:
 
 * ``"torch"`` -- the transformer itself (the only one a trainable encoder can use);
 * ``"onnx"`` -- the same computation (transformer + pooling + the encoder's normalisation) as
   an ONNX graph run by ONNX Runtime; the same vectors (cosine >= 0.9999), faster on CPU;
 * ``"onnx-int8"`` -- that graph with dynamically quantised int8 weights (per-channel):
-  faster again, slightly different vectors.
+  faster again, slightly different vectors;
+* ``"openvino"`` -- that graph compiled by OpenVINO for the CPU, fp32: the torch vectors, faster
+  than ONNX Runtime on Intel CPUs;
+* ``"openvino-int8"`` -- that graph statically quantised to int8 by NNCF, calibrated on the
+  user's own texts (`refinery_quaterion.model.openvino_backend`): the fastest on CPUs with
+  int8 instructions (VNNI), close vectors.
 
-The default is ``"auto"`` (`DEFAULT_BACKEND`), which `resolve_backend` turns into ``"onnx"`` for
-a frozen encoder on a CPU-only machine (onnx and onnxruntime are core dependencies), and into
-``"torch"`` for a trainable encoder, on a machine with a CUDA GPU, or where onnxruntime is
-missing. ``"onnx"`` is the default because it keeps every figure -- the same vectors, so the
-same search quality -- and encodes faster on CPU; ``"onnx-int8"`` is faster still but moves the
-AG News metrics a little, so it is one setting away rather than the default (both measured by
-``benchmarks/bench_export.py``, tables in the guide "Use your model elsewhere").
+The default is ``"auto"`` (`DEFAULT_BACKEND`), which `resolve_backend` turns, for a frozen
+encoder on a CPU-only machine, into the fastest backend whose vectors are the torch vectors:
+``"openvino"`` where OpenVINO is installed, else ``"onnx"`` (onnx and onnxruntime are core
+dependencies); and into ``"torch"`` for a trainable encoder, on a machine with a CUDA GPU, or
+where neither runtime is installed. The exact backends keep every figure -- the same vectors,
+so the same search quality -- and encode faster on CPU; the int8 backends are faster still but
+move the AG News metrics a little, so they are one setting away rather than the default (all
+measured by ``benchmarks/bench_export.py``, tables in the guide "Use your model elsewhere").
 
-The ONNX graph is built once per encoder fingerprint and backend and kept (written
+The ONNX graph (or OpenVINO IR) is built once per encoder fingerprint and backend and kept (written
 atomically, umask respected) in the ``.models`` folder of the encoder's embedding cache, or of
 `refinery_quaterion.model.cache.default_cache_dir` when it has none; later runs only load it. One
 ``onnxruntime.InferenceSession`` per encoder runs it, with as many intra-op threads as this
 process may use CPUs (`usable_cpus`). The ONNX backends need the ``refinery-quaterion[onnx]``
-extra (onnx, onnxruntime), imported only when a backend is first used.
+extra (onnx, onnxruntime), the OpenVINO ones ``refinery-quaterion[openvino]`` (openvino, nncf),
+imported only when a backend is first used.
 
-A backend's identity (`EncoderBackend.key`: name, quantisation, opset, the onnxruntime
-version) enters the encoder's fingerprint, so the `refinery_quaterion.model.cache.EmbeddingCache`
-never mixes vectors of different backends; the torch backend adds nothing, so caches written
-before backends existed stay valid.
+A backend's identity (`EncoderBackend.key`: name, quantisation, opset, the versions of
+onnxruntime, or of openvino and nncf, the calibration size) enters the encoder's fingerprint,
+so the `refinery_quaterion.model.cache.EmbeddingCache` never mixes vectors of different backends;
+the torch backend adds nothing, so caches written before backends existed stay valid.
 
 Adding a backend is one builder plus its registration; the builder gets the encoder and
 returns a `BatchRunner`::
@@ -44,9 +51,10 @@ This module imports no torch, so `refinery_quaterion.model.config` validates bac
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from refinery_quaterion.errors import Fix, SettingError
+from refinery_quaterion.model.openvino_backend import IR_FILE, OPENVINO_EXTRA, calibration_size, openvino_available
 from refinery_quaterion.model.runtime import ONNX_EXTRA, ONNX_OPSET, length_sorted_batches, require_onnx
 from refinery_quaterion.registry import Registry
 
@@ -67,11 +76,13 @@ __all__ = [
     "DEFAULT_BACKEND",
     "BatchRunner",
     "EncoderBackend",
+    "calibrate",
     "check_backend",
     "embed_sorted",
     "cuda_visible",
     "models_dir",
     "onnx_available",
+    "openvino_available",
     "register_backend",
     "resolve_backend",
 ]
@@ -124,6 +135,9 @@ MODELS_FOLDER = ".models"
 """Folder inside an embedding cache that holds the backends' ONNX graphs (one sub-folder per fingerprint)."""
 _GRAPH_FILE = "model.onnx"
 _TRACE_TEXTS = ["a short text", "a somewhat longer text, so that the first one is padded"]
+_CALIBRATION: contextvars.ContextVar[Sequence[Sequence[int]] | None] = contextvars.ContextVar(
+    "calibration_tokens", default=None)
+"""Token ids of the texts being encoded while a backend is built (what int8 calibration uses)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,8 @@ class EncoderBackend:
             fingerprint.
         packages: Distributions whose versions enter the fingerprint (their numerics decide
             the vectors), e.g. ``("onnxruntime",)``.
-        settings: Further settings that decide the vectors, e.g. ``{"opset": 17}``.
+        settings: Further settings that decide the vectors, e.g. ``{"opset": 17}``; a callable
+            value is called when the key is read (a setting the user may change).
         extra: The ``refinery-quaterion[...]`` extra it needs, if any.
         example: A usage example for the docs (``ModelConfig(encoder_backend="onnx")``).
     """
@@ -163,7 +178,8 @@ class EncoderBackend:
         """
         if self.reference:
             return {}
-        return {"backend": self.name, "quantization": self.quantization, **dict(self.settings),
+        settings = {name: value() if callable(value) else value for name, value in self.settings}
+        return {"backend": self.name, "quantization": self.quantization, **settings,
                 "versions": {package: _version(package) for package in self.packages}}
 
 
@@ -192,7 +208,8 @@ def _needs(backend: EncoderBackend) -> str:
 
 BACKENDS: Registry[EncoderBackend] = Registry("encoder backend", "encoder backends", _make_backend,
                                               usage='ModelConfig(encoder_backend="{name}")', details=("Needs", _needs))
-"""Registered backends by name: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` (``"auto"`` picks one)."""
+"""Registered backends by name: ``"torch"``, ``"onnx"``, ``"onnx-int8"``, ``"openvino"``, ``"openvino-int8"``
+(``"auto"`` picks one)."""
 
 
 def register_backend(
@@ -253,10 +270,12 @@ def cuda_visible() -> bool:
 def resolve_backend(name: str, *, trainable: bool = False) -> str:
     """The registered backend that ``name`` means for a (``trainable``) encoder.
 
-    ``"auto"`` becomes ``"onnx"`` for a frozen encoder on a machine without a CUDA GPU when
-    `onnx_available`; else ``"torch"`` (a trainable encoder; a GPU, where torch encodes faster
-    than ONNX Runtime on the CPU; onnx or onnxruntime missing). Any other name is returned as it
-    is (after `check_backend`).
+    ``"auto"`` becomes, for a frozen encoder on a machine without a CUDA GPU, the fastest backend
+    whose vectors are the torch vectors: ``"openvino"`` when `openvino_available` and the ONNX
+    export can run (`onnx_available`), else ``"onnx"`` when `onnx_available`; else ``"torch"`` (a
+    trainable encoder; a GPU, where torch encodes faster than either runtime on the CPU; the
+    runtimes missing). Int8 is never chosen automatically. Any other name is returned as it is
+    (after `check_backend`).
 
     Raises:
         ValueError: As `check_backend`.
@@ -264,7 +283,9 @@ def resolve_backend(name: str, *, trainable: bool = False) -> str:
     name = check_backend(name, trainable=trainable)
     if name != AUTO_BACKEND:
         return name
-    return "onnx" if not trainable and not cuda_visible() and onnx_available() else "torch"
+    if trainable or cuda_visible() or not onnx_available():
+        return "torch"
+    return "openvino" if openvino_available() else "onnx"
 
 
 def embed_sorted(encoder: BackendEncoder, texts: Sequence[str], *, batch_size: int, bar: Any = None) -> Tensor:
@@ -279,7 +300,8 @@ def embed_sorted(encoder: BackendEncoder, texts: Sequence[str], *, batch_size: i
     token_ids = tokenizer(list(texts), truncation=True, max_length=encoder.max_length, padding=False,
                           return_attention_mask=False, return_token_type_ids=False)["input_ids"]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    run = encoder.backend_runner()
+    with _calibrating_on(token_ids):  # a backend built now (int8 calibration) sees what it will encode
+        run = encoder.backend_runner()
     pieces, order = [], []
     for rows, ids, mask in length_sorted_batches(token_ids, batch_size, pad_id):
         pieces.append(torch.as_tensor(run(ids, mask)))
@@ -289,6 +311,30 @@ def embed_sorted(encoder: BackendEncoder, texts: Sequence[str], *, batch_size: i
     embeddings = torch.cat(pieces)
     restore = torch.from_numpy(np.argsort(np.concatenate(order))).to(embeddings.device)
     return embeddings[restore]
+
+
+def calibrate(encoder: BackendEncoder, texts: Sequence[str]) -> None:
+    """Build the encoder's backend now, calibrating it (``"openvino-int8"``) on ``texts``.
+
+    Without this call a calibrated backend calibrates on the first texts it is asked to
+    encode. Nothing happens for a backend that is already built, or whose model is already in
+    the cache folder (delete the fingerprint's folder under `models_dir` to calibrate again).
+    Backends without calibration are simply built.
+    """
+    token_ids = encoder.tokenizer(list(texts), truncation=True, max_length=encoder.max_length, padding=False,
+                                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    with _calibrating_on(token_ids):
+        encoder.backend_runner()
+
+
+@contextlib.contextmanager
+def _calibrating_on(token_ids: Sequence[Sequence[int]]) -> Iterator[None]:
+    """Offer ``token_ids`` as the calibration sample to a backend built inside the block."""
+    reset = _CALIBRATION.set(token_ids)
+    try:
+        yield
+    finally:
+        _CALIBRATION.reset(reset)
 
 
 def _version(package: str) -> str | None:
@@ -329,6 +375,20 @@ def _onnx_int8_backend(encoder: BackendEncoder) -> BatchRunner:
     return _onnx_runner(encoder, quantize="int8")
 
 
+@register_backend("openvino", description="OpenVINO, fp32: the torch vectors, fastest exact backend on Intel CPUs "
+                  "(what 'auto' picks where OpenVINO is installed)", packages=("openvino",),
+                  settings={"opset": ONNX_OPSET}, extra=OPENVINO_EXTRA)
+def _openvino_backend(encoder: BackendEncoder) -> BatchRunner:
+    return _openvino_runner(encoder, quantize=None)
+
+
+@register_backend("openvino-int8", description="OpenVINO, int8 by NNCF static quantisation calibrated on your "
+                  "texts: fastest on CPU, close vectors", quantization="int8", packages=("openvino", "nncf"),
+                  settings={"opset": ONNX_OPSET, "calibration_size": calibration_size}, extra=OPENVINO_EXTRA)
+def _openvino_int8_backend(encoder: BackendEncoder) -> BatchRunner:
+    return _openvino_runner(encoder, quantize="int8")
+
+
 def models_dir(encoder: BackendEncoder) -> Path:
     """Where the encoder's ONNX graphs are kept: ``.models`` in its embedding cache folder
     (or in `refinery_quaterion.model.cache.default_cache_dir` when it has no cache)."""
@@ -340,7 +400,7 @@ def models_dir(encoder: BackendEncoder) -> Path:
 
 def _onnx_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunner:
     """Load (building it first if needed) the encoder's ONNX graph; return a runner over one session."""
-    from refinery_quaterion.model.runtime import inference_session
+    from refinery_quaterion.model.runtime import inference_session, quantize_int8
 
     require_onnx("onnx", "onnxruntime")
     folder = models_dir(encoder) / encoder.fingerprint()
@@ -350,7 +410,8 @@ def _onnx_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunne
         with contextlib.suppress(Exception):  # a graph that does not load (damaged, other version) is rebuilt
             session = inference_session(path)
     if session is None:
-        _build_graph(encoder, folder, quantize=quantize)
+        convert = (lambda fp32, tmp: quantize_int8(fp32, tmp / _GRAPH_FILE)) if quantize == "int8" else None
+        _build_graph(encoder, folder, convert=convert)
         session = inference_session(path)
     output = session.get_outputs()[0].name
 
@@ -360,20 +421,51 @@ def _onnx_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunne
     return run
 
 
-def _build_graph(encoder: BackendEncoder, folder: Path, *, quantize: str | None) -> None:
-    """Export the encoder (transformer + pooling + its normalisation) to ``folder/model.onnx``, atomically."""
+def _openvino_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunner:
+    """Load (building it first if needed) the encoder's OpenVINO IR; return a runner over one compiled model.
+
+    The int8 model is calibrated on the texts being encoded (or given to `calibrate`).
+    """
+    from refinery_quaterion.model.openvino_backend import calibration_inputs, compile_ir, convert_onnx, require_openvino
+
+    require_openvino("openvino", *(("nncf",) if quantize else ()))
+    require_onnx("onnx")
+    folder = models_dir(encoder) / encoder.fingerprint()
+    path = folder / IR_FILE
+    if path.is_file():
+        with contextlib.suppress(Exception):  # a model that does not load (damaged, other version) is rebuilt
+            return compile_ir(path)
+    calibration = None
+    if quantize == "int8":
+        calibration = calibration_inputs(_CALIBRATION.get() or _trace_text_ids(encoder), calibration_size())
+    _build_graph(encoder, folder, convert=lambda onnx_path, tmp: convert_onnx(onnx_path, tmp / IR_FILE,
+                                                                              calibration=calibration))
+    return compile_ir(path)
+
+
+def _trace_text_ids(encoder: BackendEncoder) -> Sequence[Sequence[int]]:
+    """Token ids of the trace texts: the calibration sample of last resort (a build outside `embed_sorted`)."""
+    return encoder.tokenizer(_TRACE_TEXTS, truncation=True, max_length=encoder.max_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+
+def _build_graph(encoder: BackendEncoder, folder: Path, *, convert: Callable[[Path, Path], None] | None) -> None:
+    """Export the encoder (transformer + pooling + its normalisation) to ``folder``, atomically.
+
+    Without ``convert`` the graph is ``folder/model.onnx``; with it, ``convert(fp32_graph, tmp)``
+    writes the backend's model into the temporary folder ``tmp`` and the fp32 graph is dropped.
+    """
     from refinery_quaterion._io import atomic_dir
     from refinery_quaterion.model.onnx_graph import EmbeddingGraph, export_graph
-    from refinery_quaterion.model.runtime import quantize_int8
 
     sample = encoder.tokenizer(_TRACE_TEXTS, padding=True, truncation=True, max_length=encoder.max_length,
                                return_token_type_ids=False, return_tensors="np")
     graph = EmbeddingGraph(encoder.transformer, encoder.pooling, encoder.normalize, final_normalize=False)
     with atomic_dir(folder, overwrite=True) as tmp:
-        fp32 = tmp / ("model_fp32.onnx" if quantize else _GRAPH_FILE)
+        fp32 = tmp / ("model_fp32.onnx" if convert else _GRAPH_FILE)
         export_graph(graph, fp32, sample["input_ids"], sample["attention_mask"], opset=ONNX_OPSET)
-        if quantize == "int8":
-            quantize_int8(fp32, tmp / _GRAPH_FILE)
+        if convert is not None:
+            convert(fp32, tmp)
             fp32.unlink()
         info = {"fingerprint": folder.name, "backend": encoder.backend, "encoder": encoder.describe(),
                 "key": BACKENDS[encoder.backend].key()}

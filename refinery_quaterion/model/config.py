@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from refinery_quaterion._util import to_jsonable
-from refinery_quaterion.data.config import StageConfig, is_int, is_number
+from refinery_quaterion.data.config import MAX_SEED, StageConfig, is_int, is_number
 from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.errors import Fix, SettingError
 from refinery_quaterion.model.backends import DEFAULT_BACKEND, check_backend
@@ -222,6 +222,9 @@ class ModelConfig(StageConfig):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not is_int(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not 0 <= self.seed < MAX_SEED:  # the loss gets seed + 1
+            raise SettingError(f"{{seed}}: the seed must be an integer from 0 to {MAX_SEED - 1}",
+                               settings={"seed": self.seed})
 
     @property
     def use_memory_cache(self) -> bool:

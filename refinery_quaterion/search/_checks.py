@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from refinery_quaterion._io import refuse_output_over_inputs
 from refinery_quaterion.search.collection import DISTANCES
 from refinery_quaterion.search.config import IndexConfig
 from refinery_quaterion.search.protocol import SupportsEncode
@@ -34,6 +36,21 @@ def check_options(*, config: Any, distance: Any, if_stale: Any, path: Any, url: 
         raise ValueError(f"pass only one of path=, url= or client=, got {' and '.join(given)}")
     if api_key is not None and url is None:
         raise ValueError("api_key= is only used with url= (a Qdrant server)")
+
+
+def refuse_index_over_inputs(path: Any, inputs: dict[str, Any]) -> None:
+    """Refuse an index folder ``path`` that is, contains or lies inside an input (the model folder, the data file).
+
+    ``None``, ``":memory:"`` and inputs that are not paths (a model or records given as objects)
+    are skipped.
+
+    Raises:
+        SettingError: Naming ``path``, the input and the setting.
+    """
+    if path is None or path == ":memory:" or not isinstance(path, str | os.PathLike):
+        return
+    paths = {name: value for name, value in inputs.items() if isinstance(value, str | os.PathLike)}
+    refuse_output_over_inputs(path, paths, setting="path")
 
 
 def encode_checked(encoder: SupportsEncode, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -17,6 +17,7 @@ from refinery_quaterion.search._checks import (
     check_positive_int,
     chunks,
     encode_checked,
+    refuse_index_over_inputs,
 )
 from refinery_quaterion.search.collection import (
     METADATA_FORMAT,
@@ -98,6 +99,7 @@ class SimilarityIndex(BulkLoading):
         ValueError: If arguments conflict, ``path`` is a folder holding other files than an
             index or an index of the old engine, or the existing collection has another vector
             size or distance.
+        SettingError: If ``path`` is, contains or lies inside the model's folder (``encoder.path``).
         StaleIndexError: If the collection was built with another model and ``if_stale`` is
             ``"error"``.
         RuntimeError: If the folder is open in another process or `SimilarityIndex`.
@@ -128,6 +130,7 @@ class SimilarityIndex(BulkLoading):
         config = IndexConfig() if config is None else config
         check_options(config=config, distance=distance, if_stale=if_stale, path=path, url=url, api_key=api_key,
                       client=client)
+        refuse_index_over_inputs(path, {"the model folder": getattr(encoder, "path", None)})
         self.encoder = encoder
         self.config = config
         self.distance = distance.lower()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from refinery_quaterion._bars import stage_bar
-from refinery_quaterion.search._checks import encode_checked
+from refinery_quaterion.search._checks import encode_checked, refuse_index_over_inputs
 from refinery_quaterion.search.points import PointId, point_id_from_text, records_to_points
 from refinery_quaterion.search.sources import RecordSource, count_records, parquet_file, record_chunks
 
@@ -106,10 +106,13 @@ def index_records(index: SimilarityIndex, source: RecordSource, *, chunk_size: i
         ValueError: A record renders to an empty text or lacks its id (the message names the
             record's position in the source), or a file cannot be parsed.
         FileNotFoundError: If ``source`` is a path that does not exist.
+        SettingError: If the index folder is, contains or lies inside ``source``.
         RuntimeError: If the index is closed.
         KeyboardInterrupt: Re-raised after flushing what was written.
     """
     started = time.perf_counter()
+    if index.backend == "edge":
+        refuse_index_over_inputs(index.location, {"the data file": source})
     chunks = record_chunks(source, chunk_size)  # checks chunk_size and the source before any work
     tally = _Tally()
     bar = stage_bar(count_records(source) or 0, desc="Indexing", unit="point", enabled=progress is not False,

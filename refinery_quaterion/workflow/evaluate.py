@@ -6,7 +6,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -16,6 +16,7 @@ from refinery_quaterion.data.dataset import load_records
 from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.errors import OutputExistsError
 from refinery_quaterion.evaluate import EvalConfig, EvaluationReport, ProbeSet, compare, evaluation_report, format_table
+from refinery_quaterion.evaluate.notes import duplicate_text_note, label_notes
 from refinery_quaterion.model.inference import EmbeddingModel
 from refinery_quaterion.training.model_files import load
 from refinery_quaterion.workflow.train import CacheSpec
@@ -31,11 +32,14 @@ class EvaluationOutcome:
             ``mAP``, ``R-precision`` (and the probe's accuracy and macro-F1 with a report).
         report: The `EvaluationReport` of the report folder, or ``None`` without one.
         seconds: Wall time of the whole step (encoding included).
+        notes: What makes the metrics mean less than they seem: duplicate test texts, a single
+            test label and, with a report, the probe's notes (`refinery_quaterion.evaluate.notes`).
     """
 
     metrics: pd.DataFrame
     report: EvaluationReport | None
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     @property
     def probe(self) -> dict[str, Any]:
@@ -44,7 +48,7 @@ class EvaluationOutcome:
 
     def __str__(self) -> str:
         where = f"\nreport: {self.report.out_dir}" if self.report is not None else ""
-        return format_table(self.metrics, digits=3) + where
+        return format_table(self.metrics, digits=3) + "".join(f"\nnote: {note}" for note in self.notes) + where
 
 
 RecordsSpec = pd.DataFrame | str | os.PathLike
@@ -156,9 +160,11 @@ def evaluate_model(
     if baseline is not None:
         embeddings = {"raw": raw if baseline is model else baseline.encode(test, batch_size=config.batch_size,
                                                                            progress=config.progress), **embeddings}
+    notes = duplicate_text_note(template(record) for record in test.to_dict("records"))
     if report_dir is None:
         table = compare(embeddings, labels, ks=usable_ks)
-        return EvaluationOutcome(metrics=table, report=None, seconds=time.perf_counter() - started)
+        return EvaluationOutcome(metrics=table, report=None, seconds=time.perf_counter() - started,
+                                 notes=notes + label_notes(labels))
 
     probe = _probe_sets(model, baseline, reference, embeddings, labels, config) if reference is not None else None
     report = evaluation_report(
@@ -170,8 +176,10 @@ def evaluate_model(
         probe_config=config.probe,
         title=f"Retrieval evaluation: {len(test)} queries",
         overwrite=overwrite,
+        notes=notes,
     )
-    return EvaluationOutcome(metrics=report.metrics, report=report, seconds=time.perf_counter() - started)
+    return EvaluationOutcome(metrics=report.metrics, report=report, seconds=time.perf_counter() - started,
+                             notes=list(report.notes))
 
 
 def _input_paths(model: EmbeddingModel | str | os.PathLike, test: RecordsSpec,

@@ -190,7 +190,9 @@ def load_prepared(folder: str | os.PathLike, *, template: TextSpec | None = None
         FileNotFoundError: If the folder does not exist or has no ``train.json``.
         NotADirectoryError: If ``folder`` is a file.
         ValueError: If ``template`` is ``None`` and the folder has no ``prepare.json``, or
-            ``prepare.json`` is not valid JSON.
+            ``prepare.json`` is not valid JSON; or a file is empty, ``train.json`` holds no
+            records, or a file's records lack the label column or a field of the template (the
+            message names the file).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -213,12 +215,32 @@ def load_prepared(folder: str | os.PathLike, *, template: TextSpec | None = None
     train_file = folder / "train.json"
     if not train_file.is_file():
         raise FileNotFoundError(f"{folder}: no train.json; expected the folder written by prepare_records")
-    train = load_records(train_file)
+    train = _prepared_records(train_file, template, label_column, required=True)
     val_file, test_file = folder / "val.json", folder / "test.json"
-    val = load_records(val_file) if val_file.is_file() else train.iloc[0:0]
-    test = load_records(test_file) if test_file.is_file() else None
+    val = _prepared_records(val_file, template, label_column) if val_file.is_file() else train.iloc[0:0]
+    test = _prepared_records(test_file, template, label_column) if test_file.is_file() else None
     labels_file = folder / "labels.json"
     label_map = (LabelMap.load(labels_file) if labels_file.is_file()
                  else LabelMap.from_frame(pd.concat([train, val]), column=label_column))
     return PreparedRecords(train=train, val=val, label_map=label_map, template=template, path=folder,
                            test=test)
+
+
+def _prepared_records(path: Path, template: TextSpec, label_column: str, *, required: bool = False) -> pd.DataFrame:
+    """The records of one file of a prepared folder, checked so that an error names the file.
+
+    Refuses an empty file (and, when ``required``, one without records), and records that lack
+    the label column or a field of the template.
+    """
+    if not path.read_bytes().strip():
+        raise ValueError(f"{path} is empty; expected the records written by prepare (run prepare again)")
+    frame = load_records(path)
+    if frame.empty:
+        if required:
+            raise ValueError(f"{path} holds no records: nothing to train on (run prepare again with more records)")
+        return frame
+    if label_column not in frame.columns:
+        raise ValueError(f"{path} has no label column {label_column!r} (columns: {list(frame.columns)}); "
+                         "expected the records written by prepare")
+    TextTemplate.coerce(template).validate(frame.columns, source=str(path), label_column=label_column)
+    return frame
