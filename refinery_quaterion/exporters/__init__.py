@@ -29,7 +29,7 @@ from refinery_quaterion._lazy import lazy_exports
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "formats": ("EXPORT_FORMATS", "ExportFormat", "ExportResult", "ExportSettings", "export_model", "register_format"),
     "heads": ("HEAD_CONVERTERS", "DenseLayer", "register_head_converter"),
-    "onnx_model": ("OnnxEmbedder",),
+    "onnx_serving": ("OnnxEmbedder",),
     "refinery_project": ("ToRefineryConfig", "ToRefineryResult", "to_refinery"),
     "source": ("ExportSource", "ModelExportError", "read_model"),
 }

@@ -1,4 +1,4 @@
-"""The ``onnx`` export format, and `OnnxEmbedder` to run such a folder.
+"""The ``onnx`` export format (`refinery_quaterion.exporters.onnx_serving.OnnxEmbedder` runs such a folder).
 
 ``model.onnx`` holds the whole model in one graph -- transformer, pooling, the encoder's
 normalisation, the head (as dense layers) and the final normalisation -- with inputs
@@ -17,10 +17,7 @@ text, so serving needs only ``onnxruntime``, ``tokenizers`` and ``numpy``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,16 +32,12 @@ from refinery_quaterion.exporters._hf import (
 )
 from refinery_quaterion.exporters.formats import ExportSettings
 from refinery_quaterion.exporters.heads import dense_module, head_layers
+from refinery_quaterion.exporters.onnx_serving import PROBE_SAMPLE, OnnxEmbedder
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
 from refinery_quaterion.model.onnx_graph import INPUTS, OUTPUT, EmbeddingGraph, export_graph
-from refinery_quaterion.model.runtime import (
-    inference_session,
-    length_sorted_batches,
-    quantize_int8,
-    require_onnx,
-)
+from refinery_quaterion.model.runtime import quantize_int8, require_onnx
 
-__all__ = ["OnnxEmbedder", "write_onnx"]
+__all__ = ["write_onnx"]
 
 MIN_COSINE = 0.9999
 
@@ -96,64 +89,3 @@ def write_onnx(source: ExportSource, folder: Path, settings: ExportSettings) -> 
         if "model_int8.onnx" in files:
             checks["int8_min_cosine"] = min_cosine(OnnxEmbedder(folder, "model_int8.onnx").encode(texts), fp32)
     return checks
-
-
-PROBE_SAMPLE = ["a short text", "a somewhat longer text, so that the first one is padded"]
-
-
-class OnnxEmbedder:
-    """Embed texts with an exported ONNX folder (onnxruntime + tokenizers; no torch needed).
-
-    Texts are tokenized without padding, sorted by length and run in batches padded to their
-    longest text, like the library's own encoder.
-
-    Args:
-        folder: Folder written by ``export_model(..., format="onnx")``.
-        model: File in it: ``"model.onnx"`` or ``"model_int8.onnx"``.
-        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
-
-    Raises:
-        ImportError: If onnxruntime is not installed (names the extra).
-        FileNotFoundError: If the model file or ``tokenizer.json`` is missing.
-    """
-
-    def __init__(self, folder: str | os.PathLike, model: str = "model.onnx", *, threads: int | None = None):
-        require_onnx("onnxruntime")
-        from tokenizers import Tokenizer
-
-        folder = Path(folder)
-        for name in (model, "tokenizer.json"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} not found; is {folder} an ONNX export folder?")
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
-        self.tokenizer.no_padding()
-        self.session = inference_session(folder / model, threads=threads)
-
-    @property
-    def dim(self) -> int:
-        """Size of the output vectors."""
-        size = self.session.get_outputs()[0].shape[1]
-        if not isinstance(size, int):  # a symbolic axis: run a one-token batch
-            size = self.run(np.full((1, 1), self.pad_id), np.ones((1, 1))).shape[1]
-        return int(size)
-
-    def tokenize(self, texts: Sequence[str]) -> list[Any]:
-        """``tokenizers`` encodings of ``texts`` (truncated, not padded)."""
-        return self.tokenizer.encode_batch(list(texts))
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """The model on one padded batch: int64 ``(batch, sequence)`` arrays -> float32 ``(batch, dim)``."""
-        feed = {"input_ids": np.asarray(input_ids, dtype=np.int64),
-                "attention_mask": np.asarray(attention_mask, dtype=np.int64)}
-        return self.session.run([OUTPUT], feed)[0]
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Vectors of ``texts`` in input order, float32 ``(n, dim)``."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not one string")
-        ids = [e.ids for e in self.tokenize(texts)]
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        for rows, batch, mask in length_sorted_batches(ids, batch_size, self.pad_id):
-            out[rows] = self.run(batch, mask)
-        return out

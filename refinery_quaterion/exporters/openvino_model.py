@@ -35,6 +35,7 @@ from refinery_quaterion.exporters._hf import (
 )
 from refinery_quaterion.exporters.formats import ExportSettings
 from refinery_quaterion.exporters.heads import dense_module, head_layers
+from refinery_quaterion.exporters.onnx_serving import PROBE_SAMPLE
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
 from refinery_quaterion.model.onnx_graph import INPUTS, OUTPUT, EmbeddingGraph, export_graph
 from refinery_quaterion.model.openvino_backend import calibration_inputs, compile_ir, convert_onnx, require_openvino
@@ -43,7 +44,6 @@ from refinery_quaterion.model.runtime import length_sorted_batches, require_onnx
 __all__ = ["SERVE_SCRIPT", "write_openvino"]
 
 MIN_COSINE = 0.9999
-PROBE_SAMPLE = ["a short text", "a somewhat longer text, so that the first one is padded"]
 
 SERVE_SCRIPT = '''"""Embed texts with this OpenVINO export; needs only openvino, tokenizers and numpy.
 

@@ -17,12 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from refinery_quaterion.model.runtime import ONNX_OPSET, pool_tokens
+from refinery_quaterion.model.runtime import INPUTS, ONNX_OPSET, OUTPUT, pool_tokens
 
 __all__ = ["INPUTS", "OUTPUT", "EmbeddingGraph", "export_graph"]
 
-INPUTS = ("input_ids", "attention_mask")
-OUTPUT = "sentence_embedding"
 
 
 class EmbeddingGraph(torch.nn.Module):

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 __all__ = [
+    "INPUTS",
     "ONNX_EXTRA",
     "ONNX_OPSET",
+    "OUTPUT",
     "cap_torch_threads",
     "inference_session",
     "length_sorted_batches",
@@ -37,6 +39,10 @@ ONNX_EXTRA = "refinery-quaterion[onnx]"
 """The extra that installs onnx and onnxruntime."""
 ONNX_OPSET = 17
 """The ONNX opset the encoder graphs are written with."""
+INPUTS = ("input_ids", "attention_mask")
+"""Input names of the encoder graphs (int64, dynamic batch and sequence axes)."""
+OUTPUT = "sentence_embedding"
+"""Output name of the encoder graphs (float32 ``(batch, dim)``)."""
 
 
 def usable_cpus() -> int:

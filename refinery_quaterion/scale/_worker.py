@@ -25,50 +25,14 @@ from typing import Any
 import numpy as np
 
 from refinery_quaterion.data.text import TextTemplate
-from refinery_quaterion.model.runtime import inference_session, length_sorted_batches, require_onnx
+from refinery_quaterion.exporters.onnx_serving import OnnxEmbedder
 from refinery_quaterion.search.points import PointId, records_to_points
 
-__all__ = ["EncoderActor", "OnnxTextEncoder", "QdrantTarget", "shard_table", "upload_batch"]
+__all__ = ["EncoderActor", "QdrantTarget", "shard_table", "upload_batch"]
 
-OUTPUT = "sentence_embedding"
-"""Output of the exported graph (see `refinery_quaterion.exporters.onnx_model`)."""
 
 FAULT_ENV = "REFINERY_QUATERION_RAY_FAULT"
 """Test hook: a file path; the first actor batch that finds the file removes it and kills its process."""
-
-
-class OnnxTextEncoder:
-    """Texts -> unit vectors with an ONNX export's model file and ``tokenizer.json``.
-
-    The same computation as `refinery_quaterion.exporters.OnnxEmbedder` (texts tokenized
-    without padding, sorted by length, run in batches padded to their longest text), without
-    importing the exporters, which import torch.
-
-    Args:
-        folder: Folder holding ``model`` and ``tokenizer.json``.
-        model: ``"model.onnx"`` or ``"model_int8.onnx"``.
-        threads: ONNX Runtime intra-op threads.
-    """
-
-    def __init__(self, folder: Path, model: str, *, threads: int | None = None) -> None:
-        require_onnx("onnxruntime")
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.pad_id = int((self.tokenizer.padding or {}).get("pad_id", 0))
-        self.tokenizer.no_padding()
-        self.session = inference_session(folder / model, threads=threads)
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Vectors of ``texts`` in input order, float32 ``(n, dim)``."""
-        ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
-        parts: dict[int, np.ndarray] = {}
-        for rows, batch, mask in length_sorted_batches(ids, batch_size, self.pad_id):
-            vectors = self.session.run([OUTPUT], {"input_ids": batch, "attention_mask": mask})[0]
-            parts.update(zip(rows.tolist(), vectors, strict=True))
-        if not parts:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([parts[i] for i in range(len(ids))]).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -106,7 +70,7 @@ class EncoderActor:
         self.folder = Path(tempfile.mkdtemp(prefix="refinery-quaterion-onnx-"))
         for name, data in model_files.items():
             (self.folder / name).write_bytes(data)
-        self.encoder = OnnxTextEncoder(self.folder, model_file, threads=threads)
+        self.encoder = OnnxEmbedder(self.folder, model_file, threads=threads)
         self.template = template
         self.label_field, self.id_field = label_field, id_field
         self.encode_batch_size = encode_batch_size
