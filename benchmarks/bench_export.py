@@ -131,6 +131,17 @@ def cold_case(backend: str, work: Path, sample: int) -> tuple[dict[str, Any], Pa
             "texts": len(train) + len(val) + len(test), "epochs": outcome.fit.epochs, "metrics": row}, outcome.path
 
 
+def merged_runs(previous: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
+    """The last run's case results of the backends not run now (torch first), then this run's."""
+    kept = {b: {**r, "from_earlier_run": r.get("from_earlier_run") or previous.get("time", "an earlier run")}
+            for b, r in previous.get("runs", {}).items()
+            if b not in runs}
+    if "torch" not in runs and "torch" not in kept:
+        sys.exit("--merge needs a torch run: in this run or in results/export.json")
+    merged = {b: kept.pop(b) for b in ("torch",) if b in kept}
+    return {**merged, **kept, **runs}
+
+
 def verdict(case: dict[str, Any]) -> dict[str, Any]:
     """Which backends keep P@10 and P@1000 within `TOLERANCE` of torch, and the fastest of them."""
     torch_p = case["torch"]["metrics"]["fine-tuned"]
@@ -191,6 +202,7 @@ def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[
         say(f"(b) round {round_ + 1}/{args.rounds}: " + ", ".join(f"{n} {len(speed_texts) / s[-1]:.0f}/s"
                                                                   for n, s in seconds.items()))
     speed = {name: len(speed_texts) / statistics.median(s) for name, s in seconds.items()}
+    batches = batch_sweep(runtimes, speed_texts, args)
     openvino = openvino_quality(vectors, ours.encoder, speed_texts)
     int8_cos = cosines(vectors[INT8], vectors[FP32])
     p10 = compare(vectors, labels[: args.texts], ks=[10])["P@10"].to_dict()
@@ -207,10 +219,40 @@ def export_part(model_path: Path, work: Path, args: argparse.Namespace) -> dict[
         "int8_vs_fp32": {"mean_cosine": float(int8_cos.mean()), "min_cosine": float(int8_cos.min()),
                          "top10_shared": neighbour_overlap(vectors[INT8], vectors[FP32])},
         "p_at_10_speed_texts": p10,
+        "batch_sweep": batches,
         "openvino": openvino,
         "onnx_mib": {name: (onnx_result.path / name).stat().st_size / 2**20
                      for name in ("model.onnx", "model_int8.onnx")},
     }
+
+
+def batch_sweep(runtimes: dict[str, Any], texts: list[str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Texts/s of each encoder backend per batch size (interleaved rounds, median): how the default was chosen."""
+    sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    names = [f"encoder backend {b.strip()}" for b in args.sweep_backends.split(",") if b.strip()]
+    names = [name for name in names if name in runtimes]
+    if not sizes or not names:
+        return {}
+    seconds: dict[str, dict[int, list[float]]] = {name: {b: [] for b in sizes} for name in names}
+    for round_ in range(args.rounds):
+        for size in sizes:
+            for name in names:
+                start = time.perf_counter()
+                runtimes[name](texts, size, True)
+                seconds[name][size].append(time.perf_counter() - start)
+        say(f"(e) batch sizes, round {round_ + 1}/{args.rounds}")
+    return {name: {str(b): len(texts) / statistics.median(s) for b, s in by.items()} for name, by in seconds.items()}
+
+
+def run_batches(encoder: TransformerEncoder, texts: list[str], batch_size: int) -> list[np.ndarray]:
+    """The encoder's backend runner on ``texts`` in length-sorted batches of exactly ``batch_size`` (no cap)."""
+    from refinery_quaterion.model.runtime import length_sorted_batches
+
+    ids = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
+    run = encoder.backend_runner()
+    batches = [(i, m) for _, i, m in length_sorted_batches(ids, batch_size, encoder.tokenizer.pad_token_id or 0)]
+    run_all = getattr(run, "run_all", None)
+    return list(run_all(batches)) if run_all else [run(i, m) for i, m in batches]
 
 
 def backend_runtimes(names: str, work: Path, calibration: int) -> dict[str, Any]:
@@ -233,7 +275,8 @@ def backend_runtimes(names: str, work: Path, calibration: int) -> dict[str, Any]
         calibrate(encoder, sample)
         say(f"backend {name}: built in {time.perf_counter() - start:.0f} s")
         encoder.embedding_cache = None
-        runtimes[f"encoder backend {name}"] = (lambda e: lambda t: e.encode(t, batch_size=64, progress=False))(encoder)
+        runtimes[f"encoder backend {name}"] = (lambda e: lambda t, b=None, raw=False: (
+            run_batches(e, t, b) if raw else e.encode(t, batch_size=b, progress=False)))(encoder)
     return runtimes
 
 
@@ -320,7 +363,9 @@ def render(results: dict[str, Any]) -> str:
             p = run["metrics"]["fine-tuned"]
             d10 = p["P@10"] - torch_run["metrics"]["fine-tuned"]["P@10"]
             d1000 = p["P@1000"] - torch_run["metrics"]["fine-tuned"]["P@1000"]
-            rows.append((f"`{backend}`", f"{p['P@10']:.4f}", f"{p['P@1000']:.4f}", f"{d10:+.4f} / {d1000:+.4f}",
+            earlier = " (earlier run)" if run.get("from_earlier_run") else ""
+            rows.append((f"`{backend}`{earlier}", f"{p['P@10']:.4f}", f"{p['P@1000']:.4f}",
+                         f"{d10:+.4f} / {d1000:+.4f}",
                          "yes" if case["verdict"]["quality_holds"][backend] else "no",
                          f"{run['total_s']:.0f} ({run['build_s']:.0f} + {run['train_s']:.0f} + "
                          f"{run['evaluate_s']:.0f})", f"{torch_run['total_s'] / run['total_s']:.2f}x"))
@@ -356,11 +401,17 @@ def main() -> None:
                         help="encoder backends timed in (b) (the frozen encoder, no head)")
     parser.add_argument("--calibration", type=int, default=300, help="AG News train texts the int8 backends "
                         "calibrate on in (b)")
+    parser.add_argument("--batch-sizes", default="16,32,64,128",
+                        help="batch sizes tried in (e) (empty: skip)")
+    parser.add_argument("--sweep-backends", default="openvino,openvino-int8",
+                        help="encoder backends whose batch sizes (e) tries (of --backends-speed)")
+    parser.add_argument("--merge", action="store_true", help="with --case: keep the last run's results of the "
+                        "backends not run now (torch among them, if it is not run now)")
     parser.add_argument("--sample", type=int, default=0, help="records per split (a smoke test; 0: all)")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if backends[:1] != ["torch"]:
-        parser.error("--backends must start with torch (the reference)")
+    if backends[:1] != ["torch"] and not args.merge:
+        parser.error("--backends must start with torch (the reference), or --merge must keep the last torch run")
 
     from importlib.metadata import version
 
@@ -374,8 +425,11 @@ def main() -> None:
             runs, models = {}, {}
             for backend in backends:
                 runs[backend], models[backend] = cold_case(backend, work, args.sample)
-            results["case"] = {"queries": len(split("test", args.sample)), "runs": runs, "verdict": verdict(runs)}
-            model_path = models["torch"]
+            if args.merge:
+                runs = merged_runs(previous.get("case") or {}, runs)
+            results["case"] = {"queries": len(split("test", args.sample)), "runs": runs, "verdict": verdict(runs),
+                               "time": results["time"]}
+            model_path = models.get("torch") or next(iter(models.values()))
             checkpoint = {**results, "export": previous.get("export")}  # a later failure keeps the case (--skip-case)
             atomic_write_text(RESULTS / "export.json", json.dumps(checkpoint, indent=2, default=str) + "\n")
         else:

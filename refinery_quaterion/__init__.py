@@ -40,7 +40,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "model.inference": ("EmbeddingModel", "ModelFileError"),
     "training.fit": ("FitResult", "TrainingInterrupted", "fit"),
     "training.model_files": ("load", "save"),
-    "exporters": ("EXPORT_FORMATS", "ExportResult", "ModelExportError", "OnnxEmbedder", "export_model", "to_refinery"),
+    "exporters": ("EXPORT_FORMATS", "ExportResult", "ModelExportError", "OnnxEmbedder", "OpenVinoEmbedder",
+                  "export_model", "to_refinery"),
     "evaluate": (
         "DEFAULT_KS",
         "EvalConfig",
@@ -120,6 +121,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         ExportResult,
         ModelExportError,
         OnnxEmbedder,
+        OpenVinoEmbedder,
         export_model,
         to_refinery,
     )

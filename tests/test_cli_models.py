@@ -181,6 +181,23 @@ def test_export_onnx_int8(world, capsys) -> None:
     assert f"{out} already exists (OUT); pass --overwrite" in err
 
 
+def test_export_openvino_int8_calibrated_on_records(world, capsys) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from refinery_quaterion.data.readers import load_records
+
+    out = world["root"] / "openvino"
+    err = _fails(["export", str(world["a"]), str(out), "--format", "openvino", "--int8", "--calibration-data",
+                  str(world["no_column"])], capsys)  # rendered with the model's template, which needs 'text'
+    assert "uses 'text', which is not a column of --calibration-data" in err and not out.exists()
+    assert main(["export", str(world["a"]), str(out), "--format", "openvino", "--int8", "--no-check",
+                 "--calibration-data", str(world["test"])]) == 0
+    count = len(load_records(world["test"]))
+    assert f"int8_calibration_texts: {count}\n" in capsys.readouterr().out + "\n"
+    assert (out / "model_int8.xml").is_file()
+    assert f"The int8 model was calibrated on {count} texts (your texts)." in (out / "README.md").read_text()
+
+
 def test_backend_option_reaches_the_encoder(world, capsys) -> None:
     pytest.importorskip("onnxruntime")
     from refinery_quaterion.cli import build_parser
@@ -201,8 +218,10 @@ def test_train_with_a_backend_records_it(world, tiny_model_dir, capsys) -> None:
     pytest.importorskip("onnxruntime")
     out = world["root"] / "model-onnx"
     assert main(["train", str(world["prepared"]), "--pretrained", str(tiny_model_dir), "--out", str(out),
-                 "--epochs", "1", "--batch-size", "40", "--backend", "onnx", "--no-cache", "-q"]) == 0
-    assert json.loads((out / "training_config.json").read_text())["model"]["encoder_backend"] == "onnx"
+                 "--epochs", "1", "--batch-size", "40", "--backend", "onnx", "--calibration-size", "17",
+                 "--no-cache", "-q"]) == 0
+    model_settings = json.loads((out / "training_config.json").read_text())["model"]
+    assert model_settings["encoder_backend"] == "onnx" and model_settings["calibration_size"] == 17
     err = _fails(["train", str(world["prepared"]), "--pretrained", str(tiny_model_dir), "--out",
                   str(world["root"] / "m-trainable"), "--trainable-encoder", "--backend", "onnx", "-q"], capsys)
     assert "--backend" in err and "encoder_backend" not in err

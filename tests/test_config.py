@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
+from refinery_quaterion.errors import SettingError
 from refinery_quaterion.model.config import FitConfig, ModelConfig
 
 
@@ -24,6 +26,7 @@ def test_defaults_and_derived_settings() -> None:
     assert FitConfig() == FitConfig(epochs="auto", batch_size=128, sample_weighting="auto", min_steps=600)
     assert ModelConfig().seed == 42 and "seed" not in FitConfig.field_names()  # one seed: the model's
     assert ModelConfig().encoder_backend == "auto"
+    assert ModelConfig().calibration_size == 300
 
 
 def test_to_dict_is_json_and_round_trips() -> None:
@@ -49,6 +52,20 @@ def test_settings_of_the_pre_0_2_format_are_refused() -> None:
     with pytest.raises(TypeError, match=r"unknown ModelConfig setting\(s\) \['cache'\]"):
         ModelConfig.from_dict({"pretrained": "/models/minilm", "cache": True})
     assert ModelConfig.from_dict({"pretrained": "x"}).encoder_backend == "torch"  # saved before backends
+    assert ModelConfig.from_dict({"pretrained": "x"}).calibration_size == 300  # saved before the setting
+
+
+def test_the_calibration_size_round_trips() -> None:
+    config = ModelConfig(encoder_backend="openvino-int8", calibration_size=17)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["calibration_size"] == 17 and ModelConfig.from_dict(data) == config
+
+
+@pytest.mark.parametrize("size", [0, -1, "x", 2.5, True, None])
+def test_a_calibration_size_must_be_a_positive_integer(size) -> None:
+    with pytest.raises(SettingError, match=re.escape(f"calibration_size={size!r}: the int8 calibration size must "
+                                                     "be a positive integer")):
+        ModelConfig(calibration_size=size)
 
 
 @pytest.mark.parametrize(

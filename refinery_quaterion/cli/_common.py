@@ -154,9 +154,9 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, backend: bool = True) -
     parser.add_argument("--no-cache", action="store_true", help="do not cache encoder outputs on disk")
     if backend:
         parser.add_argument("--backend", choices=[AUTO_BACKEND, *BACKENDS], default=None,
-                            help=f"how the frozen encoder runs. {AUTO_BACKEND}: onnx on a machine without a CUDA GPU, "
-                            f"else torch; {family_help(BACKENDS)} (default: the model's setting; {AUTO_BACKEND} for a "
-                            "new model)")
+                            help=f"how the frozen encoder runs. {AUTO_BACKEND}: openvino where OpenVINO is installed, "
+                            "else onnx; torch for a trainable encoder, on a CUDA GPU, or where onnx is missing; "
+                            f"{family_help(BACKENDS)} (default: the model's setting; {AUTO_BACKEND} for a new model)")
 
 
 def add_model_command(sub: Any, name: str, parents: list[argparse.ArgumentParser], *, help: str, description: str,

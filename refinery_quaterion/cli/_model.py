@@ -43,6 +43,14 @@ def _fit_default(name: str) -> str:
     return str(next(field.default for field in dataclasses.fields(FitConfig) if field.name == name))
 
 
+def _model_default(name: str) -> str:
+    import dataclasses
+
+    from refinery_quaterion.model.config import ModelConfig
+
+    return str(next(field.default for field in dataclasses.fields(ModelConfig) if field.name == name))
+
+
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``train`` and ``evaluate`` to the subparsers ``sub``."""
     from refinery_quaterion.evaluate.registry import METRICS
@@ -79,6 +87,9 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     add_runtime_args(p)
+    p.add_argument("--calibration-size", type=int, default=None, metavar="N",
+                   help="with --backend openvino-int8: calibrate the int8 model on N training texts, spread evenly "
+                   f"(default: {_model_default('calibration_size')})")
     p.set_defaults(func=_cmd_train, on_interrupt=lambda a: f"nothing was saved to {a.out}")
 
     p = add_model_command(sub, "evaluate", parents, help="raw vs fine-tuned retrieval metrics on labeled records",
@@ -113,10 +124,12 @@ def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """`ModelConfig` fields of the options that may be given (``--lr``, ``--backend``)."""
+    """`ModelConfig` fields of the options that may be given (``--lr``, ``--backend``, ``--calibration-size``)."""
     options: dict[str, Any] = {"lr": args.lr} if args.lr is not None else {}
     if args.backend is not None:
         options["encoder_backend"] = args.backend
+    if args.calibration_size is not None:
+        options["calibration_size"] = args.calibration_size
     return options
 
 

@@ -22,6 +22,7 @@ from refinery_quaterion.cli._common import (
 )
 from refinery_quaterion.cli._errors import is_qdrant_error
 from refinery_quaterion.errors import api_fix, api_setting
+from refinery_quaterion.scale.config import RUNTIMES
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -56,11 +57,15 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                         help="with --ray: write Parquet shards of (id, vector, payload) to DIR instead of an index")
     ray = p.add_argument_group("scale-out on Ray (needs refinery-quaterion[scale])")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                     help="encode on Ray with the model's ONNX export: a local Ray on this machine, or the cluster "
-                     "at ADDRESS ('auto', 'host:6379', 'ray://host:10001')")
+                     help="encode on Ray with the model's ONNX (or OpenVINO, --ray-runtime) export: a local Ray on "
+                     "this machine, or the cluster at ADDRESS ('auto', 'host:6379', 'ray://host:10001')")
     ray.add_argument("--workers", type=int, default=2, help="with --ray: encoder actors (default: %(default)s)")
     ray.add_argument("--quantize", choices=["int8"], default=None,
-                     help="with --ray: run the int8 ONNX model (faster; cosine ~0.99 to the model's own vectors)")
+                     help="with --ray: run the int8 model (faster; cosine ~0.99 to the model's own vectors)")
+    ray.add_argument("--ray-runtime", dest="runtime", choices=list(RUNTIMES), default="onnx",
+                     help="with --ray: what runs the export in the actors: onnx (ONNX Runtime) or openvino (faster on "
+                     "Intel CPUs; its int8 model is calibrated on the first records; needs refinery-quaterion"
+                     "[openvino]) (default: %(default)s)")
     p.add_argument("--api-key", default=None, help="Qdrant API key (Qdrant Cloud)")
     p.add_argument("--collection", default="refinery", help="collection name (default: %(default)s)")
     p.add_argument("--id-field", default=None, help="record field with a unique id (default: derived from the text)")
@@ -234,8 +239,8 @@ def _index_on_ray(args: argparse.Namespace) -> None:
                        "--path or --collection")
     address = None if args.ray == "local" else args.ray
     config = RayIndexConfig(address=address, workers=args.workers, num_cpus=max(2, args.workers),
-                            quantize=args.quantize, collection=args.collection, id_field=args.id_field,
-                            batch_size=args.batch_size, progress=progress(args))
+                            quantize=args.quantize, runtime=args.runtime, collection=args.collection,
+                            id_field=args.id_field, batch_size=args.batch_size, progress=progress(args))
     if args.url is not None or args.shards is not None:
         target = {"url": args.url, "api_key": args.api_key} if args.url else {"out": args.shards}
         print(index_with_ray(args.model, args.data, config=config, **target))

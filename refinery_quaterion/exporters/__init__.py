@@ -1,4 +1,4 @@
-"""Take a trained model anywhere: sentence-transformers and ONNX exports.
+"""Take a trained model anywhere: sentence-transformers, ONNX and OpenVINO exports.
 
 `export_model` writes a folder that works without this library, quaterion or Lightning:
 
@@ -6,7 +6,14 @@
   Pooling -> Normalize -> the trained head as ``Dense`` modules -> Normalize);
 * ``format="onnx"``: ``model.onnx`` (the whole model in one graph) and ``tokenizer.json``,
   served with ``onnxruntime``, ``tokenizers`` and ``numpy`` only; ``quantize="int8"`` adds
-  ``model_int8.onnx``. Needs the ``refinery-quaterion[onnx]`` extra.
+  ``model_int8.onnx``. Needs the ``refinery-quaterion[onnx]`` extra;
+* ``format="openvino"``: OpenVINO IR (``model.xml`` + ``model.bin``) and ``tokenizer.json``,
+  served with ``openvino``, ``tokenizers`` and ``numpy`` only; ``quantize="int8"`` adds
+  ``model_int8.xml``, statically quantised by NNCF and calibrated on ``calibration_texts``
+  (your own texts; the probe texts otherwise). Needs the ``refinery-quaterion[openvino]`` extra.
+
+`OnnxEmbedder` and `OpenVinoEmbedder` run those folders without torch (the serving side, and
+Ray's encoder actors).
 
 Formats are a registry (`EXPORT_FORMATS`, `register_format`): a new format is one writer
 function and one registration. The names below are imported on first use, so reading
@@ -30,6 +37,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "formats": ("EXPORT_FORMATS", "ExportFormat", "ExportResult", "ExportSettings", "export_model", "register_format"),
     "heads": ("HEAD_CONVERTERS", "DenseLayer", "register_head_converter"),
     "onnx_serving": ("OnnxEmbedder",),
+    "openvino_serving": ("OpenVinoEmbedder",),
     "refinery_project": ("ToRefineryConfig", "ToRefineryResult", "to_refinery"),
     "source": ("ExportSource", "ModelExportError", "read_model"),
 }

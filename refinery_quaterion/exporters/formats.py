@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ class ExportFormat:
             returns named check values (e.g. ``{"min_cosine": 1.0}``).
         description: One line for help texts.
         quantizations: Values ``quantize=`` accepts for this format (besides ``None``).
+        calibrated: Whether its quantised model is calibrated on texts (static quantisation), so
+            `ExportSettings.calibration_texts` applies.
         extra: The ``refinery-quaterion[...]`` extra the format needs, if any.
         example: A usage example for the docs (``export_model(..., format="onnx")``).
     """
@@ -57,6 +59,7 @@ class ExportFormat:
     write: FormatWriter
     description: str
     quantizations: tuple[str, ...] = ()
+    calibrated: bool = False
     extra: str | None = None
     example: str = ""
 
@@ -68,10 +71,11 @@ def _make_format(
     description: str,
     example: str,
     quantizations: tuple[str, ...] = (),
+    calibrated: bool = False,
     extra: str | None = None,
 ) -> ExportFormat:
     """An `ExportFormat` from a registration (the ``make_entry`` of `EXPORT_FORMATS`)."""
-    return ExportFormat(name, write, description, tuple(quantizations), extra, example)
+    return ExportFormat(name, write, description, tuple(quantizations), calibrated, extra, example)
 
 
 def _needs(spec: ExportFormat) -> str:
@@ -84,11 +88,12 @@ EXPORT_FORMATS: Registry[ExportFormat] = Registry(
     "export format", "formats", _make_format, default="sentence-transformers",
     usage='export_model("my-model", "out", format="{name}")', details=("Needs", _needs),
 )
-"""Registered formats by name: ``"sentence-transformers"`` and ``"onnx"``."""
+"""Registered formats by name: ``"sentence-transformers"``, ``"onnx"`` and ``"openvino"``."""
 
 
 def register_format(
-    name: str, *, description: str, quantizations: tuple[str, ...] = (), extra: str | None = None
+    name: str, *, description: str, quantizations: tuple[str, ...] = (), calibrated: bool = False,
+    extra: str | None = None,
 ) -> Callable[[FormatWriter], FormatWriter]:
     """Decorator: register a format writer under ``name`` (see `ExportFormat`).
 
@@ -98,7 +103,7 @@ def register_format(
     Raises:
         ValueError: If ``name`` is already registered.
     """
-    return EXPORT_FORMATS.register(name, description, quantizations=quantizations, extra=extra)
+    return EXPORT_FORMATS.register(name, description, quantizations=quantizations, calibrated=calibrated, extra=extra)
 
 
 def _writer(module: str, function: str) -> FormatWriter:
@@ -121,7 +126,7 @@ register_format("onnx", description="model.onnx (+ model_int8.onnx) and tokenize
                 quantizations=("int8",), extra=ONNX_EXTRA)(
     _writer("refinery_quaterion.exporters.onnx_model", "write_onnx"))
 register_format("openvino", description="OpenVINO IR model.xml (+ model_int8.xml, NNCF static int8), "
-                "tokenizer.json and serve.py", quantizations=("int8",), extra=OPENVINO_EXTRA)(
+                "tokenizer.json and serve.py", quantizations=("int8",), calibrated=True, extra=OPENVINO_EXTRA)(
     _writer("refinery_quaterion.exporters.openvino_model", "write_openvino"))
 
 
@@ -136,9 +141,16 @@ class ExportSettings:
         check: After writing, embed a few probe texts with the exported model and compare them
             with the library's ``encode`` (raises `ModelExportError` below a cosine of 0.9999).
         overwrite: Replace an existing output folder.
+        calibration_texts: Texts to calibrate a statically quantised model on (the ``openvino``
+            format's ``model_int8.xml``): your own, e.g. a sample of your records rendered with
+            the model's text template; up to
+            `refinery_quaterion.model.openvino_backend.DEFAULT_CALIBRATION_SIZE` of them, spread
+            evenly, are used. ``None``: the export's probe texts -- few, so the int8 model is
+            less faithful.
 
     Raises:
-        ValueError: For an unknown format, a quantisation the format does not offer, or a bad opset.
+        ValueError: For an unknown format, a quantisation the format does not offer, a bad opset,
+            or calibration texts that are not texts or have no calibrated int8 model to go to.
     """
 
     format: str = "sentence-transformers"
@@ -146,6 +158,7 @@ class ExportSettings:
     opset: int = 17
     check: bool = True
     overwrite: bool = False
+    calibration_texts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         spec = EXPORT_FORMATS.get(self.format)
@@ -157,6 +170,26 @@ class ExportSettings:
                              f"it takes {offered}")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 14 <= self.opset <= 21:
             raise ValueError(f"opset must be an integer from 14 to 21, got {self.opset!r}")
+        if self.calibration_texts is not None:
+            object.__setattr__(self, "calibration_texts", _calibration_texts(self.calibration_texts, spec,
+                                                                            self.quantize))
+
+
+def _calibration_texts(texts: Any, spec: ExportFormat, quantize: str | None) -> tuple[str, ...]:
+    """``texts`` as a tuple of strings, checked: some texts, for a format that calibrates its quantised model."""
+    if isinstance(texts, str) or not isinstance(texts, Iterable):
+        raise ValueError(f"calibration_texts must be a list of texts, got {type(texts).__name__}")
+    texts = tuple(texts)
+    wrong = next((text for text in texts if not isinstance(text, str)), None)
+    if wrong is not None or not texts:
+        got = f"a {type(wrong).__name__}" if wrong is not None else "none"
+        raise ValueError(f"calibration_texts must be one or more texts (str), got {got}")
+    if quantize is None or not spec.calibrated:
+        calibrating = [name for name, format in EXPORT_FORMATS.items() if format.calibrated]
+        raise ValueError(f"calibration_texts calibrate a statically quantised model: they need quantize='int8' "
+                         f"and a format that calibrates, {calibrating} (got format {spec.name!r}, "
+                         f"quantize={quantize!r})")
+    return texts
 
 
 @dataclass
@@ -170,7 +203,8 @@ class ExportResult:
         dim: Size of the exported embeddings.
         seconds: Wall time of the export.
         checks: Named check values, e.g. ``min_cosine`` (exported vs the library's ``encode``
-            on probe texts) and ``int8_min_cosine`` (int8 vs fp32).
+            on probe texts) and ``int8_min_cosine`` (int8 vs fp32); for a calibrated int8 model
+            also ``int8_calibration_texts``, the number of texts it was calibrated on.
     """
 
     path: Path
@@ -182,7 +216,8 @@ class ExportResult:
 
     def __str__(self) -> str:
         lines = [f"exported {self.format} model to {self.path} ({self.dim}-dim vectors, {self.seconds:.1f} s)"]
-        lines += [f"  {name}: {value:.6f}" for name, value in self.checks.items()]
+        lines += [f"  {name}: {value if isinstance(value, int) else f'{value:.6f}'}"
+                  for name, value in self.checks.items()]
         sizes = {name: (self.path / name).stat().st_size for name in self.files if (self.path / name).is_file()}
         lines += [f"  {name}  {size / 2**20:.1f} MiB" for name, size in sizes.items() if size >= 2**20]
         return "\n".join(lines)
@@ -199,6 +234,7 @@ def export_model(
     evaluation: Any = None,
     opset: int = 17,
     check: bool = True,
+    calibration_texts: Iterable[str] | None = None,
 ) -> ExportResult:
     """Export a trained model for use without this library.
 
@@ -206,7 +242,10 @@ def export_model(
     Pooling -> Normalize -> the head as ``Dense`` modules -> Normalize). ``"onnx"``:
     ``model.onnx`` (encoder, pooling, head and normalisation in one graph; dynamic batch and
     sequence axes) with ``tokenizer.json``, served with only ``onnxruntime``, ``tokenizers`` and
-    ``numpy``; ``quantize="int8"`` adds ``model_int8.onnx``. Both folders hold a model card
+    ``numpy``; ``quantize="int8"`` adds ``model_int8.onnx``. ``"openvino"``: ``model.xml`` (OpenVINO
+    IR) with ``tokenizer.json`` and ``serve.py``, served with only ``openvino``, ``tokenizers`` and
+    ``numpy``; ``quantize="int8"`` adds ``model_int8.xml`` (static quantisation, calibrated on
+    ``calibration_texts``). Every folder holds a model card
     (``README.md``: base model, the text template the caller must render records with, labels,
     training data, evaluation), ``label_map.json`` and ``refinery_export.json``. The vectors are
     unit length; compare them by cosine (= dot product).
@@ -215,8 +254,12 @@ def export_model(
         model_or_path: A folder written by `refinery_quaterion.save`, the model `load` returns,
             or a trained `DistilBertSimilarityModel`.
         out: Output folder (written atomically).
-        format: A key of `EXPORT_FORMATS`: ``"sentence-transformers"`` or ``"onnx"``.
-        quantize: ``"int8"`` (ONNX only): also write a dynamically quantised ``model_int8.onnx``.
+        format: A key of `EXPORT_FORMATS`: ``"sentence-transformers"``, ``"onnx"`` or ``"openvino"``.
+        quantize: ``"int8"``: also write a quantised model (``model_int8.onnx``, dynamic;
+            ``model_int8.xml``, static).
+        calibration_texts: Your texts (e.g. a sample of your records rendered with the model's
+            template) to calibrate ``model_int8.xml`` on (`ExportSettings.calibration_texts`);
+            ``None``: the export's probe texts.
         overwrite: Replace an existing ``out``.
         label_map: Labels to record when the model has none (a `LabelMap` or list of names).
         evaluation: Evaluation table for the model card: a report folder written by
@@ -229,7 +272,8 @@ def export_model(
         An `ExportResult` (``print`` it for a summary).
 
     Raises:
-        ValueError: For an unknown format or quantisation, or ``out`` being the model's folder.
+        ValueError: For an unknown format or quantisation, calibration texts without a calibrated
+            int8 model, or ``out`` being the model's folder.
         FileExistsError: If ``out`` exists and ``overwrite`` is false.
         FileNotFoundError: If ``model_or_path`` is not a saved model folder.
         ModelExportError: If a part of the model cannot be expressed in the format (names it), or the
@@ -237,7 +281,8 @@ def export_model(
         ImportError: If the format needs an extra that is not installed (names it).
     """
     started = time.perf_counter()
-    settings = ExportSettings(format=format, quantize=quantize, opset=opset, check=check, overwrite=overwrite)
+    settings = ExportSettings(format=format, quantize=quantize, opset=opset, check=check, overwrite=overwrite,
+                              calibration_texts=calibration_texts)  # made a tuple there
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
@@ -250,7 +295,8 @@ def export_model(
     table = _evaluation_table(evaluation)
     with atomic_dir(out, overwrite=overwrite) as tmp:  # files get the umask's modes before the swap
         checks = dict(spec.write(source, tmp, settings))
-        write_card(source, tmp, format=settings.format, evaluation=table, checks=checks)
+        write_card(source, tmp, format=settings.format, evaluation=table, checks=checks,
+                   calibrated_on="your texts" if settings.calibration_texts else "the export's probe texts")
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     dim = source.head.output_size if hasattr(source.head, "output_size") else source.raw_dim
     return ExportResult(path=out, format=settings.format, files=files, dim=int(dim),

@@ -16,7 +16,12 @@ from typing import Any
 from refinery_quaterion.exporters._files import write_json
 from refinery_quaterion.exporters.source import ExportSource
 
-__all__ = ["front_matter", "model_card", "write_card"]
+__all__ = ["CALIBRATION_CHECK", "front_matter", "model_card", "write_card"]
+
+CALIBRATION_CHECK = "int8_calibration_texts"
+"""The check that counts the texts a statically quantised int8 model was calibrated on."""
+_EXPORTED_AS = {"sentence-transformers": "a sentence-transformers model", "onnx": "an ONNX model for ONNX Runtime",
+                "openvino": "an OpenVINO model"}
 
 _HUB_ALIASES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 _BASE_LICENSES = {
@@ -59,12 +64,13 @@ _MODEL_KEYS = (
 
 
 def write_card(source: ExportSource, folder: Path, *, format: str, evaluation: Any = None,
-               checks: Mapping[str, float] | None = None) -> None:
-    """Write ``README.md`` and (when the labels are known) ``label_map.json`` into ``folder``."""
+               checks: Mapping[str, float] | None = None, calibrated_on: str = "the export's probe texts") -> None:
+    """Write ``README.md`` and (when the labels are known) ``label_map.json`` into ``folder`` (see `model_card`)."""
     if source.labels is not None:
         write_json(folder / "label_map.json", {"labels": list(source.labels)})
     files = sorted({p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} | {"README.md"})
-    text = model_card(source, format=format, files=files, evaluation=evaluation, checks=checks)
+    text = model_card(source, format=format, files=files, evaluation=evaluation, checks=checks,
+                      calibrated_on=calibrated_on)
     (folder / "README.md").write_text(text, encoding="utf-8")
 
 
@@ -75,15 +81,17 @@ def hub_base_model(name: str) -> str | None:
 
 
 def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), evaluation: Any = None,
-               checks: Mapping[str, float] | None = None) -> str:
+               checks: Mapping[str, float] | None = None, calibrated_on: str = "the export's probe texts") -> str:
     """The model card as Markdown with a Hub YAML header.
 
     Args:
         source: The exported model.
-        format: ``"sentence-transformers"`` or ``"onnx"``.
+        format: ``"sentence-transformers"``, ``"onnx"`` or ``"openvino"``.
         files: Files of the export folder.
         evaluation: An evaluation table (DataFrame) or ``None``.
-        checks: Check values of the export (e.g. ``min_cosine``).
+        checks: Check values of the export (e.g. ``min_cosine``; `CALIBRATION_CHECK`, the number
+            of texts an int8 model was calibrated on).
+        calibrated_on: What those calibration texts were, in words (``"your texts"``).
 
     Returns:
         The text of ``README.md``.
@@ -95,7 +103,7 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
     lines = [*header, "", "# Fine-tuned text embeddings (refinery-quaterion)", ""]
     lines += [f"Text embeddings fine-tuned on labeled records with "
               f"[refinery-quaterion](https://github.com/code-kern-ai/refinery), exported as "
-              f"{'a sentence-transformers model' if st else 'an ONNX model for ONNX Runtime'}. "
+              f"{_EXPORTED_AS.get(format, f'the {format} format')}. "
               f"Output: {dim}-dimensional unit-length vectors; compare them by cosine similarity "
               "(for unit vectors, the dot product).", ""]
     lines += ["| | |", "|---|---|",
@@ -117,9 +125,7 @@ def model_card(source: ExportSource, *, format: str, files: Sequence[str] = (), 
     if files:
         lines += ["## Files", "", "| file | what it is |", "|---|---|",
                   *[f"| `{name}` | {_file_role(name)} |" for name in files], ""]
-    if checks:
-        lines += ["## Export check", "", "Vectors of probe texts compared with the library's own `encode`: "
-                  + ", ".join(f"{name} {value:.6f}" for name, value in checks.items()) + ".", ""]
+    lines += _check_lines(checks or {}, calibrated_on)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -154,6 +160,19 @@ def front_matter(source: ExportSource, *, format: str) -> list[str]:
         if values:
             lines += [f"{key}:", *[f"- {value}" for value in values]]
     return [*lines, "---"]
+
+
+def _check_lines(checks: Mapping[str, float], calibrated_on: str) -> list[str]:
+    """The "Export check" section: the compared vectors, and what an int8 model was calibrated on."""
+    measured = {name: value for name, value in checks.items() if name != CALIBRATION_CHECK}
+    lines = []
+    if measured:
+        lines += ["Vectors of probe texts compared with the library's own `encode`: "
+                  + ", ".join(f"{name} {value:.6f}" for name, value in measured.items()) + ".", ""]
+    if CALIBRATION_CHECK in checks:
+        count = int(checks[CALIBRATION_CHECK])
+        lines += [f"The int8 model was calibrated on {count} text{'s' if count != 1 else ''} ({calibrated_on}).", ""]
+    return ["## Export check", "", *lines] if lines else []
 
 
 def _file_role(name: str) -> str:

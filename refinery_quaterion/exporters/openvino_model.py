@@ -5,8 +5,10 @@ normalisation, the head (as dense layers) and the final normalisation -- convert
 graph as the ``onnx`` export (inputs ``input_ids`` and ``attention_mask``, int64, dynamic batch
 and sequence axes; output ``sentence_embedding``, float32 unit-length rows), fp32 weights.
 ``quantize="int8"`` adds ``model_int8.xml`` + ``model_int8.bin``: NNCF post-training static
-quantisation (``ModelType.TRANSFORMER``) calibrated on the export's probe texts (a few sentences
-and the labels; the encoder backend ``"openvino-int8"`` calibrates on the user's texts instead).
+quantisation (``ModelType.TRANSFORMER``) calibrated on the settings' ``calibration_texts`` (your
+texts, up to `DEFAULT_CALIBRATION_SIZE` spread evenly over them) or, without them, on the export's
+probe texts (a few sentences and the labels: a less faithful int8 model). The check
+``int8_calibration_texts`` says how many texts it was calibrated on.
 
 ``tokenizer.json`` truncates to the model's ``max_length``; ``serve.py`` (`SERVE_SCRIPT`) embeds
 texts with nothing but ``openvino``, ``tokenizers`` and ``numpy``::
@@ -20,7 +22,9 @@ texts with nothing but ``openvino``, ``tokenizers`` and ``numpy``::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +39,17 @@ from refinery_quaterion.exporters._hf import (
 )
 from refinery_quaterion.exporters.formats import ExportSettings
 from refinery_quaterion.exporters.heads import dense_module, head_layers
+from refinery_quaterion.exporters.model_card import CALIBRATION_CHECK
 from refinery_quaterion.exporters.onnx_serving import PROBE_SAMPLE
 from refinery_quaterion.exporters.source import ExportSource, ModelExportError
 from refinery_quaterion.model.onnx_graph import INPUTS, OUTPUT, EmbeddingGraph, export_graph
-from refinery_quaterion.model.openvino_backend import calibration_inputs, compile_ir, convert_onnx, require_openvino
+from refinery_quaterion.model.openvino_backend import (
+    DEFAULT_CALIBRATION_SIZE,
+    calibration_inputs,
+    compile_ir,
+    convert_onnx,
+    require_openvino,
+)
 from refinery_quaterion.model.runtime import length_sorted_batches, require_onnx
 
 __all__ = ["SERVE_SCRIPT", "write_openvino"]
@@ -100,7 +111,8 @@ def write_openvino(source: ExportSource, folder: Path, settings: ExportSettings)
         settings: Export settings (``check``: compare OpenVINO's vectors with the library's).
 
     Returns:
-        ``{"min_cosine": ...}`` when checked, and ``int8_min_cosine`` (int8 vs fp32) when quantised.
+        ``{"min_cosine": ...}`` when checked, and ``int8_min_cosine`` (int8 vs fp32) when quantised;
+        ``int8_calibration_texts`` (texts the int8 model was calibrated on) whenever quantised.
 
     Raises:
         ImportError: If openvino, nncf (for int8) or onnx is missing (names the extra).
@@ -121,17 +133,27 @@ def write_openvino(source: ExportSource, folder: Path, settings: ExportSettings)
                  opset=settings.opset)
     files = ["model.xml"]
     convert_onnx(onnx_path, folder / "model.xml")
+    calibrated = 0
     if settings.quantize == "int8":
-        tokenizer.no_padding()
-        calibration = calibration_inputs([e.ids for e in tokenizer.encode_batch(probe_texts(source))], 300)
-        convert_onnx(onnx_path, folder / "model_int8.xml", calibration=calibration)
+        calibrated = _write_int8(source, onnx_path, folder / "model_int8.xml", tokenizer, settings.calibration_texts)
         files.append("model_int8.xml")
     onnx_path.unlink()
     (folder / "serve.py").write_text(SERVE_SCRIPT, encoding="utf-8")
     dim = layers[-1].out_features if layers else source.raw_dim
     write_json(folder / "refinery_export.json", export_config(
         source, "openvino", dim, models=files, inputs=list(INPUTS), output=OUTPUT, opset=settings.opset))
-    return _check(source, folder, files) if settings.check else {}
+    checks = _check(source, folder, files) if settings.check else {}
+    return {**checks, CALIBRATION_CHECK: calibrated} if calibrated else checks
+
+
+def _write_int8(source: ExportSource, onnx_path: Path, target: Path, tokenizer: Any,
+                texts: Sequence[str] | None) -> int:
+    """Write the int8 model, calibrated on ``texts`` (else the probe texts); return how many texts calibrated it."""
+    tokenizer.no_padding()
+    ids = [e.ids for e in tokenizer.encode_batch(list(texts) if texts else probe_texts(source))]
+    calibration = calibration_inputs(ids, DEFAULT_CALIBRATION_SIZE)
+    convert_onnx(onnx_path, target, calibration=calibration)
+    return len(calibration)
 
 
 def _check(source: ExportSource, folder: Path, files: list[str]) -> dict[str, float]:

@@ -33,9 +33,10 @@ extra (onnx, onnxruntime), the OpenVINO ones ``refinery-quaterion[openvino]`` (o
 imported only when a backend is first used.
 
 A backend's identity (`EncoderBackend.key`: name, quantisation, opset, the versions of
-onnxruntime, or of openvino and nncf, the calibration size) enters the encoder's fingerprint,
-so the `refinery_quaterion.model.cache.EmbeddingCache` never mixes vectors of different backends;
-the torch backend adds nothing, so caches written before backends existed stay valid.
+onnxruntime, or of openvino and nncf, the encoder's ``calibration_size`` for ``"openvino-int8"``)
+enters the encoder's fingerprint, so the `refinery_quaterion.model.cache.EmbeddingCache` never
+mixes vectors of different backends; the torch backend adds nothing, so caches written before
+backends existed stay valid.
 
 Adding a backend is one builder plus its registration; the builder gets the encoder and
 returns a `BatchRunner`::
@@ -53,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import operator
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from refinery_quaterion.errors import Fix, SettingError
-from refinery_quaterion.model.openvino_backend import IR_FILE, OPENVINO_EXTRA, calibration_size, openvino_available
+from refinery_quaterion.model.openvino_backend import IR_FILE, OPENVINO_EXTRA, openvino_available
 from refinery_quaterion.model.runtime import ONNX_EXTRA, ONNX_OPSET, length_sorted_batches, require_onnx
 from refinery_quaterion.registry import Registry
 
@@ -100,6 +102,7 @@ class BackendEncoder(Protocol):
     normalize: bool
     embedding_cache: Any
     backend: str
+    calibration_size: int
     device: Any
 
     def backend_runner(self) -> BatchRunner:
@@ -122,11 +125,18 @@ class BackendEncoder(Protocol):
 BatchRunner = Callable[[np.ndarray, np.ndarray], Any]
 """``run(input_ids, attention_mask) -> vectors``: one padded batch (int64 arrays of shape
 ``(batch, tokens)``) to its pooled vectors, ``(batch, dim)``, as a float torch tensor or a
-float32 numpy array."""
+float32 numpy array. A runner may also have ``run_all(batches)``: the vectors of an iterable of
+``(input_ids, attention_mask)`` batches, in order; `embed_sorted` then hands it all the batches of
+a call at once (the OpenVINO runners run several of them in parallel streams)."""
 
 AUTO_BACKEND = "auto"
-"""Not a backend but a choice: ``"onnx"`` for a frozen encoder on a machine without a CUDA GPU when
-ONNX Runtime is installed, else ``"torch"`` (see `resolve_backend`)."""
+"""Not a backend but a choice: for a frozen encoder on a machine without a CUDA GPU ``"openvino"``
+where OpenVINO is installed, else ``"onnx"`` where ONNX Runtime is; otherwise ``"torch"`` (see
+`resolve_backend`). Always a backend whose vectors are the torch vectors, never an int8 one."""
+
+OPENVINO_BATCH = 16
+"""Texts per batch of the OpenVINO backends (at most): on 2 cores, 1,000 AG News texts ran 17 % faster
+in fp32 at 16 than at 64 (8: about the same), and int8 the same at 8 to 64 (``bench_export.py`` (e))."""
 
 DEFAULT_BACKEND = AUTO_BACKEND
 """What a `TransformerEncoder` and `refinery_quaterion.model.config.ModelConfig` use by default."""
@@ -155,9 +165,13 @@ class EncoderBackend:
         packages: Distributions whose versions enter the fingerprint (their numerics decide
             the vectors), e.g. ``("onnxruntime",)``.
         settings: Further settings that decide the vectors, e.g. ``{"opset": 17}``; a callable
-            value is called when the key is read (a setting the user may change).
+            value is a setting of the encoder: ``value(encoder)`` when the key is read.
         extra: The ``refinery-quaterion[...]`` extra it needs, if any.
         example: A usage example for the docs (``ModelConfig(encoder_backend="onnx")``).
+        max_batch_size: Texts per batch this backend runs at most, whatever batch size is asked
+            for (`embed_sorted`); ``None``: as asked. Chosen by measurement: the OpenVINO
+            backends run their streams fastest on small batches (``benchmarks/bench_export.py``,
+            part (e)).
     """
 
     name: str
@@ -170,15 +184,16 @@ class EncoderBackend:
     settings: tuple[tuple[str, Any], ...] = ()
     extra: str | None = None
     example: str = ""
+    max_batch_size: int | None = None
 
-    def key(self) -> dict[str, Any]:
-        """What besides the encoder's weights and settings decides this backend's vectors.
+    def key(self, encoder: BackendEncoder) -> dict[str, Any]:
+        """What besides the encoder's weights and settings decides this backend's vectors on ``encoder``.
 
         Empty for the reference backend; else name, quantisation, settings and package versions.
         """
         if self.reference:
             return {}
-        settings = {name: value() if callable(value) else value for name, value in self.settings}
+        settings = {name: value(encoder) if callable(value) else value for name, value in self.settings}
         return {"backend": self.name, "quantization": self.quantization, **settings,
                 "versions": {package: _version(package) for package in self.packages}}
 
@@ -195,10 +210,11 @@ def _make_backend(
     packages: Sequence[str] = (),
     settings: dict[str, Any] | None = None,
     extra: str | None = None,
+    max_batch_size: int | None = None,
 ) -> EncoderBackend:
     """An `EncoderBackend` from a registration (the ``make_entry`` of `BACKENDS`)."""
     return EncoderBackend(name, build, description, quantization, trainable, reference, tuple(packages),
-                          tuple(sorted((settings or {}).items())), extra, example)
+                          tuple(sorted((settings or {}).items())), extra, example, max_batch_size)
 
 
 def _needs(backend: EncoderBackend) -> str:
@@ -222,6 +238,7 @@ def register_backend(
     packages: Sequence[str] = (),
     settings: dict[str, Any] | None = None,
     extra: str | None = None,
+    max_batch_size: int | None = None,
 ) -> Callable[[Callable[[BackendEncoder], BatchRunner]], Callable[[BackendEncoder], BatchRunner]]:
     """Decorator: register a backend builder under ``name`` (arguments as in `EncoderBackend`).
 
@@ -229,7 +246,7 @@ def register_backend(
         ValueError: If ``name`` is already registered.
     """
     return BACKENDS.register(name, description, quantization=quantization, trainable=trainable, reference=reference,
-                             packages=packages, settings=settings, extra=extra)
+                             packages=packages, settings=settings, extra=extra, max_batch_size=max_batch_size)
 
 
 def check_backend(name: Any, *, trainable: bool = False) -> str:
@@ -292,7 +309,8 @@ def embed_sorted(encoder: BackendEncoder, texts: Sequence[str], *, batch_size: i
     """Vectors of ``texts`` by the encoder's backend, in input order, as a float tensor.
 
     The texts are tokenized (truncated to the encoder's ``max_length``, not padded) and run in
-    `length_sorted_batches`; ``bar`` (a tqdm bar) is advanced by each batch.
+    `length_sorted_batches` of ``batch_size`` texts (at most the backend's ``max_batch_size``);
+    ``bar`` (a tqdm bar) is advanced by each batch.
     """
     import torch
 
@@ -302,9 +320,13 @@ def embed_sorted(encoder: BackendEncoder, texts: Sequence[str], *, batch_size: i
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with _calibrating_on(token_ids):  # a backend built now (int8 calibration) sees what it will encode
         run = encoder.backend_runner()
+    batch_size = min(batch_size, BACKENDS[encoder.backend].max_batch_size or batch_size)
+    batches = list(length_sorted_batches(token_ids, batch_size, pad_id))
+    run_all = getattr(run, "run_all", None)  # a runner may run several batches at once (OpenVINO streams)
+    outputs = run_all((ids, mask) for _, ids, mask in batches) if run_all else (run(i, m) for _, i, m in batches)
     pieces, order = [], []
-    for rows, ids, mask in length_sorted_batches(token_ids, batch_size, pad_id):
-        pieces.append(torch.as_tensor(run(ids, mask)))
+    for (rows, _, _), vectors in zip(batches, outputs, strict=True):
+        pieces.append(torch.as_tensor(vectors))
         order.append(rows)
         if bar is not None:
             bar.update(len(rows))
@@ -363,7 +385,8 @@ def _torch_backend(encoder: BackendEncoder) -> BatchRunner:
     return run
 
 
-@register_backend("onnx", description="ONNX Runtime, fp32: the torch vectors, faster on CPU (what 'auto' picks)",
+@register_backend("onnx", description="ONNX Runtime, fp32: the torch vectors, faster on CPU "
+                  "(what 'auto' picks without OpenVINO)",
                   packages=("onnxruntime",), settings={"opset": ONNX_OPSET}, extra=ONNX_EXTRA)
 def _onnx_backend(encoder: BackendEncoder) -> BatchRunner:
     return _onnx_runner(encoder, quantize=None)
@@ -377,14 +400,15 @@ def _onnx_int8_backend(encoder: BackendEncoder) -> BatchRunner:
 
 @register_backend("openvino", description="OpenVINO, fp32: the torch vectors, fastest exact backend on Intel CPUs "
                   "(what 'auto' picks where OpenVINO is installed)", packages=("openvino",),
-                  settings={"opset": ONNX_OPSET}, extra=OPENVINO_EXTRA)
+                  settings={"opset": ONNX_OPSET}, extra=OPENVINO_EXTRA, max_batch_size=OPENVINO_BATCH)
 def _openvino_backend(encoder: BackendEncoder) -> BatchRunner:
     return _openvino_runner(encoder, quantize=None)
 
 
 @register_backend("openvino-int8", description="OpenVINO, int8 by NNCF static quantisation calibrated on your "
                   "texts: fastest on CPU, close vectors", quantization="int8", packages=("openvino", "nncf"),
-                  settings={"opset": ONNX_OPSET, "calibration_size": calibration_size}, extra=OPENVINO_EXTRA)
+                  settings={"opset": ONNX_OPSET, "calibration_size": operator.attrgetter("calibration_size")},
+                  extra=OPENVINO_EXTRA, max_batch_size=OPENVINO_BATCH)
 def _openvino_int8_backend(encoder: BackendEncoder) -> BatchRunner:
     return _openvino_runner(encoder, quantize="int8")
 
@@ -424,7 +448,8 @@ def _onnx_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunne
 def _openvino_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchRunner:
     """Load (building it first if needed) the encoder's OpenVINO IR; return a runner over one compiled model.
 
-    The int8 model is calibrated on the texts being encoded (or given to `calibrate`).
+    The int8 model is calibrated on up to ``encoder.calibration_size`` of the texts being encoded
+    (or given to `calibrate`).
     """
     from refinery_quaterion.model.openvino_backend import calibration_inputs, compile_ir, convert_onnx, require_openvino
 
@@ -437,7 +462,7 @@ def _openvino_runner(encoder: BackendEncoder, *, quantize: str | None) -> BatchR
             return compile_ir(path)
     calibration = None
     if quantize == "int8":
-        calibration = calibration_inputs(_CALIBRATION.get() or _trace_text_ids(encoder), calibration_size())
+        calibration = calibration_inputs(_CALIBRATION.get() or _trace_text_ids(encoder), encoder.calibration_size)
     _build_graph(encoder, folder, convert=lambda onnx_path, tmp: convert_onnx(onnx_path, tmp / IR_FILE,
                                                                               calibration=calibration))
     return compile_ir(path)
@@ -468,5 +493,5 @@ def _build_graph(encoder: BackendEncoder, folder: Path, *, convert: Callable[[Pa
             convert(fp32, tmp)
             fp32.unlink()
         info = {"fingerprint": folder.name, "backend": encoder.backend, "encoder": encoder.describe(),
-                "key": BACKENDS[encoder.backend].key()}
+                "key": BACKENDS[encoder.backend].key(encoder)}
         (tmp / "backend.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -24,6 +24,7 @@ from refinery_quaterion.data.text import TextSpec, TextTemplate
 from refinery_quaterion.errors import Fix, SettingError
 from refinery_quaterion.model.backends import DEFAULT_BACKEND, check_backend
 from refinery_quaterion.model.components import HEADS, LOSSES, OPTIMIZERS
+from refinery_quaterion.model.openvino_backend import DEFAULT_CALIBRATION_SIZE
 from refinery_quaterion.model.pretrained import MINILM_ALIAS
 
 __all__ = [
@@ -91,6 +92,14 @@ def check_pooling(pooling: Any) -> str:
     return pooling
 
 
+def check_calibration_size(calibration_size: Any) -> int:
+    """Return ``calibration_size`` if it is a positive integer, else raise a `SettingError` naming it."""
+    if not is_int(calibration_size) or calibration_size < 1:
+        raise SettingError("{calibration_size}: the int8 calibration size must be a positive integer (texts to "
+                           "calibrate on)", settings={"calibration_size": calibration_size})
+    return calibration_size
+
+
 def check_max_length(max_length: Any) -> int:
     """Return ``max_length`` if it is an integer from 2 to `MAX_LENGTH_CAP`, else raise a ``ValueError`` naming it."""
     if not is_int(max_length) or not 2 <= max_length <= MAX_LENGTH_CAP:
@@ -116,13 +125,18 @@ class ModelConfig(StageConfig):
         normalize: L2-normalise the pooled encoder output.
         trainable_encoder: Fine-tune the transformer too (slow on CPU; no caches).
         encoder_backend: What runs the frozen encoder pass (training's cache pass,
-            evaluation and ``encode``): ``"auto"`` (default: ``"onnx"`` for a frozen encoder
-            on a machine without a CUDA GPU, else ``"torch"``) or a name of
-            `refinery_quaterion.model.backends.BACKENDS` -- ``"torch"``, ``"onnx"`` (ONNX Runtime,
-            the same vectors, faster) or ``"onnx-int8"`` (int8 weights, fastest, close
-            vectors); only ``"torch"`` or ``"auto"`` with ``trainable_encoder``. The same
+            evaluation and ``encode``): ``"auto"`` (default: for a frozen encoder on a machine
+            without a CUDA GPU ``"openvino"`` where OpenVINO is installed, else ``"onnx"``;
+            otherwise ``"torch"``) or a name of `refinery_quaterion.model.backends.BACKENDS` --
+            ``"torch"``, ``"onnx"`` / ``"openvino"`` (the same vectors, faster) or ``"onnx-int8"``
+            / ``"openvino-int8"`` (int8, fastest, close vectors); only ``"torch"`` or ``"auto"``
+            with ``trainable_encoder``. The same
             setting is ``backend`` on `refinery_quaterion.model.encoder.TransformerEncoder` (the
             encoder has one backend, so it needs no prefix) and ``--backend`` on the command line.
+        calibration_size: Texts the ``"openvino-int8"`` backend calibrates its int8 model on
+            (`DEFAULT_CALIBRATION_SIZE`, spread evenly over the first texts it encodes: in
+            training, the training records); part of that backend's fingerprint, so another
+            size builds another int8 model. ``--calibration-size`` on the command line.
         head: A name of `refinery_quaterion.model.components.HEADS`.
         head_options: Options of the head (declared, with defaults, in the registry); kept
             as those that differ from the defaults, so equal settings compare equal.
@@ -165,6 +179,7 @@ class ModelConfig(StageConfig):
     normalize: bool = True
     trainable_encoder: bool = False
     encoder_backend: str = DEFAULT_BACKEND
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE
     head: str = HEADS.default
     head_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     loss: str = LOSSES.default
@@ -197,6 +212,7 @@ class ModelConfig(StageConfig):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_backend(self.encoder_backend, trainable=self.trainable_encoder)
+        check_calibration_size(self.calibration_size)
         put("head_options", HEADS.lookup(self.head).overrides(self.head_options))
         put("loss_options", LOSSES.lookup(self.loss).overrides(self.loss_options))
         OPTIMIZERS.lookup(self.optimizer)

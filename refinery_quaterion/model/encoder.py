@@ -5,8 +5,7 @@
   disk `refinery_quaterion.model.cache.EmbeddingCache` for its frozen output.
 * Pretrained models are found and loaded by `refinery_quaterion.model.pretrained` (``"minilm"`` is
   the bundled all-MiniLM-L6-v2; nothing is downloaded unless allowed).
-* The frozen pass runs on a backend of `refinery_quaterion.model.backends`: ``"torch"``,
-  ``"onnx"`` or ``"onnx-int8"`` (ONNX Runtime).
+* The frozen pass runs on a backend of `refinery_quaterion.model.backends` (torch, ONNX Runtime, OpenVINO).
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ from refinery_quaterion.model.backends import (
     resolve_backend,
 )
 from refinery_quaterion.model.cache import EmbeddingCache
-from refinery_quaterion.model.config import check_max_length, check_pooling
+from refinery_quaterion.model.config import check_calibration_size, check_max_length, check_pooling
+from refinery_quaterion.model.openvino_backend import DEFAULT_CALIBRATION_SIZE
 from refinery_quaterion.model.pretrained import MINILM_ALIAS, load_pretrained, quiet_transformers
 from refinery_quaterion.model.runtime import pool_tokens, torch_threads
 
@@ -107,7 +107,7 @@ class TransformerEncoder(Encoder):
     When the encoder is frozen (``trainable=False``) the transformer always stays in eval mode
     (Lightning calls ``.train()`` on every module), gradients are off, an optional disk
     `EmbeddingCache` serves texts it has seen before, and the pass may run on a faster
-    backend (``backend="onnx"`` or ``"onnx-int8"``, see `refinery_quaterion.model.backends`).
+    backend (see `refinery_quaterion.model.backends`).
 
     Args:
         transformer: A loaded ``transformers`` encoder model (``AutoModel``).
@@ -125,10 +125,11 @@ class TransformerEncoder(Encoder):
         embedding_cache: Disk cache of the frozen output, or a folder for one; ignored while
             trainable.
         source: Name the model was loaded from (recorded in the saved settings).
-        backend: What runs the frozen transformer pass: ``"auto"`` (default: ``"onnx"`` for a
-            frozen encoder on a machine without a CUDA GPU, else ``"torch"``) or a name of
-            `refinery_quaterion.model.backends.BACKENDS`: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``
-            (the ONNX ones for frozen encoders only).
+        backend: What runs the frozen transformer pass: ``"auto"`` (default, see
+            `refinery_quaterion.model.backends.resolve_backend`) or a name of
+            `refinery_quaterion.model.backends.BACKENDS` (all but ``"torch"`` for frozen encoders only).
+        calibration_size: Texts the ``"openvino-int8"`` backend calibrates its int8 model on
+            (`refinery_quaterion.model.config.ModelConfig.calibration_size`).
 
     Attributes:
         transformer: The Hugging Face model (``AutoModel``); its ``last_hidden_state`` is pooled.
@@ -137,29 +138,18 @@ class TransformerEncoder(Encoder):
         template_explicit: Whether the template was given (``False``: ``"{text}"`` stands in
             and ``fit`` may adopt the dataset's).
         embedding_cache: The disk `EmbeddingCache`, or ``None`` (also readable as ``cache``).
-        pooling, max_length, normalize, batch_size, source, backend: As the arguments
-            (``max_length`` capped; ``backend`` may be set).
+        pooling, max_length, normalize, batch_size, source, backend, calibration_size: As the
+            arguments (``max_length`` capped; ``backend`` and ``calibration_size`` may be set).
 
     Raises:
-        ValueError: If ``pooling``, ``max_length``, ``batch_size`` or ``backend`` is invalid, or
-            ``backend`` cannot run a trainable encoder.
+        ValueError: If ``pooling``, ``max_length``, ``batch_size``, ``backend`` or
+            ``calibration_size`` is invalid, or ``backend`` cannot run a trainable encoder.
     """
 
-    def __init__(
-        self,
-        transformer: Any,
-        tokenizer: Any,
-        *,
-        template: TextSpec | None = None,
-        pooling: str = "mean",
-        max_length: int = 128,
-        trainable: bool = False,
-        normalize: bool = True,
-        batch_size: int = 64,
-        embedding_cache: EmbeddingCache | str | os.PathLike | None = None,
-        source: str | None = None,
-        backend: str = DEFAULT_BACKEND,
-    ):
+    def __init__(self, transformer: Any, tokenizer: Any, *, template: TextSpec | None = None, pooling: str = "mean",
+                 max_length: int = 128, trainable: bool = False, normalize: bool = True, batch_size: int = 64,
+                 embedding_cache: EmbeddingCache | str | os.PathLike | None = None, source: str | None = None,
+                 backend: str = DEFAULT_BACKEND, calibration_size: int = DEFAULT_CALIBRATION_SIZE):
         super().__init__()
         check_pooling(pooling)
         check_max_length(max_length)
@@ -181,8 +171,9 @@ class TransformerEncoder(Encoder):
         self.source = source or getattr(transformer.config, "_name_or_path", None) or ""
         self._trainable = bool(trainable)
         self._fingerprint: str | None = None
-        self.backend = backend  # resolves "auto" (the setter)
         self._runners: dict[str, BatchRunner] = {}
+        self.calibration_size = calibration_size  # validates (the setter)
+        self.backend = backend  # resolves "auto" (the setter)
         if not self._trainable:
             self.freeze()
 
@@ -207,6 +198,17 @@ class TransformerEncoder(Encoder):
         self._requested_backend = name
         self._fingerprint = None
 
+    @property
+    def calibration_size(self) -> int:
+        """Texts the ``"openvino-int8"`` backend calibrates on; in its fingerprint (setting it drops built runners)."""
+        return self._calibration_size
+
+    @calibration_size.setter
+    def calibration_size(self, size: int) -> None:
+        self._calibration_size = check_calibration_size(size)
+        self._fingerprint = None
+        self._runners.clear()
+
     @contextlib.contextmanager
     def using_backend(self, name: str) -> Iterator[TransformerEncoder]:
         """Run with backend ``name`` inside the ``with`` block, then restore the previous one."""
@@ -218,13 +220,8 @@ class TransformerEncoder(Encoder):
             self.backend = previous
 
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained: str | os.PathLike = MINILM_ALIAS,
-        *,
-        allow_download: bool = False,
-        **settings: Any,
-    ) -> TransformerEncoder:
+    def from_pretrained(cls, pretrained: str | os.PathLike = MINILM_ALIAS, *, allow_download: bool = False,
+                        **settings: Any) -> TransformerEncoder:
         """Load a Hugging Face model by id or folder (``"minilm"``: the bundled all-MiniLM-L6-v2).
 
         Args:
@@ -407,10 +404,10 @@ class TransformerEncoder(Encoder):
         """Identity of the encoder's output, the key of its `EmbeddingCache` entries.
 
         A SHA-1 over the weights (except an unused pooler layer), the tokenizer, the model type,
-        pooling, ``max_length``, ``normalize`` and the backend's identity (nothing for
-        ``"torch"``; name, quantisation, opset and onnxruntime version for the ONNX backends)
-        -- not over the path, so a saved copy of the same frozen weights shares the cache of
-        the model it was loaded from. Cached while frozen.
+        pooling, ``max_length``, ``normalize`` and the backend's identity (nothing for ``"torch"``,
+        see `refinery_quaterion.model.backends.EncoderBackend.key`) -- not over the path, so a saved
+        copy of the same frozen weights shares the cache of the model it was loaded from. Cached
+        while frozen.
         """
         if self._fingerprint is not None and not self._trainable:
             return self._fingerprint
@@ -418,7 +415,7 @@ class TransformerEncoder(Encoder):
         model_type = getattr(self.transformer.config, "model_type", type(self.transformer).__name__)
         settings = {"model_type": model_type, "pooling": self.pooling, "max_length": self.max_length,
                     "normalize": self.normalize}
-        backend = BACKENDS[self._backend].key()
+        backend = BACKENDS[self._backend].key(self)
         if backend:  # the torch backend adds nothing: caches written before backends existed stay valid
             settings["backend"] = backend
         digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -465,6 +462,7 @@ class TransformerEncoder(Encoder):
             "trainable": self._trainable,
             "batch_size": self.batch_size,
             "backend": self._requested_backend,
+            "calibration_size": self._calibration_size,
         }
         out = Path(output_path)
         out.mkdir(parents=True, exist_ok=True)
@@ -488,7 +486,8 @@ class TransformerEncoder(Encoder):
         return cls(transformer, tokenizer, template=template, pooling=settings["pooling"],
                    max_length=settings["max_length"], normalize=settings.get("normalize", True),
                    trainable=settings.get("trainable", False), batch_size=settings.get("batch_size", 64),
-                   source=settings.get("source"), backend=settings.get("backend", "torch"))  # before backends: torch
+                   source=settings.get("source"), backend=settings.get("backend", "torch"),  # before backends: torch
+                   calibration_size=settings.get("calibration_size", DEFAULT_CALIBRATION_SIZE))
 
     def extra_repr(self) -> str:
         """Settings shown in ``repr(encoder)``."""

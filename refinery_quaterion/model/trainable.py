@@ -215,6 +215,7 @@ class DistilBertSimilarityModel(EncodeMixin, TrainableModel):
             c.pretrained, allow_download=self.allow_download, template=c.template, pooling=c.pooling,
             max_length=c.max_length, trainable=c.trainable_encoder, normalize=c.normalize,
             batch_size=c.encoder_batch_size, embedding_cache=self.embedding_cache, backend=c.encoder_backend,
+            calibration_size=c.calibration_size,
         )
 
     def configure_caches(self) -> CacheConfig | None:

@@ -1,6 +1,6 @@
 """Stage 7, scale: encode and index big corpora on Ray (a local Ray, or a cluster).
 
-* `refinery_quaterion.scale.ray_index`: `index_with_ray` (records -> ONNX encoder actors ->
+* `refinery_quaterion.scale.ray_index`: `index_with_ray` (records -> ONNX or OpenVINO encoder actors ->
   a Qdrant server, or Parquet shards of ``(id, vector, payload)``), `RayIndexResult`;
 * `refinery_quaterion.scale.config`: `RayIndexConfig`, its settings;
 * `refinery_quaterion.scale.session`: importing Ray, joining or starting it, reading record files;

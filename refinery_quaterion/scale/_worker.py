@@ -1,9 +1,10 @@
-"""What runs in the Ray workers: `EncoderActor` embeds batches of records with ONNX Runtime.
+"""What runs in the Ray workers: `EncoderActor` embeds batches of records with ONNX Runtime or OpenVINO.
 
-Imports no torch and no quaterion: an actor needs numpy, pandas, pyarrow, onnxruntime,
-tokenizers (and qdrant-client when it uploads to a server). The driver ships the export's
-model file and ``tokenizer.json`` as bytes; each actor writes them to its own temporary folder
-and loads them once.
+Imports no torch and no quaterion: an actor needs numpy, pandas, pyarrow, tokenizers,
+onnxruntime or openvino (and qdrant-client when it uploads to a server). The driver ships the
+export's model files and ``tokenizer.json`` as bytes; each actor writes them to its own
+temporary folder and loads them once (`OnnxEmbedder` or
+`refinery_quaterion.exporters.openvino_serving.OpenVinoEmbedder`).
 
 A batch becomes points exactly as `refinery_quaterion.search.SimilarityIndex` makes them
 (`refinery_quaterion.search.points.records_to_points`): same ids, same payloads. The actor
@@ -28,7 +29,7 @@ from refinery_quaterion.data.text import TextTemplate
 from refinery_quaterion.exporters.onnx_serving import OnnxEmbedder
 from refinery_quaterion.search.points import PointId, records_to_points
 
-__all__ = ["EncoderActor", "QdrantTarget", "shard_table", "upload_batch"]
+__all__ = ["EncoderActor", "QdrantTarget", "embedder", "shard_table", "upload_batch"]
 
 
 FAULT_ENV = "REFINERY_QUATERION_RAY_FAULT"
@@ -50,27 +51,30 @@ class EncoderActor:
     """A Ray Data actor (``map_batches``): records -> points, uploaded or returned as a shard table.
 
     Args:
-        model_files: The model file and ``tokenizer.json`` by name (bytes), or a Ray object
+        model_files: The model's files and ``tokenizer.json`` by name (bytes), or a Ray object
             reference to that mapping.
-        model_file: Which file is the model: ``"model.onnx"`` or ``"model_int8.onnx"``.
+        model_file: Which file is the model: ``"model.onnx"`` or ``"model_int8.onnx"`` (ONNX),
+            ``"model.xml"`` or ``"model_int8.xml"`` (OpenVINO).
+        runtime: ``"onnx"`` or ``"openvino"``.
         template: Renders a record as the text to embed (the model's template).
         label_field: Record field holding the label.
         id_field: Record field holding the record id, or ``None``.
-        threads: ONNX Runtime threads.
-        encode_batch_size: Texts per ONNX Runtime call.
+        threads: The runtime's inference threads.
+        encode_batch_size: Texts per runtime call.
         target: Upload to this Qdrant collection; ``None`` returns shard tables instead.
     """
 
-    def __init__(self, model_files: Any, model_file: str, template: TextTemplate, *, label_field: str,
-                 id_field: str | None, threads: int, encode_batch_size: int, target: QdrantTarget | None) -> None:
+    def __init__(self, model_files: Any, model_file: str, template: TextTemplate, *, runtime: str,
+                 label_field: str, id_field: str | None, threads: int, encode_batch_size: int,
+                 target: QdrantTarget | None) -> None:
         if not isinstance(model_files, Mapping):
             import ray
 
             model_files = ray.get(model_files)
-        self.folder = Path(tempfile.mkdtemp(prefix="refinery-quaterion-onnx-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"refinery-quaterion-{runtime}-"))
         for name, data in model_files.items():
             (self.folder / name).write_bytes(data)
-        self.encoder = OnnxEmbedder(self.folder, model_file, threads=threads)
+        self.encoder = embedder(self.folder, model_file, runtime=runtime, threads=threads)
         self.template = template
         self.label_field, self.id_field = label_field, id_field
         self.encode_batch_size = encode_batch_size
@@ -93,6 +97,15 @@ class EncoderActor:
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
+
+
+def embedder(folder: Path, model_file: str, *, runtime: str, threads: int | None) -> Any:
+    """The embedder of ``runtime`` over an export folder: `OnnxEmbedder` or ``OpenVinoEmbedder``."""
+    if runtime == "openvino":
+        from refinery_quaterion.exporters.openvino_serving import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(folder, model_file, threads=threads)
+    return OnnxEmbedder(folder, model_file, threads=threads)
 
 
 def shard_table(ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> Any:

@@ -10,7 +10,10 @@ SCALE_EXTRA = "refinery-quaterion[scale]"
 """The extra that installs Ray (``ray[data]``) and pyarrow."""
 
 QUANTIZATIONS = (None, "int8")
-"""What ``quantize`` takes: ``None`` runs ``model.onnx`` (fp32), ``"int8"`` runs ``model_int8.onnx``."""
+"""What ``quantize`` takes: ``None`` runs the fp32 model, ``"int8"`` the int8 one."""
+RUNTIMES = ("onnx", "openvino")
+"""What ``runtime`` takes: the export the actors run (``model.onnx`` / ``model_int8.onnx`` with ONNX Runtime,
+``model.xml`` / ``model_int8.xml`` with OpenVINO)."""
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,18 @@ class RayIndexConfig:
             ``None`` starts a local Ray on this machine (or uses the one this process already
             started with ``ray.init``).
         num_cpus: CPUs of the local Ray started when ``address`` is ``None``.
-        workers: Encoder actors (each loads the ONNX model once and encodes its batches).
-        cpus_per_worker: CPUs Ray reserves per actor; also ONNX Runtime's threads per actor.
+        workers: Encoder actors (each loads the exported model once and encodes its batches).
+        cpus_per_worker: CPUs Ray reserves per actor; also the runtime's threads per actor.
         batch_size: Records per batch handed to an actor (and uploaded in one request).
-        encode_batch_size: Texts per ONNX Runtime call inside a batch.
-        quantize: ``None`` (fp32, the library's own vectors) or ``"int8"`` (dynamically
-            quantised weights: about 2x faster on CPUs, cosine to fp32 about 0.99).
+        encode_batch_size: Texts per runtime call inside a batch.
+        quantize: ``None`` (fp32, the library's own vectors) or ``"int8"``: with ONNX Runtime
+            dynamically quantised weights (about 2x faster on CPUs, cosine to fp32 about 0.99);
+            with OpenVINO static int8 calibrated on up to
+            `refinery_quaterion.model.openvino_backend.DEFAULT_CALIBRATION_SIZE` of your records.
+        runtime: ``"onnx"`` (the model's ONNX export run by ONNX Runtime; needs the
+            ``refinery-quaterion[onnx]`` extra on the workers) or ``"openvino"`` (its OpenVINO
+            export; faster on Intel CPUs; needs ``refinery-quaterion[openvino]`` on the driver
+            and the workers).
         collection: Qdrant collection name (server output).
         label_field: Record field holding the label (payload key, as in `SimilarityIndex`).
         id_field: Record field holding the record id, or ``None`` for ids derived from the text
@@ -50,6 +59,7 @@ class RayIndexConfig:
     batch_size: int = 256
     encode_batch_size: int = 64
     quantize: str | None = None
+    runtime: str = "onnx"
     collection: str = "refinery"
     label_field: str = "label"
     id_field: str | None = None
@@ -68,6 +78,8 @@ class RayIndexConfig:
             _check_int(name, getattr(self, name), minimum=0)
         if self.quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be None or 'int8', got {self.quantize!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(map(repr, RUNTIMES))}, got {self.runtime!r}")
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
             raise ValueError(f"address must be a Ray address such as 'auto' or 'host:6379', or None, "
                              f"got {self.address!r}")

@@ -1,18 +1,17 @@
 """`index_with_ray`: encode a corpus with a trained model on Ray and index it (Qdrant server or Parquet shards).
 
-The driver exports the model to ONNX once (`refinery_quaterion.exporters.export_model`) and
-ships the model file and tokenizer to encoder actors (`refinery_quaterion.scale._worker`),
-which run no torch. Ray Data reads the records, the actors embed them batch by batch and either
-upload their own batches to a Qdrant server, or hand them to Ray Data, which writes Parquet shards
-of ``(id, vector, payload)``.
+Ray Data reads the records; the driver checks their columns, exports the model once to ONNX or
+OpenVINO IR (`refinery_quaterion.scale._export`; OpenVINO's int8 model calibrated on the first
+records) and ships the model files and tokenizer to encoder actors
+(`refinery_quaterion.scale._worker`), which run no torch. The actors embed the records batch by
+batch and either upload their own batches to a Qdrant server, or hand them to Ray Data, which
+writes Parquet shards of ``(id, vector, payload)``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from refinery_quaterion._io import atomic_dir
 from refinery_quaterion.data.text import TextTemplate
+from refinery_quaterion.scale._export import ExportedModel, calibration_sample, export_for_workers, model_template
 from refinery_quaterion.scale._worker import EncoderActor, QdrantTarget
 from refinery_quaterion.scale.config import RayIndexConfig
 from refinery_quaterion.scale.qdrant import check_server, open_server_index
@@ -41,15 +41,8 @@ _REMOTE_ERROR = re.compile(r"^\s*(ValueError|TypeError): (.+)$", re.MULTILINE)
 """A refusal in a remote traceback's text, e.g. ``ValueError: record 5 renders to an empty text ...``."""
 
 
-@dataclass(frozen=True)
-class ExportedModel:
-    """What the actors need of the model, exported once by the driver."""
-
-    files: dict[str, bytes]
-    model_file: str
-    template: TextTemplate
-    dim: int
-    fingerprint: str | None
+RUNTIME_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO"}
+"""How `RayIndexResult` names a runtime."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +57,8 @@ class RayIndexResult:
         files: Parquet shards in the folder (names, sorted); empty for a server.
         quantize: ``None`` (fp32) or ``"int8"``.
         workers: Encoder actors.
+        runtime: ``"onnx"`` or ``"openvino"``.
+        calibration_texts: Records OpenVINO's int8 model was calibrated on (0: not calibrated).
     """
 
     points: int
@@ -73,6 +68,8 @@ class RayIndexResult:
     files: list[str] = field(default_factory=list)
     quantize: str | None = None
     workers: int = 1
+    runtime: str = "onnx"
+    calibration_texts: int = 0
 
     @property
     def points_per_second(self) -> float:
@@ -81,8 +78,10 @@ class RayIndexResult:
 
     def __str__(self) -> str:
         model = "int8" if self.quantize else "fp32"
+        calibrated = f" calibrated on {self.calibration_texts} records" if self.calibration_texts else ""
         shards = f" in {len(self.files)} shard(s)" if self.files else ""
-        return (f"indexed {self.points} points ({self.dim}-dim, ONNX {model}, {self.workers} worker(s)) into "
+        return (f"indexed {self.points} points ({self.dim}-dim, {RUNTIME_NAMES[self.runtime]} {model}{calibrated}, "
+                f"{self.workers} worker(s)) into "
                 f"{self.target}{shards} in {self.seconds:.1f} s ({self.points_per_second:.0f} points/s)")
 
 
@@ -91,8 +90,10 @@ def index_with_ray(model: Any, source: Source, *, out: str | os.PathLike[str] | 
     """Embed the records of ``source`` with ``model`` on Ray and write them as points.
 
     Ray Data reads the records (JSON Lines, CSV or Parquet; a file, a folder of shards or a
-    list), encoder actors embed them with the model's ONNX export (``config.quantize``: fp32 or
-    int8), and the points go either to a Qdrant server (``url``: each actor uploads its own
+    list), encoder actors embed them with the model's ONNX or OpenVINO export
+    (``config.runtime``; ``config.quantize``: fp32 or int8, OpenVINO's int8 calibrated on up to
+    `refinery_quaterion.model.openvino_backend.DEFAULT_CALIBRATION_SIZE` of the first records),
+    and the points go either to a Qdrant server (``url``: each actor uploads its own
     batches) or to Parquet shards in the folder ``out`` (columns ``id``: string, ``vector``:
     list<float32>, ``payload``: JSON string; written atomically). Point ids and payloads are the
     ones `refinery_quaterion.search.SimilarityIndex` gives the same records with the same
@@ -101,8 +102,8 @@ def index_with_ray(model: Any, source: Source, *, out: str | os.PathLike[str] | 
 
     With ``config.address`` ``None`` a local Ray with ``config.num_cpus`` CPUs is started (and
     shut down at the end), unless this process already runs one; an address joins that cluster,
-    whose workers need this library (``refinery-quaterion[scale]``, no torch needed) and, for
-    Parquet output, a folder they all see.
+    whose workers need this library (``refinery-quaterion[scale]`` with ``[onnx]`` or
+    ``[openvino]``, no torch needed) and, for Parquet output, a folder they all see.
 
     Args:
         model: A folder written by `refinery_quaterion.save`, or the model `load` returns.
@@ -110,13 +111,15 @@ def index_with_ray(model: Any, source: Source, *, out: str | os.PathLike[str] | 
         out: Folder for the Parquet shards (needs ``config.overwrite`` when it exists).
         url: URL of a Qdrant server or cluster, e.g. ``"http://localhost:6333"``.
         api_key: API key for ``url`` (Qdrant Cloud).
-        config: Workers, batch sizes, quantisation, fields, retries (`RayIndexConfig`).
+        config: Workers, batch sizes, runtime and quantisation, fields, retries (`RayIndexConfig`).
 
     Returns:
         A `RayIndexResult`.
 
     Raises:
-        ImportError: If Ray (``refinery-quaterion[scale]``) or qdrant-client is not installed.
+        ImportError: If Ray (``refinery-quaterion[scale]``), qdrant-client or, for
+            ``config.runtime="openvino"``, OpenVINO (``refinery-quaterion[openvino]``) is not
+            installed.
         ValueError: If neither or both of ``out`` and ``url`` are given, a file has an unknown
             format, the template names a column the records lack, or a record is refused (as
             in `SimilarityIndex.add`).
@@ -127,6 +130,7 @@ def index_with_ray(model: Any, source: Source, *, out: str | os.PathLike[str] | 
     """
     config = config or RayIndexConfig()
     ray = import_ray()
+    _require_runtime(config)
     _check_output(out, url, config)
     paths, reader = source_files(source)
     started = time.perf_counter()
@@ -136,11 +140,11 @@ def index_with_ray(model: Any, source: Source, *, out: str | os.PathLike[str] | 
     loaded = load_model(model)
     index = None if url is None else open_server_index(loaded, config, url=url, api_key=api_key)
     try:
-        exported = export_for_workers(loaded, config.quantize)
         with ray_session(ray, config):
             ray.data.DataContext.get_current().enable_progress_bars = config.progress
             records = read_records(ray, paths, reader)
-            _check_columns(records, exported.template, config, paths)
+            _check_columns(records, model_template(loaded), config, paths)
+            exported = _export(loaded, records, config)
             if index is None:
                 points, files = _write_shards(ray, records, exported, config, Path(out))  # type: ignore[arg-type]
             else:
@@ -150,7 +154,16 @@ def index_with_ray(model: Any, source: Source, *, out: str | os.PathLike[str] | 
             index.close()
     target = str(out) if url is None else f"collection {config.collection!r} at {url}"
     return RayIndexResult(points=points, dim=exported.dim, seconds=round(time.perf_counter() - started, 3),
-                          target=target, files=files, quantize=config.quantize, workers=config.workers)
+                          target=target, files=files, quantize=config.quantize, workers=config.workers,
+                          runtime=config.runtime, calibration_texts=exported.calibration_texts)
+
+
+def _require_runtime(config: RayIndexConfig) -> None:
+    """Fail before Ray starts when OpenVINO (and, for int8, NNCF) is missing: one line naming the extra."""
+    if config.runtime == "openvino":
+        from refinery_quaterion.model.openvino_backend import require_openvino
+
+        require_openvino("openvino", *(("nncf",) if config.quantize else ()))
 
 
 def _check_output(out: Any, url: str | None, config: RayIndexConfig) -> None:
@@ -172,25 +185,14 @@ def load_model(model: Any) -> Any:
     return load(model) if isinstance(model, str | os.PathLike) else model
 
 
-def export_for_workers(loaded: Any, quantize: str | None) -> ExportedModel:
-    """Export the loaded model to ONNX in a temporary folder and read what the actors need."""
-    from refinery_quaterion.exporters.formats import export_model
-    from refinery_quaterion.search.protocol import model_fingerprint
+def _export(loaded: Any, records: Any, config: RayIndexConfig) -> ExportedModel:
+    """Export the model for the actors; OpenVINO's int8 model is calibrated on the first records (rendered)."""
+    texts = None
+    if config.runtime == "openvino" and config.quantize == "int8":
+        from refinery_quaterion.model.openvino_backend import DEFAULT_CALIBRATION_SIZE
 
-    model_file = "model_int8.onnx" if quantize == "int8" else "model.onnx"
-    with tempfile.TemporaryDirectory(prefix="refinery-quaterion-ray-") as tmp:
-        result = export_model(loaded, Path(tmp) / "onnx", format="onnx", quantize=quantize)
-        files = {name: (result.path / name).read_bytes() for name in (model_file, "tokenizer.json")}
-        settings = json.loads((result.path / "refinery_export.json").read_text(encoding="utf-8"))
-    template = _template(settings, loaded)
-    return ExportedModel(files=files, model_file=model_file, template=template, dim=int(settings["dim"]),
-                         fingerprint=model_fingerprint(loaded))
-
-
-def _template(settings: dict[str, Any], loaded: Any) -> TextTemplate:
-    """The model's text template: the export's format string, else the model's own (a function)."""
-    text = settings.get("text_template")
-    return TextTemplate(text) if isinstance(text, str) else TextTemplate.coerce(loaded.template)
+        texts = calibration_sample(records, model_template(loaded), DEFAULT_CALIBRATION_SIZE)
+    return export_for_workers(loaded, config.quantize, runtime=config.runtime, calibration_texts=texts)
 
 
 def _check_columns(records: Any, template: TextTemplate, config: RayIndexConfig, paths: list[str]) -> None:
@@ -209,8 +211,9 @@ def _encoded(ray: Any, records: Any, exported: ExportedModel, config: RayIndexCo
              target: QdrantTarget | None) -> Any:
     """``records`` mapped by the encoder actors (restarted and retried on failure)."""
     kwargs = {"model_files": ray.put(exported.files), "model_file": exported.model_file,
-              "template": exported.template, "label_field": config.label_field, "id_field": config.id_field,
-              "threads": config.cpus_per_worker, "encode_batch_size": config.encode_batch_size, "target": target}
+              "runtime": exported.runtime, "template": exported.template, "label_field": config.label_field,
+              "id_field": config.id_field, "threads": config.cpus_per_worker,
+              "encode_batch_size": config.encode_batch_size, "target": target}
     return records.map_batches(
         EncoderActor, fn_constructor_kwargs=kwargs, batch_size=config.batch_size, batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=config.workers), num_cpus=config.cpus_per_worker,
