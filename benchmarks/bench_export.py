@@ -23,8 +23,11 @@ then copies the markdown into ``docs/guides/use-elsewhere.md`` (its ``bench:expo
 (training the torch model with the default embedding cache); a partial run keeps the other
 part's results from the last run.
 
+(e) Batch size: the runner of each OpenVINO backend on the same texts at each of ``--batch-sizes``
+   (interleaved rounds, median), which is how the encoder's OpenVINO batch cap was chosen.
+
 Usage: python benchmarks/bench_export.py [--case | --skip-case] [--backends torch,onnx-int8,onnx]
-       [--texts 2000] [--equal 1000] [--rounds 3]
+       [--texts 2000] [--equal 1000] [--rounds 3] [--batch-sizes 8,16,32,64] [--merge] [--render]
 """
 
 from __future__ import annotations
@@ -435,12 +438,12 @@ def main() -> None:
                         help="encoder backends timed in (b) (the frozen encoder, no head)")
     parser.add_argument("--calibration", type=int, default=300, help="AG News train texts the int8 backends "
                         "calibrate on in (b)")
-    parser.add_argument("--batch-sizes", default="16,32,64,128",
+    parser.add_argument("--batch-sizes", default="8,16,32,64",
                         help="batch sizes tried in (e) (empty: skip)")
     parser.add_argument("--sweep-backends", default="openvino,openvino-int8",
                         help="encoder backends whose batch sizes (e) tries (of --backends-speed)")
-    parser.add_argument("--merge", action="store_true", help="with --case: keep the last run's results of the "
-                        "backends not run now (torch among them, if it is not run now)")
+    parser.add_argument("--merge", action="store_true", help="keep the last run's case results of the backends "
+                        "not run now (torch among them, if it is not run now)")
     parser.add_argument("--sample", type=int, default=0, help="records per split (a smoke test; 0: all)")
     parser.add_argument("--render", action="store_true", help="only rewrite results/export.md from its JSON")
     args = parser.parse_args()
