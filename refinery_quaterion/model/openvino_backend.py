@@ -168,6 +168,10 @@ class CompiledIR:
     encodes a corpus 15-30 % faster than one batch at a time (`benchmarks/bench_export.py`).
     The throughput model is compiled on the first `run_all` of more than one batch.
 
+    With fewer ``threads`` than the process may use CPUs, threads are not pinned to cores:
+    OpenVINO pins each process's threads to the first cores, so two processes of one thread each
+    (Ray's encoder actors) would share one core (measured: 88 texts/s each instead of 185).
+
     Args:
         path: A ``model.xml``.
         threads: Inference threads (default: the CPUs this process may use, `usable_cpus`).
@@ -186,6 +190,8 @@ class CompiledIR:
     def _compile(self, hint: str) -> Any:
         (ov,) = require_openvino("openvino")
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": hint}
+        if self.threads < usable_cpus():  # others share the CPUs (e.g. Ray actors): OpenVINO would pin every
+            config["ENABLE_CPU_PINNING"] = False  # process's threads to the same first cores
         if self.exact:
             config["INFERENCE_PRECISION_HINT"] = "f32"
         return ov.Core().compile_model(str(self.path), "CPU", config)
