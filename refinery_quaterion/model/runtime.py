@@ -26,6 +26,7 @@ __all__ = [
     "ONNX_OPSET",
     "OUTPUT",
     "cap_torch_threads",
+    "import_or_name_extra",
     "inference_session",
     "length_sorted_batches",
     "pool_tokens",
@@ -156,15 +157,29 @@ def require_onnx(*modules: str) -> list[Any]:
     Raises:
         ImportError: Naming ``refinery-quaterion[onnx]``.
     """
+    return import_or_name_extra(modules or ("onnx", "onnxruntime"),
+                                needed_by="ONNX export and the ONNX encoder backends", extra=ONNX_EXTRA)
+
+
+def import_or_name_extra(modules: Sequence[str], *, needed_by: str, extra: str) -> list[Any]:
+    """Import ``modules``; a missing one raises one ``ImportError`` naming it and the extra that installs it.
+
+    Args:
+        modules: Module names, imported in order.
+        needed_by: What needs them, the message's subject (e.g. ``"the OpenVINO backends"``).
+        extra: The ``refinery-quaterion[...]`` extra to install.
+
+    Raises:
+        ImportError: ``"<needed_by> need <module>, which is not installed: pip install '<extra>'"``.
+    """
     import importlib
 
     imported = []
-    for name in modules or ("onnx", "onnxruntime"):
+    for name in modules:
         try:
             imported.append(importlib.import_module(name))
         except ImportError as err:
-            raise ImportError(f"ONNX export and the ONNX encoder backends need {name}, which is not installed: "
-                              f"pip install '{ONNX_EXTRA}'") from err
+            raise ImportError(f"{needed_by} need {name}, which is not installed: pip install '{extra}'") from err
     return imported
 
 
